@@ -1,0 +1,255 @@
+//! `Engine`: the one façade the API calls.
+//!
+//! It owns the metadata store, the content store and the drivers, and is the
+//! only writer of the store. Its methods are blocking; the API layer calls
+//! them from `spawn_blocking` so no request stalls the async threads.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::drivers::{DriverError, Drivers, StorageDriver};
+use crate::model::{Digest, ImageRecord};
+
+/// Where the engine keeps its state.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Persistent state (`--root`, default `/var/lib/berth`).
+    pub root: PathBuf,
+    /// Runtime state (`--run`, default `/run/berth`).
+    pub run: PathBuf,
+}
+
+/// What kind of failure an `EngineError` is, for the API's status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400
+    InvalidArgument,
+    /// 404
+    NotFound,
+    /// 409
+    Conflict,
+    /// 500
+    Internal,
+}
+
+/// Errors of engine operations. Messages are what the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// The status class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::NotFound(_) | EngineError::Driver(DriverError::NotFound(_)) => ErrorKind::NotFound,
+            EngineError::Conflict(_) | EngineError::Driver(DriverError::Conflict(_)) => ErrorKind::Conflict,
+            EngineError::InvalidArgument(_) | EngineError::Driver(DriverError::InvalidArgument(_)) => {
+                ErrorKind::InvalidArgument
+            }
+            EngineError::Image(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EngineError::Io { context: context.into(), source }
+    }
+}
+
+/// Result of an engine call.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// An image with its parsed config, as `image inspect` and `images` need it.
+#[derive(Clone, Debug)]
+pub struct ImageDetails {
+    pub record: ImageRecord,
+    pub config: oci_spec::image::ImageConfiguration,
+    /// Layer diff IDs (the config's `rootfs.diff_ids`), base first.
+    pub diff_ids: Vec<Digest>,
+    /// The image this one was built on, if it is known locally (Docker's `Parent`).
+    pub parent: Option<Digest>,
+    /// Number of containers using this image (Docker's `Containers`).
+    pub containers: u64,
+}
+
+/// One line of `image rm`/`image prune` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageDeleteItem {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+/// Archive formats `save` can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `docker save`'s format: manifest.json + repositories + one dir per layer.
+    DockerArchive,
+    /// An OCI image layout (oci-layout, index.json, blobs/sha256/...).
+    OciLayout,
+}
+
+/// Options of `image import` (`POST /images/create?fromSrc=-`).
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Reference to tag the new image with.
+    pub reference: Option<crate::model::ImageRef>,
+    /// Dockerfile instructions applied to the config (`--change 'CMD ["sh"]'`).
+    pub changes: Vec<String>,
+    /// Commit message recorded in the history (`--message`).
+    pub message: Option<String>,
+    /// `os/arch[/variant]`; the host's when absent.
+    pub platform: Option<String>,
+}
+
+/// Progress of a long operation, for `--progress` output and the API stream.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// `bytes` of the input have been read so far, of `total` if known.
+    Reading { bytes: u64, total: Option<u64> },
+    /// A layer finished unpacking.
+    LayerDone { diff_id: Digest },
+    /// A human line such as `Loaded image: busybox:latest`.
+    Message(String),
+}
+
+/// `system df`'s numbers for images.
+#[derive(Clone, Debug, Default)]
+pub struct ImageDiskUsage {
+    pub images: Vec<(ImageDetails, u64 /* shared size */)>,
+    pub layers_size: u64,
+}
+
+/// The engine.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) store: crate::store::Store,
+    pub(crate) content: crate::image::ContentStore,
+    pub(crate) storage: Arc<dyn StorageDriver>,
+    pub(crate) drivers: Drivers,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine's state under `config.root`.
+    pub fn open(config: EngineConfig, storage: Arc<dyn StorageDriver>, drivers: Drivers) -> EngineResult<Engine> {
+        todo!("image helper: open store and content store, recover")
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The storage driver in use.
+    pub fn storage(&self) -> &Arc<dyn StorageDriver> {
+        &self.storage
+    }
+
+    /// The volume and network driver registries.
+    pub fn drivers(&self) -> &Drivers {
+        &self.drivers
+    }
+
+    /// `docker load`: a docker-archive or OCI-layout tar (detected), possibly
+    /// compressed. Returns the messages Docker prints
+    /// (`Loaded image: name:tag` / `Loaded image ID: sha256:...`).
+    pub fn load_images(&self, input: &mut dyn Read, progress: &mut dyn FnMut(Progress)) -> EngineResult<Vec<String>> {
+        todo!()
+    }
+
+    /// `docker save`: the named images (references or IDs) as one archive.
+    pub fn save_images(&self, names: &[String], format: ArchiveFormat, out: &mut dyn Write) -> EngineResult<()> {
+        todo!()
+    }
+
+    /// `docker import`: a root filesystem tar (possibly compressed) as a one-layer image.
+    pub fn import_image(
+        &self,
+        input: &mut dyn Read,
+        options: &ImportOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> EngineResult<ImageDetails> {
+        todo!()
+    }
+
+    /// `docker tag SOURCE TARGET`.
+    pub fn tag_image(&self, source: &str, target: &crate::model::ImageRef) -> EngineResult<()> {
+        todo!()
+    }
+
+    /// Finds an image by reference, full or short ID (`sha256:` optional), or ID prefix.
+    pub fn find_image(&self, name: &str) -> EngineResult<ImageDetails> {
+        todo!()
+    }
+
+    /// All images, newest first.
+    pub fn list_images(&self) -> EngineResult<Vec<ImageDetails>> {
+        todo!()
+    }
+
+    /// `docker history`: the config's history, newest first, with layer sizes
+    /// and the image ID on the entry that made the top layer.
+    pub fn image_history(&self, name: &str) -> EngineResult<Vec<HistoryEntry>> {
+        todo!()
+    }
+
+    /// `docker rmi`: untag or delete, as Docker decides it (see `ImageDeleteItem`).
+    pub fn remove_image(&self, name: &str, force: bool, no_prune: bool) -> EngineResult<Vec<ImageDeleteItem>> {
+        todo!()
+    }
+
+    /// `docker image prune`: dangling images, or with `all` every unused one.
+    /// Returns what was deleted and the bytes reclaimed.
+    pub fn prune_images(&self, all: bool) -> EngineResult<(Vec<ImageDeleteItem>, u64)> {
+        todo!()
+    }
+
+    /// `docker system df` for images.
+    pub fn image_disk_usage(&self) -> EngineResult<ImageDiskUsage> {
+        todo!()
+    }
+
+    /// `podman image mount`: mounts the image's root filesystem read-only and
+    /// returns where; mounting an already mounted image returns the same path.
+    pub fn mount_image(&self, name: &str) -> EngineResult<PathBuf> {
+        todo!()
+    }
+
+    /// Undoes `mount_image`.
+    pub fn unmount_image(&self, name: &str) -> EngineResult<()> {
+        todo!()
+    }
+}
+
+/// One entry of `docker history`.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// Image ID for the top entry, `None` (printed `<missing>`) below it.
+    pub id: Option<Digest>,
+    /// RFC 3339.
+    pub created: Option<String>,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
+    pub tags: Vec<String>,
+    pub empty_layer: bool,
+}

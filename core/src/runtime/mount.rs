@@ -1,0 +1,1 @@
+//! The mount executor: applies the `MountPlan`s drivers return.

@@ -1,0 +1,4 @@
+//! berth-drivers: the in-tree drivers, one file each. They implement the core's
+//! traits and never reach into the engine's store.
+
+pub mod storage;

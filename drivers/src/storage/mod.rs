@@ -1,0 +1,1 @@
+//! Storage drivers: `overlay` (default) and `vfs` (full copies).
