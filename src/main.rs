@@ -1,1 +1,95 @@
-fn main(){}
+//! `berth`: the command line entry. `berth daemon` serves the Docker Engine API;
+//! every other command is a client of that API (see `cli/`). This file only
+//! parses arguments and dispatches: no engine logic lives here.
+
+#![recursion_limit = "256"]
+
+mod api;
+mod cli;
+mod paths;
+mod version;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::images::{
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs,
+};
+use crate::cli::system::{FormatArgs, SystemCommand};
+
+/// A container engine for Linux, compatible with the docker CLI.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Daemon socket to connect to (unix:///path); default <run>/berth.sock.
+    #[arg(short = 'H', long, env = "BERTH_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Persistent state directory of the daemon (default /var/lib/berth).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Runtime state directory of the daemon (default /run/berth).
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
+    /// Do not start a daemon when none answers on the socket.
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(short = 'l', long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands, named as docker names them.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the berth daemon (the Docker Engine API server).
+    Daemon(api::server::DaemonArgs),
+    /// Show the berth version information.
+    Version(FormatArgs),
+    /// Display system-wide information.
+    Info(FormatArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Remove one or more images.
+    Rmi(RmiArgs),
+    /// Manage berth.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                // docker exits 125 when its own flags are wrong.
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Daemon(ref args) => api::server::main(&cli, args),
+        _ => cli::main(cli),
+    }
+}

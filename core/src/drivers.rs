@@ -108,6 +108,10 @@ pub trait StorageDriver: Send + Sync {
 
     /// graphdriver `Remove`: delete layer `id` (it must not be mounted).
     fn remove(&self, id: &str) -> DriverResult<()>;
+
+    /// The IDs of every layer present, complete or not, so the engine can
+    /// reconcile its store with the driver after a crash.
+    fn list(&self) -> DriverResult<Vec<String>>;
 }
 
 /// What a volume driver can do (`VolumeDriver.Capabilities`).

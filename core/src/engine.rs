@@ -146,12 +146,35 @@ pub struct Engine {
     pub(crate) content: crate::image::ContentStore,
     pub(crate) storage: Arc<dyn StorageDriver>,
     pub(crate) drivers: Drivers,
+    /// Layers being created or removed (see `image::LayerClaims`).
+    pub(crate) claims: crate::image::LayerClaims,
+    /// Orders image registration against blob garbage collection, so a blob
+    /// is either pinned by a load in flight or referenced when GC looks.
+    pub(crate) gc_lock: std::sync::Mutex<()>,
+    /// Serialises image mounts so one image is never mounted twice.
+    pub(crate) mount_lock: std::sync::Mutex<()>,
 }
 
 impl Engine {
     /// Opens (creating if needed) the engine's state under `config.root`.
     pub fn open(config: EngineConfig, storage: Arc<dyn StorageDriver>, drivers: Drivers) -> EngineResult<Engine> {
-        todo!("image helper: open store and content store, recover")
+        for dir in [&config.root, &config.run] {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let store = crate::store::Store::open(&config.root.join("berth.redb"))?;
+        let content = crate::image::ContentStore::open(&config.root)?;
+        let engine = Engine {
+            config,
+            store,
+            content,
+            storage,
+            drivers,
+            claims: Default::default(),
+            gc_lock: Default::default(),
+            mount_lock: Default::default(),
+        };
+        engine.recover()?;
+        Ok(engine)
     }
 
     /// The engine's configuration.
@@ -173,12 +196,12 @@ impl Engine {
     /// compressed. Returns the messages Docker prints
     /// (`Loaded image: name:tag` / `Loaded image ID: sha256:...`).
     pub fn load_images(&self, input: &mut dyn Read, progress: &mut dyn FnMut(Progress)) -> EngineResult<Vec<String>> {
-        todo!()
+        self.load_images_impl(input, progress)
     }
 
     /// `docker save`: the named images (references or IDs) as one archive.
     pub fn save_images(&self, names: &[String], format: ArchiveFormat, out: &mut dyn Write) -> EngineResult<()> {
-        todo!()
+        self.save_images_impl(names, format, out)
     }
 
     /// `docker import`: a root filesystem tar (possibly compressed) as a one-layer image.
@@ -188,55 +211,55 @@ impl Engine {
         options: &ImportOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> EngineResult<ImageDetails> {
-        todo!()
+        self.import_image_impl(input, options, progress)
     }
 
     /// `docker tag SOURCE TARGET`.
     pub fn tag_image(&self, source: &str, target: &crate::model::ImageRef) -> EngineResult<()> {
-        todo!()
+        self.tag_image_impl(source, target)
     }
 
     /// Finds an image by reference, full or short ID (`sha256:` optional), or ID prefix.
     pub fn find_image(&self, name: &str) -> EngineResult<ImageDetails> {
-        todo!()
+        self.find_image_impl(name)
     }
 
     /// All images, newest first.
     pub fn list_images(&self) -> EngineResult<Vec<ImageDetails>> {
-        todo!()
+        self.list_images_impl()
     }
 
     /// `docker history`: the config's history, newest first, with layer sizes
     /// and the image ID on the entry that made the top layer.
     pub fn image_history(&self, name: &str) -> EngineResult<Vec<HistoryEntry>> {
-        todo!()
+        self.image_history_impl(name)
     }
 
     /// `docker rmi`: untag or delete, as Docker decides it (see `ImageDeleteItem`).
     pub fn remove_image(&self, name: &str, force: bool, no_prune: bool) -> EngineResult<Vec<ImageDeleteItem>> {
-        todo!()
+        self.remove_image_impl(name, force, no_prune)
     }
 
     /// `docker image prune`: dangling images, or with `all` every unused one.
     /// Returns what was deleted and the bytes reclaimed.
     pub fn prune_images(&self, all: bool) -> EngineResult<(Vec<ImageDeleteItem>, u64)> {
-        todo!()
+        self.prune_images_impl(all)
     }
 
     /// `docker system df` for images.
     pub fn image_disk_usage(&self) -> EngineResult<ImageDiskUsage> {
-        todo!()
+        self.image_disk_usage_impl()
     }
 
     /// `podman image mount`: mounts the image's root filesystem read-only and
     /// returns where; mounting an already mounted image returns the same path.
     pub fn mount_image(&self, name: &str) -> EngineResult<PathBuf> {
-        todo!()
+        self.mount_image_impl(name)
     }
 
     /// Undoes `mount_image`.
     pub fn unmount_image(&self, name: &str) -> EngineResult<()> {
-        todo!()
+        self.unmount_image_impl(name)
     }
 }
 

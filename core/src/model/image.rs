@@ -39,6 +39,10 @@ pub struct LayerRecord {
     pub storage_id: String,
     /// Bytes of file content the layer adds, as unpacked.
     pub size: u64,
+    /// Length of the uncompressed layer tar (the bytes `diff_id` hashes),
+    /// needed up front for the tar header when the layer is saved.
+    #[serde(default)]
+    pub tar_size: u64,
     /// Compressed blob this layer was unpacked from, with its media type, if kept.
     pub blob: Option<(Digest, String)>,
 }

@@ -1,0 +1,741 @@
+//! Image routes: list, inspect, history, load, save, import, tag, remove,
+//! prune, and podman's image mount/unmount. Image names contain '/', so the
+//! per-image routes match `/images/{*rest}` and split the operation off the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use berth_core::engine::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
+use berth_core::model::ImageRef;
+use serde_json::{json, Value};
+
+use super::stream::{body_reader, drain, json_lines, streamed};
+use super::{ApiError, AppState, RequestVersion};
+use crate::version::ApiVersion;
+
+/// Query parameters, with repeated keys kept (`names=a&names=b`).
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses a raw `application/x-www-form-urlencoded` query string.
+    pub fn parse(raw: Option<&str>) -> Params {
+        let mut out = Vec::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((percent_decode(k), percent_decode(v)));
+        }
+        Params(out)
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Docker's boolean parameters: anything but "", 0, no, false, none is true.
+    pub fn flag(&self, key: &str) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"),
+        }
+    }
+
+    /// The `filters` parameter, checked against the keys an endpoint accepts.
+    pub fn filters(&self, allowed: &[&str]) -> Result<Filters, ApiError> {
+        let Some(raw) = self.get("filters").filter(|s| !s.trim().is_empty()) else {
+            return Ok(Filters::default());
+        };
+        let parsed: Value =
+            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters {raw:?}: {e}")))?;
+        let Value::Object(map) = parsed else {
+            return Err(ApiError::bad_request(format!("invalid filters {raw:?}: expected a JSON object")));
+        };
+        let mut out = BTreeMap::new();
+        for (key, values) in map {
+            if !allowed.contains(&key.as_str()) {
+                return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+            }
+            // Two encodings exist: {"k":{"v":true}} (current) and {"k":["v"]} (old clients).
+            let list: Vec<String> = match values {
+                Value::Object(m) => m.into_iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(v, _)| v).collect(),
+                Value::Array(a) => a.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                other => return Err(ApiError::bad_request(format!("invalid filter '{key}': {other}"))),
+            };
+            out.insert(key, list);
+        }
+        Ok(Filters(out))
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space in form encoding).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parsed `filters`: key -> values.
+#[derive(Debug, Default)]
+pub struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    /// Values given for `key` (empty when the filter is absent).
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The `dangling` filter as a bool, if given.
+    pub fn dangling(&self) -> Result<Option<bool>, ApiError> {
+        match self.values("dangling") {
+            [] => Ok(None),
+            [v] => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(ApiError::bad_request(format!("invalid filter 'dangling={v}'"))),
+            },
+            _ => Err(ApiError::bad_request("invalid filter 'dangling': give one value, true or false")),
+        }
+    }
+}
+
+/// The image's config as JSON (OCI field names).
+fn config_json(d: &ImageDetails) -> Value {
+    serde_json::to_value(&d.config).unwrap_or(Value::Null)
+}
+
+/// Seconds since the epoch of the config's `created`, 0 when absent or malformed.
+fn created_unix(cfg: &Value) -> i64 {
+    cfg.get("created")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+fn labels_of(cfg: &Value) -> Value {
+    match cfg.pointer("/config/Labels") {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        _ => json!({}),
+    }
+}
+
+/// Docker's `ImageSummary` for `GET /images/json` and `system df`.
+pub fn image_summary(d: &ImageDetails, v: ApiVersion) -> Value {
+    let cfg = config_json(d);
+    let mut s = json!({
+        "Id": d.record.id.to_string(),
+        "ParentId": d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "RepoTags": d.record.repo_tags,
+        "RepoDigests": d.record.repo_digests,
+        "Created": created_unix(&cfg),
+        "Size": d.record.size,
+        "SharedSize": -1,
+        "Labels": labels_of(&cfg),
+        "Containers": d.containers,
+    });
+    if v < ApiVersion(1, 44) {
+        s["VirtualSize"] = json!(d.record.size);
+    }
+    s
+}
+
+/// Docker's `ImageInspect` for `GET /images/{name}/json`.
+fn image_inspect(d: &ImageDetails, driver: &str, v: ApiVersion) -> Value {
+    let cfg = config_json(d);
+    let c = cfg.get("config").cloned().unwrap_or(json!({}));
+    let field = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
+    let str_field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut config = json!({
+        "Hostname": "",
+        "Domainname": "",
+        "User": str_field("User"),
+        "AttachStdin": false,
+        "AttachStdout": false,
+        "AttachStderr": false,
+        "Tty": false,
+        "OpenStdin": false,
+        "StdinOnce": false,
+        "Env": field("Env"),
+        "Cmd": field("Cmd"),
+        "Image": "",
+        "Volumes": field("Volumes"),
+        "WorkingDir": str_field("WorkingDir"),
+        "Entrypoint": field("Entrypoint"),
+        "OnBuild": null,
+        "Labels": field("Labels"),
+    });
+    for optional in ["ExposedPorts", "StopSignal", "ArgsEscaped", "Healthcheck", "Shell"] {
+        if let Some(x) = c.get(optional).filter(|x| !x.is_null()) {
+            config[optional] = x.clone();
+        }
+    }
+    // Docker keeps the import/commit message in the config's "comment"; OCI has
+    // no such field, so the newest history entry's comment stands in.
+    let comment = cfg
+        .get("comment")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            cfg.get("history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.last())
+                .and_then(|e| e.get("comment"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let mut out = json!({
+        "Id": d.record.id.to_string(),
+        "RepoTags": d.record.repo_tags,
+        "RepoDigests": d.record.repo_digests,
+        "Parent": d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "Comment": comment,
+        "Created": cfg.get("created").cloned().unwrap_or(Value::Null),
+        "DockerVersion": "",
+        "Author": cfg.get("author").and_then(Value::as_str).unwrap_or(""),
+        "Config": config,
+        "Architecture": cfg.get("architecture").and_then(Value::as_str).unwrap_or(""),
+        "Os": cfg.get("os").and_then(Value::as_str).unwrap_or(""),
+        "Size": d.record.size,
+        "GraphDriver": { "Name": driver, "Data": null },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": d.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "Metadata": { "LastTagTime": d.record.added_at },
+    });
+    if let Some(variant) = cfg.get("variant").and_then(Value::as_str) {
+        out["Variant"] = json!(variant);
+    }
+    if let Some(osv) = cfg.get("os.version").and_then(Value::as_str) {
+        out["OsVersion"] = json!(osv);
+    }
+    if v < ApiVersion(1, 44) {
+        out["VirtualSize"] = json!(d.record.size);
+    }
+    out
+}
+
+/// Matches `name` against a glob pattern in which `*` and `?` never cross '/'
+/// (Go's `path.Match`, which Docker's `reference` filter uses).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).take_while(|&i| i == 0 || n[i - 1] != '/').any(|i| go(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && n[0] != '/' && go(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(end) = p.iter().position(|&c| c == ']') else { return false };
+                let Some(&c) = n.first() else { return false };
+                let class = &p[1..end];
+                let (negate, class) = match class.first() {
+                    Some('^') | Some('!') => (true, &class[1..]),
+                    _ => (false, class),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == '-' {
+                        hit |= class[i] <= c && c <= class[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != negate && c != '/' && go(&p[end + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => !n.is_empty() && n[0] == p[1] && go(&p[2..], &n[1..]),
+            Some(&c) => !n.is_empty() && n[0] == c && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// Whether an image matches one `reference=` pattern: a pattern with a tag is
+/// matched against `repo:tag`, one without against the repository alone.
+fn reference_matches(pattern: &str, repo_tags: &[String]) -> bool {
+    let last = pattern.rsplit('/').next().unwrap_or(pattern);
+    let has_tag = last.contains(':');
+    repo_tags.iter().any(|rt| {
+        if has_tag {
+            glob_match(pattern, rt)
+        } else {
+            let repo = match rt.rfind(':') {
+                Some(i) if !rt[i..].contains('/') => &rt[..i],
+                _ => rt.as_str(),
+            };
+            glob_match(pattern, repo)
+        }
+    })
+}
+
+fn label_matches(filter: &str, labels: &Value) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
+        None => labels.get(filter).is_some(),
+    }
+}
+
+/// Parses an `until` value: a unix timestamp, an RFC 3339 time, or a duration
+/// before now such as `24h` or `1h30m`. Returns seconds since the epoch.
+pub fn parse_until(value: &str, now: i64) -> Option<i64> {
+    if let Ok(n) = value.parse::<f64>() {
+        return Some(n as i64);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.timestamp());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+    }
+    // A Go duration: numbers with h, m, s units.
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut any = false;
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += num.parse::<f64>().ok()? * unit;
+        num.clear();
+        any = true;
+    }
+    (any && num.is_empty()).then(|| now - total as i64)
+}
+
+/// Applies the list filters shared by `images/json` and `images/prune`.
+fn filter_images(
+    images: Vec<ImageDetails>,
+    filters: &Filters,
+    lookup: &dyn Fn(&str) -> Option<i64>,
+) -> Result<Vec<ImageDetails>, ApiError> {
+    let dangling = filters.dangling()?;
+    let now = chrono::Utc::now().timestamp();
+    let mut bounds = Vec::new();
+    for b in filters.values("before") {
+        let t = lookup(b).ok_or_else(|| ApiError::not_found(format!("No such image: {b}")))?;
+        bounds.push((t, true));
+    }
+    for s in filters.values("since") {
+        let t = lookup(s).ok_or_else(|| ApiError::not_found(format!("No such image: {s}")))?;
+        bounds.push((t, false));
+    }
+    let mut untils = Vec::new();
+    for u in filters.values("until") {
+        untils.push(parse_until(u, now).ok_or_else(|| {
+            ApiError::bad_request(format!("invalid filter 'until={u}': expected a timestamp, an RFC 3339 date or a duration such as 24h"))
+        })?);
+    }
+    let references = filters.values("reference");
+    let labels = filters.values("label");
+    Ok(images
+        .into_iter()
+        .filter(|d| {
+            let cfg = config_json(d);
+            let created = created_unix(&cfg);
+            let is_dangling = d.record.repo_tags.is_empty();
+            dangling.is_none_or(|want| want == is_dangling)
+                && (references.is_empty() || references.iter().any(|r| reference_matches(r, &d.record.repo_tags)))
+                && labels.iter().all(|l| label_matches(l, &labels_of(&cfg)))
+                && bounds.iter().all(|&(t, before)| if before { created < t } else { created > t })
+                && untils.iter().all(|&t| created < t)
+        })
+        .collect())
+}
+
+/// `GET /images/json`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(RequestVersion(v)): Extension<RequestVersion>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let filters = params.filters(&["dangling", "label", "before", "since", "reference", "until"])?;
+    let all = params.flag("all");
+    let images = state.blocking(|e| e.list_images()).await?;
+    let created: BTreeMap<String, i64> = images
+        .iter()
+        .flat_map(|d| {
+            let t = created_unix(&config_json(d));
+            let mut keys = d.record.repo_tags.clone();
+            keys.push(d.record.id.to_string());
+            keys.into_iter().map(move |k| (k, t))
+        })
+        .collect();
+    let lookup = |name: &str| -> Option<i64> {
+        let with_tag = if name.contains(':') && !name.starts_with("sha256:") { name.to_string() } else { format!("{name}:latest") };
+        created
+            .get(name)
+            .or_else(|| created.get(&with_tag))
+            .or_else(|| created.iter().find(|(k, _)| k.strip_prefix("sha256:").is_some_and(|h| h.starts_with(name))).map(|(_, t)| t))
+            .copied()
+    };
+    let parents: BTreeSet<String> = images.iter().filter_map(|d| d.parent.as_ref().map(ToString::to_string)).collect();
+    let filtered = filter_images(images, &filters, &lookup)?;
+    let out: Vec<Value> = filtered
+        .iter()
+        // Without -a, untagged images that others were built on are intermediate layers: hidden.
+        .filter(|d| all || !d.record.repo_tags.is_empty() || !parents.contains(&d.record.id.to_string()))
+        .map(|d| image_summary(d, v))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// `POST /images/load`: a docker-archive or OCI-layout tar in the body.
+pub async fn load(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+    let quiet = Params::parse(q.as_deref()).flag("quiet");
+    let mut reader = body_reader(body);
+    json_lines(&state, move |engine, emit| {
+        let messages = engine
+            .load_images(&mut reader, &mut |p| {
+                if let (false, Progress::LayerDone { diff_id }) = (quiet, &p) {
+                    emit(json!({ "status": "Loaded layer", "id": diff_id.short() }));
+                }
+            })
+            .inspect_err(|_| drain(&mut reader))?;
+        for m in messages {
+            emit(json!({ "stream": format!("{m}\n") }));
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn save_format(params: &Params) -> Result<ArchiveFormat, ApiError> {
+    match params.get("format").unwrap_or("docker") {
+        "" | "docker" | "docker-archive" => Ok(ArchiveFormat::DockerArchive),
+        "oci" | "oci-archive" => Ok(ArchiveFormat::OciLayout),
+        other => Err(ApiError::bad_request(format!("unknown archive format {other:?}: use docker or oci"))),
+    }
+}
+
+async fn save(state: AppState, names: Vec<String>, format: ArchiveFormat) -> Result<Response, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no images given: name at least one image to save"));
+    }
+    streamed(&state, "application/x-tar", move |engine, out| engine.save_images(&names, format, out)).await
+}
+
+/// `GET /images/get?names=a&names=b`.
+pub async fn save_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let format = save_format(&params)?;
+    save(state, params.all("names"), format).await
+}
+
+/// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`, not available yet).
+pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    if let Some(image) = params.get("fromImage").filter(|s| !s.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "cannot pull {image}: pulling from a registry needs a registry client, which berth does not have yet; \
+                 load the image from an archive instead (berth load -i image.tar, or docker save on a machine that has it)"
+            ),
+        ));
+    }
+    let src = params.get("fromSrc").unwrap_or("");
+    if src != "-" {
+        return Err(ApiError::bad_request(if src.is_empty() {
+            "give fromSrc=- (import the request body) or fromImage".to_string()
+        } else {
+            format!("cannot import from {src:?}: berth imports only from the request body (fromSrc=-); download the file and import it from there")
+        }));
+    }
+    let reference = match params.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let mut r = ImageRef::parse(repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
+                if r.tag.is_some() || r.digest.is_some() {
+                    return Err(ApiError::bad_request(format!("repository {repo:?} already names a tag; do not also give tag={tag:?}")));
+                }
+                r = ImageRef::parse(&format!("{}:{tag}", r.name)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            }
+            Some(r.with_default_tag())
+        }
+    };
+    let options = ImportOptions {
+        reference,
+        changes: params.all("changes").into_iter().filter(|c| !c.trim().is_empty()).collect(),
+        message: params.get("message").filter(|m| !m.is_empty()).map(str::to_string),
+        platform: params.get("platform").filter(|p| !p.is_empty()).map(str::to_string),
+    };
+    let mut reader = body_reader(body);
+    json_lines(&state, move |engine, emit| {
+        let details = engine.import_image(&mut reader, &options, &mut |_| {}).inspect_err(|_| drain(&mut reader))?;
+        emit(json!({ "status": details.record.id.to_string() }));
+        Ok(())
+    })
+    .await
+}
+
+/// `POST /images/prune`.
+pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let filters = params.filters(&["dangling", "label", "until"])?;
+    // dangling=false means "every unused image", Docker's `prune -a`.
+    let all = filters.dangling()? == Some(false);
+    let narrowed = !filters.values("label").is_empty() || !filters.values("until").is_empty();
+    let (items, reclaimed) = if !narrowed {
+        state.blocking(move |e| e.prune_images(all)).await?
+    } else {
+        state
+            .blocking(move |e| {
+                let before = e.image_disk_usage()?.layers_size;
+                let candidates = e.list_images()?;
+                let candidates = filter_images(candidates, &filters, &|_| None)
+                    .map_err(|err| berth_core::EngineError::InvalidArgument(err.message))?;
+                let mut items = Vec::new();
+                for d in candidates {
+                    if d.containers > 0 || (!all && !d.record.repo_tags.is_empty()) {
+                        continue;
+                    }
+                    match e.remove_image(&d.record.id.to_string(), false, false) {
+                        Ok(mut removed) => items.append(&mut removed),
+                        // Another image depends on it, or it is in use: prune skips it, as Docker does.
+                        Err(err) if err.kind() == berth_core::engine::ErrorKind::Conflict => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                let after = e.image_disk_usage()?.layers_size;
+                Ok((items, before.saturating_sub(after)))
+            })
+            .await?
+    };
+    Ok(Json(json!({
+        "ImagesDeleted": if items.is_empty() { Value::Null } else { delete_items(&items) },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+/// `GET /images/search`: needs a registry.
+pub async fn search() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "searching a registry needs a registry client, which berth does not have yet",
+    )
+}
+
+fn delete_items(items: &[ImageDeleteItem]) -> Value {
+    Value::Array(
+        items
+            .iter()
+            .map(|i| match i {
+                ImageDeleteItem::Untagged(r) => json!({ "Untagged": r }),
+                ImageDeleteItem::Deleted(d) => json!({ "Deleted": d.to_string() }),
+            })
+            .collect(),
+    )
+}
+
+/// Splits `name/op` into the image name and the operation.
+fn split_op(rest: &str) -> Option<(&str, &str)> {
+    let (name, op) = rest.rsplit_once('/')?;
+    (!name.is_empty()).then_some((name, op))
+}
+
+/// `GET /images/{name}/json|history|get`.
+pub async fn get_dispatch(
+    State(state): State<AppState>,
+    Extension(RequestVersion(v)): Extension<RequestVersion>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let Some((name, op)) = split_op(&rest) else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let name = name.to_string();
+    match op {
+        "json" => {
+            let driver = state.engine.storage().name().to_string();
+            let d = state.blocking(move |e| e.find_image(&name)).await?;
+            Ok(Json(image_inspect(&d, &driver, v)).into_response())
+        }
+        "history" => {
+            let entries = state.blocking(move |e| e.image_history(&name)).await?;
+            let out: Vec<Value> = entries
+                .into_iter()
+                .map(|h| {
+                    let created = h
+                        .created
+                        .as_deref()
+                        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                        .map(|t| t.timestamp())
+                        .unwrap_or(0);
+                    json!({
+                        "Id": h.id.map(|d| d.to_string()).unwrap_or_else(|| "<missing>".to_string()),
+                        "Created": created,
+                        "CreatedBy": h.created_by,
+                        "Tags": if h.tags.is_empty() { Value::Null } else { json!(h.tags) },
+                        "Size": h.size,
+                        "Comment": h.comment,
+                    })
+                })
+                .collect();
+            Ok(Json(Value::Array(out)).into_response())
+        }
+        "get" => {
+            let format = save_format(&Params::parse(q.as_deref()))?;
+            save(state, vec![name], format).await
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `POST /images/{name}/tag|push|mount|unmount`.
+pub async fn post_dispatch(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let Some((name, op)) = split_op(&rest) else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let name = name.to_string();
+    let params = Params::parse(q.as_deref());
+    match op {
+        "tag" => {
+            let repo = params.get("repo").unwrap_or("");
+            if repo.is_empty() {
+                return Err(ApiError::bad_request("repository name must have at least one component"));
+            }
+            let mut target = ImageRef::parse(repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if target.digest.is_some() {
+                return Err(ApiError::bad_request("refusing to create a tag with a digest reference"));
+            }
+            if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
+                target = ImageRef::parse(&format!("{}:{tag}", target.name)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            }
+            let target = target.with_default_tag();
+            state.blocking(move |e| e.tag_image(&name, &target)).await?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        "push" => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("cannot push {name}: pushing to a registry needs a registry client, which berth does not have yet; use berth save instead"),
+        )),
+        "mount" => {
+            let path = state.blocking(move |e| e.mount_image(&name)).await?;
+            Ok(Json(json!({ "Path": path.display().to_string() })).into_response())
+        }
+        "unmount" => {
+            state.blocking(move |e| e.unmount_image(&name)).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `DELETE /images/{name}?force&noprune`.
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let (force, no_prune) = (params.flag("force"), params.flag("noprune"));
+    let items = state.blocking(move |e| e.remove_image(&name, force, no_prune)).await?;
+    Ok(Json(delete_items(&items)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_keeps_repeated_keys_and_decodes_escapes() {
+        let p = Params::parse(Some("names=busybox%3Alatest&names=a%2Fb&changes=CMD+%5B%22sh%22%5D&quiet=1&bad=%zz"));
+        assert_eq!(p.all("names"), vec!["busybox:latest", "a/b"]);
+        assert_eq!(p.get("changes"), Some("CMD [\"sh\"]"));
+        assert!(p.flag("quiet"));
+        assert!(!p.flag("missing"));
+        assert_eq!(p.get("bad"), Some("%zz"));
+    }
+
+    #[test]
+    fn filters_accept_both_encodings_and_refuse_unknown_keys() {
+        let p = Params::parse(Some("filters=%7B%22dangling%22%3A%7B%22true%22%3Atrue%7D%7D"));
+        assert_eq!(p.filters(&["dangling"]).unwrap().dangling().unwrap(), Some(true));
+        let p = Params::parse(Some("filters=%7B%22reference%22%3A%5B%22busy*%22%5D%7D"));
+        assert_eq!(p.filters(&["reference"]).unwrap().values("reference"), ["busy*"]);
+        let e = p.filters(&["dangling"]).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "invalid filter 'reference'");
+    }
+
+    #[test]
+    fn reference_filter_matches_like_docker() {
+        let tags = vec!["busybox:latest".to_string(), "localhost:5000/team/app:1.0".to_string()];
+        assert!(reference_matches("busybox", &tags));
+        assert!(reference_matches("busy*", &tags));
+        assert!(reference_matches("busybox:lat*", &tags));
+        assert!(!reference_matches("busybox:1.0", &tags));
+        assert!(reference_matches("localhost:5000/team/app", &tags));
+        assert!(!reference_matches("*/app", &tags));
+        assert!(reference_matches("*/*/app", &tags));
+        assert!(glob_match("a[0-9]c", "a5c"));
+        assert!(!glob_match("a[!0-9]c", "a5c"));
+    }
+
+    #[test]
+    fn until_accepts_timestamps_dates_and_durations() {
+        assert_eq!(parse_until("1700000000", 0), Some(1_700_000_000));
+        assert_eq!(parse_until("2024-01-01T00:00:00Z", 0), Some(1_704_067_200));
+        assert_eq!(parse_until("1h30m", 10_000), Some(10_000 - 5400));
+        assert_eq!(parse_until("24x", 0), None);
+        assert_eq!(parse_until("5", 0), Some(5));
+    }
+
+    #[test]
+    fn image_operations_split_off_the_end_of_names_with_slashes() {
+        assert_eq!(split_op("localhost:5000/team/app:1/json"), Some(("localhost:5000/team/app:1", "json")));
+        assert_eq!(split_op("json"), None);
+    }
+}

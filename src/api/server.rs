@@ -1,0 +1,218 @@
+//! `berth daemon`: the process lifecycle around the API router — one daemon per
+//! run directory (an flock'd lock file), the pid file, the unix socket (mode
+//! 0660, a stale one replaced), and a graceful stop on SIGTERM/SIGINT.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_core::drivers::Drivers;
+use berth_core::{Engine, EngineConfig};
+use clap::Args;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::paths::Locations;
+use crate::Cli;
+
+/// Flags of `berth daemon` (the global `-H`, `--root`, `--run` work too).
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Socket to listen on (unix:///path); default <run>/berth.sock.
+    #[arg(short = 'H', long, env = "BERTH_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Persistent state directory (default /var/lib/berth).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Runtime state directory (default /run/berth).
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
+    /// Storage driver: overlay or vfs (default: overlay, vfs where overlay cannot mount).
+    #[arg(short = 's', long, value_name = "DRIVER")]
+    pub storage_driver: Option<String>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(short = 'l', long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; the exit code says whether it started.
+pub fn main(cli: &Cli, args: &DaemonArgs) -> ExitCode {
+    let level = args.log_level.as_deref().unwrap_or(&cli.log_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info"));
+    match filter {
+        Ok(filter) => {
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init()
+        }
+        Err(e) => eprintln!("berth daemon: cannot set up logging: {e}"),
+    }
+    let host = args.host.as_deref().or(cli.host.as_deref());
+    let root = args.root.as_deref().or(cli.root.as_deref());
+    let run = args.run.as_deref().or(cli.run.as_deref());
+    let result = Locations::resolve(host, root, run).and_then(|loc| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("berth-daemon")
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(serve(loc, args.storage_driver.clone()))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Plain stderr, not tracing: the message must show even if logging is off.
+            eprintln!("berth daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Holds the run directory's lock and removes the pid file and socket on drop.
+struct RunDirGuard {
+    _lock: Flock<File>,
+    pid_file: PathBuf,
+    socket: PathBuf,
+}
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        // Best effort: a leftover file is replaced by the next daemon anyway.
+        let _ = fs::remove_file(&self.socket);
+        let _ = fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Creates a state directory with `mode`; an existing one is left as it is
+/// (it may be a directory the user chose, such as a shared mount point).
+fn create_dir(path: &Path, mode: u32, what: &str) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(path).with_context(|| format!("cannot create the {what} directory {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of the {what} directory {}", path.display()))
+}
+
+/// Takes the run directory's lock; a second daemon on the same run directory is refused.
+fn lock_run_dir(loc: &Locations) -> Result<RunDirGuard> {
+    let lock_path = loc.run.join("berth.lock");
+    let pid_file = loc.run.join("berth.pid");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = fs::read_to_string(&pid_file).map(|s| s.trim().to_string()).unwrap_or_default();
+            let who = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+            bail!(
+                "another berth daemon{who} is already running with run directory {}; stop it first or use a different --run",
+                loc.run.display()
+            );
+        }
+        Err((_, e)) => bail!("cannot lock {}: {e}", lock_path.display()),
+    };
+    let (mut file, tmp) = tempfile_in(&loc.run, "berth.pid")?;
+    writeln!(file, "{}", std::process::id()).context("cannot write the pid file")?;
+    fs::rename(&tmp, &pid_file).with_context(|| format!("cannot write {}", pid_file.display()))?;
+    Ok(RunDirGuard { _lock: lock, pid_file, socket: loc.socket.clone() })
+}
+
+/// A uniquely named new file next to `name`, for write-then-rename.
+fn tempfile_in(dir: &Path, name: &str) -> Result<(File, PathBuf)> {
+    let path = dir.join(format!(".{name}.{}", std::process::id()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o644)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok((file, path))
+}
+
+/// Binds the API socket, replacing a stale one but never one a live daemon answers on.
+async fn bind_socket(socket: &Path) -> Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    match fs::symlink_metadata(socket) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                bail!("{} exists and is not a socket; remove it or choose another -H", socket.display());
+            }
+            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                bail!("a daemon is already listening on {}; stop it first or choose another -H", socket.display());
+            }
+            tracing::info!(socket = %socket.display(), "replacing stale socket");
+            fs::remove_file(socket).with_context(|| format!("cannot remove the stale socket {}", socket.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow!(e).context(format!("cannot check {}", socket.display()))),
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    Ok(listener)
+}
+
+async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
+    let root = loc.root_or_default();
+    create_dir(&root, 0o711, "root")?;
+    create_dir(&loc.run, 0o711, "run")?;
+    let guard = lock_run_dir(&loc)?;
+
+    let engine = {
+        let root = root.clone();
+        let run = loc.run.clone();
+        tokio::task::spawn_blocking(move || -> Result<Engine> {
+            let storage = berth_drivers::storage::select(&root, storage_driver.as_deref())
+                .context("cannot set up the storage driver")?;
+            tracing::info!(driver = storage.name(), "storage driver ready");
+            Engine::open(EngineConfig { root, run }, storage, Drivers::default()).context("cannot open the engine state")
+        })
+        .await
+        .context("engine start-up panicked")??
+    };
+    let state = super::AppState::new(Arc::new(engine), &root)?;
+    let listener = bind_socket(&loc.socket).await?;
+    tracing::info!(socket = %loc.socket.display(), root = %root.display(), run = %loc.run.display(), pid = std::process::id(), "API listening");
+
+    super::serve(listener, state, shutdown_signal()).await.context("API server failed")?;
+    tracing::info!("daemon stopped");
+    drop(guard);
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot install signal handlers ({e}); stop the daemon with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The CLI's HTTP client of the daemon's API over its unix socket, and the
+//! autostart that launches a daemon when nothing answers there.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::UnixStream;
+
+use crate::paths::Locations;
+use crate::version::MAX_API_VERSION;
+
+/// A request body: empty, bytes, or a stream (an image archive).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// An empty request body.
+pub fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An error the daemon answered; printed the way the docker CLI prints it.
+#[derive(Debug)]
+pub struct DaemonError {
+    /// The daemon's `message`.
+    pub message: String,
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error response from daemon: {}", self.message)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// A client of one daemon.
+pub struct Client {
+    loc: Locations,
+}
+
+/// How to start a daemon if none answers.
+pub struct Autostart<'a> {
+    /// Never start one (`--no-autostart`).
+    pub disabled: bool,
+    /// `--log-level` to pass on.
+    pub log_level: &'a str,
+}
+
+impl Client {
+    /// Connects to the daemon at `loc`, starting one first if none answers.
+    pub async fn connect(loc: Locations, autostart: Autostart<'_>) -> Result<Client> {
+        if UnixStream::connect(&loc.socket).await.is_ok() {
+            return Ok(Client { loc });
+        }
+        if autostart.disabled {
+            bail!(
+                "Cannot connect to the berth daemon at {}: nothing answers there (and --no-autostart keeps berth from starting one). Is the berth daemon running?",
+                loc.host_url()
+            );
+        }
+        start_daemon(&loc, autostart.log_level).await?;
+        Ok(Client { loc })
+    }
+
+    /// Sends one request to `/v1.50<path>` and returns the response, whatever its status.
+    pub async fn send(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
+        let stream = UnixStream::connect(&self.loc.socket).await.with_context(|| {
+            format!("Cannot connect to the berth daemon at {}. Is the berth daemon running?", self.loc.host_url())
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("cannot talk HTTP to the daemon")?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection to the daemon ended: {e}");
+            }
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/v{MAX_API_VERSION}{path}"))
+            .header("host", "berth")
+            .header("user-agent", concat!("berth-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(body).context("cannot build the request")?;
+        sender.send_request(req).await.context("the daemon did not answer the request")
+    }
+
+    /// Sends a request and turns an error status into a `DaemonError`.
+    pub async fn call(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
+        let resp = self.send(method, path, body, content_type).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(DaemonError { message }.into())
+    }
+
+    /// A request whose answer is JSON.
+    pub async fn json(&self, method: Method, path: &str) -> Result<Value> {
+        let resp = self.call(method, path, empty(), None).await?;
+        let bytes = resp.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
+    }
+
+    /// `GET` a JSON document.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.json(Method::GET, path).await
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The last lines of the daemon's log, to explain why it did not start.
+fn log_tail(path: &std::path::Path) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Starts `berth daemon` detached (its own session, output to `<run>/berth.log`)
+/// and waits up to 10 s for its socket to answer.
+async fn start_daemon(loc: &Locations, log_level: &str) -> Result<()> {
+    std::fs::create_dir_all(&loc.run)
+        .with_context(|| format!("cannot start a daemon: cannot create its run directory {}", loc.run.display()))?;
+    let log_path = loc.run.join("berth.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot start a daemon: cannot open its log {}", log_path.display()))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().context("cannot find the berth executable to start a daemon")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon").arg("--run").arg(&loc.run).arg("--log-level").arg(log_level);
+    if let Some(root) = &loc.root {
+        cmd.arg("--root").arg(root);
+    }
+    if loc.host_given {
+        cmd.arg("--host").arg(loc.host_url());
+    }
+    cmd.env_remove("BERTH_HOST").stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
+    // session so it outlives this command and its terminal.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().context("cannot start the berth daemon")?;
+    eprintln!("Started a berth daemon (pid {}); its log is {}", child.id(), log_path.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut exited_at: Option<Instant> = None;
+    loop {
+        if UnixStream::connect(&loc.socket).await.is_ok() {
+            return Ok(());
+        }
+        if exited_at.is_none() {
+            if let Ok(Some(_)) = child.try_wait() {
+                // It may have lost a race with another daemon starting: give that one a moment.
+                exited_at = Some(Instant::now());
+            }
+        }
+        let gave_up = exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+        if gave_up || Instant::now() > deadline {
+            let mut tail = String::new();
+            if let Ok(f) = std::fs::File::open(&log_path) {
+                let mut r = BufReader::new(f);
+                let _ = r.seek(SeekFrom::Start(log_start));
+                for line in r.lines().map_while(Result::ok) {
+                    tail.push_str(&line);
+                    tail.push('\n');
+                }
+            }
+            if tail.is_empty() {
+                tail = log_tail(&log_path);
+            }
+            let why = if exited_at.is_some() { "exited" } else { "did not answer within 10 s" };
+            return Err(anyhow!(
+                "the berth daemon started for {} {why}; its log {} says:\n{}",
+                loc.host_url(),
+                log_path.display(),
+                tail.trim_end()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc("busybox:latest"), "busybox%3Alatest");
+        assert_eq!(enc(r#"CMD ["sh"]"#), "CMD%20%5B%22sh%22%5D");
+        assert_eq!(enc("a/b-c_d.e~"), "a%2Fb-c_d.e~");
+    }
+}
