@@ -5,11 +5,13 @@
 //! API calls. This crate depends on no other crate of ours; drivers and plugin
 //! hosts depend on it, never the other way round.
 
+pub mod container;
 pub mod drivers;
 pub mod engine;
 pub mod image;
 pub mod model;
 pub mod runtime;
+pub mod shim;
 pub mod store;
 
 pub use engine::{Engine, EngineConfig, EngineError};

@@ -3,6 +3,7 @@
 //! Values here are parsed once at the edge (`Digest`, `ImageRef`) and valid
 //! afterwards; nothing in this module touches the disk or the kernel.
 
+pub mod container;
 pub mod digest;
 pub mod image;
 pub mod mount;

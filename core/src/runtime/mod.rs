@@ -1,4 +1,32 @@
-//! Runtime primitives: mounts now; namespaces, pivot_root, cgroups,
-//! capabilities and seccomp come with containers.
+//! Runtime primitives: the built-in OCI runtime (namespaces, rootfs,
+//! pivot_root, /dev, masked paths, capabilities, rlimits, user), cgroups v1/v2,
+//! the OCI spec builder, external runtimes (runc/crun), and the mount executor.
+//!
+//! The dangerous sequence lives in one ordered function (`linux`); nothing
+//! here knows about the metadata store or the API.
 
+pub mod cgroups;
+pub mod linux;
 pub mod mount;
+pub mod spec;
+
+/// Errors of the runtime. Messages name the step and the object that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The container's configuration cannot work (bad user, bad ulimit, ...): a 400.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A kernel call failed during the named step.
+    #[error("{step}: {source}")]
+    Sys {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container process reported an error before exec (e.g. command not found).
+    #[error("{0}")]
+    Container(String),
+    /// An external OCI runtime failed.
+    #[error("{runtime}: {message}")]
+    External { runtime: String, message: String },
+}
