@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod paths;
+mod shim;
 mod version;
 
 use std::path::PathBuf;
@@ -17,6 +18,11 @@ use clap::{Parser, Subcommand};
 use crate::cli::images::{
     HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs,
 };
+use crate::cli::containers::{
+    CommitArgs, ContainerArg, ContainerCommand, CpArgs, EventsArgs, ExecArgs, ExportArgs, InspectArgs as ObjectInspectArgs,
+    KillArgs, LogsArgs, NamesArgs, PsArgs, RenameArgs, RmArgs, StatsArgs, StopArgs, TopArgs, UpdateArgs,
+};
+use crate::cli::run::{AttachArgs, CreateArgs, RunArgs, StartArgs};
 use crate::cli::system::{FormatArgs, SystemCommand};
 
 /// A container engine for Linux, compatible with the docker CLI.
@@ -71,9 +77,64 @@ pub enum Command {
     /// Manage berth.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Create a new container.
+    Create(CreateArgs),
+    /// Create and run a new container from an image.
+    Run(RunArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Kill one or more running containers.
+    Kill(KillArgs),
+    /// Restart one or more containers.
+    Restart(StopArgs),
+    /// Pause all processes within one or more containers.
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(NamesArgs),
+    /// Remove one or more containers.
+    Rm(RmArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Return low-level information on berth objects.
+    Inspect(ObjectInspectArgs),
+    /// Execute a command in a running container.
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(NamesArgs),
+    /// Display the running processes of a container.
+    Top(TopArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(CpArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(ContainerArg),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
+    /// Get real time events from the server.
+    Events(EventsArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(StatsArgs),
+    /// Update configuration of one or more containers.
+    Update(UpdateArgs),
 }
 
 fn main() -> ExitCode {
+    // `berth shim <state_dir>` is internal and must stay small: dispatched before clap.
+    if let Some(code) = shim::dispatch() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -176,3 +176,73 @@ fn compressed_layers_decompress_to_the_layer() {
     assert_eq!(&zstd::decode_all(zst.as_slice()).expect("unzstd"), layer);
     assert!(zst.len() < layer.len() && gz.len() < layer.len());
 }
+
+/// Whether an ELF64 binary asks for a dynamic loader (has a PT_INTERP program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(elf[o..o + 4].try_into().expect("4 bytes")) == 3
+    })
+}
+
+#[test]
+fn testbox_carries_static_tools_users_and_the_symlink_to_slash() {
+    let img = images::testbox();
+    assert_eq!(img.layers.len(), 2);
+    let entries = layer_entries(&img.layers[1]);
+    let find = |path: &str| entries.iter().find(|e| e.0 == path).unwrap_or_else(|| panic!("no {path} in {entries:?}"));
+    assert_eq!(find("evil").1, '2', "evil is a symlink");
+    assert_eq!(find("evil").3, "/", "evil -> /");
+    let files = {
+        let mut out = std::collections::BTreeMap::new();
+        let mut ar = tar::Archive::new(img.layers[1].as_slice());
+        for e in ar.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let name = e.path().expect("path").to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).expect("data");
+            out.insert(name, data);
+        }
+        out
+    };
+    for tool in ["usr/local/bin/alloc", "usr/local/bin/procexe"] {
+        let bin = &files[tool];
+        assert_eq!(&bin[..4], b"\x7fELF", "{tool} is an ELF binary");
+        assert_eq!(find(tool).2 & 0o111, 0o111, "{tool} is executable");
+        assert!(!has_interpreter(bin), "{tool} is static (no PT_INTERP): it must run in a busybox rootfs");
+    }
+    let passwd = String::from_utf8_lossy(&files["etc/passwd"]).into_owned();
+    assert!(passwd.lines().any(|l| l.starts_with("app:x:1000:1000:")), "{passwd}");
+    let group = String::from_utf8_lossy(&files["etc/group"]).into_owned();
+    assert!(group.lines().any(|l| l == "extra:x:2000:app"), "{group}");
+}
+
+#[test]
+fn the_alloc_tool_really_holds_the_memory_it_reports() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("alloc");
+    std::fs::write(&bin, images::fixture_binary("alloc")).expect("write alloc");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = std::process::Command::new(&bin).arg("16").output().expect("run alloc");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "allocated 16 MiB\n");
+    let out = std::process::Command::new(&bin).output().expect("run alloc");
+    assert_eq!(out.status.code(), Some(2), "usage error without an argument");
+}
+
+#[test]
+fn configured_and_nocmd_images_have_the_runtime_config_the_tests_assume() {
+    let config: serde_json::Value = serde_json::from_slice(&images::configured().config).expect("config JSON");
+    let c = &config["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["WorkingDir"], "/srv");
+    assert!(c["Env"].as_array().expect("Env").iter().any(|e| e == "GREETING=hello from the image"));
+    let config: serde_json::Value = serde_json::from_slice(&images::nocmd().config).expect("config JSON");
+    assert!(config["config"]["Cmd"].is_null() && config["config"]["Entrypoint"].is_null());
+    let config: serde_json::Value = serde_json::from_slice(&images::workdir_escape().config).expect("config JSON");
+    assert_eq!(config["config"]["WorkingDir"], "/evil/tmp");
+}

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::drivers::{DriverError, Drivers, StorageDriver};
 use crate::model::{Digest, ImageRecord};
@@ -18,6 +18,17 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// Runtime state (`--run`, default `/run/berth`).
     pub run: PathBuf,
+    /// The berth binary, started as `berth shim` for each container.
+    pub berth_exe: PathBuf,
+}
+
+impl EngineConfig {
+    /// A configuration with `root` and `run`, spawning shims from the running executable.
+    pub fn new(root: PathBuf, run: PathBuf) -> EngineConfig {
+        // Without /proc/self/exe the shim is looked up on $PATH as `berth`.
+        let berth_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
+        EngineConfig { root, run, berth_exe }
+    }
 }
 
 /// What kind of failure an `EngineError` is, for the API's status codes.
@@ -48,6 +59,13 @@ pub enum EngineError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Shim(#[from] crate::shim::ShimError),
+    /// Something failed inside the engine; the message says what.
+    #[error("{0}")]
+    Internal(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -66,6 +84,14 @@ impl EngineError {
                 ErrorKind::InvalidArgument
             }
             EngineError::Image(e) => e.kind(),
+            EngineError::Runtime(crate::runtime::RuntimeError::InvalidConfig(_)) => ErrorKind::InvalidArgument,
+            // The user's command cannot run (not found, not executable): Docker's 400.
+            EngineError::Runtime(crate::runtime::RuntimeError::Container(m))
+            | EngineError::Shim(crate::shim::ShimError::Start(m))
+                if crate::container::is_command_error(m) =>
+            {
+                ErrorKind::InvalidArgument
+            }
             _ => ErrorKind::Internal,
         }
     }
@@ -153,11 +179,16 @@ pub struct Engine {
     pub(crate) gc_lock: std::sync::Mutex<()>,
     /// Serialises image mounts so one image is never mounted twice.
     pub(crate) mount_lock: std::sync::Mutex<()>,
+    /// Live container state: shims, waiters, execs, events.
+    pub(crate) containers: crate::container::Live,
+    /// The `Arc` this engine lives in, for the threads that monitor containers.
+    pub(crate) me: OnceLock<Weak<Engine>>,
 }
 
 impl Engine {
-    /// Opens (creating if needed) the engine's state under `config.root`.
-    pub fn open(config: EngineConfig, storage: Arc<dyn StorageDriver>, drivers: Drivers) -> EngineResult<Engine> {
+    /// Opens (creating if needed) the engine's state under `config.root`, and
+    /// re-adopts the containers that were running (their shims outlive a daemon).
+    pub fn open(config: EngineConfig, storage: Arc<dyn StorageDriver>, drivers: Drivers) -> EngineResult<Arc<Engine>> {
         for dir in [&config.root, &config.run] {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
         }
@@ -172,8 +203,14 @@ impl Engine {
             claims: Default::default(),
             gc_lock: Default::default(),
             mount_lock: Default::default(),
+            containers: Default::default(),
+            me: OnceLock::new(),
         };
         engine.recover()?;
+        let engine = Arc::new(engine);
+        // Set once, here, before any thread can look for it.
+        let _ = engine.me.set(Arc::downgrade(&engine));
+        engine.readopt_containers()?;
         Ok(engine)
     }
 

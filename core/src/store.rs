@@ -13,6 +13,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::model::container::ContainerRecord;
 use crate::model::{Digest, ImageRecord, LayerRecord};
 
 /// Version of the layout of the tables below; bumped when it changes incompatibly.
@@ -235,6 +236,18 @@ macro_rules! readers {
             Ok(all_json(&t, "layers")?.into_iter().map(|(_, v)| v).collect())
         }
 
+        /// The container with full ID `id`.
+        pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
+            let t = self.tx.open_table(CONTAINERS).ctx("containers")?;
+            get_json(&t, "containers", id)
+        }
+
+        /// Every container, in ID order.
+        pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+            let t = self.tx.open_table(CONTAINERS).ctx("containers")?;
+            Ok(all_json(&t, "containers")?.into_iter().map(|(_, v)| v).collect())
+        }
+
         /// The definition `name` in `table` (JSON as stored).
         pub fn definition(&self, table: DefinitionTable, name: &str) -> Result<Option<String>, StoreError> {
             let t = self.tx.open_table(table.def()).ctx(table.name())?;
@@ -322,6 +335,16 @@ impl WriteTxn {
     /// Deletes a layer record; returns whether it existed.
     pub fn delete_layer(&self, chain_id: &Digest) -> Result<bool, StoreError> {
         delete_key(&self.tx, LAYERS, "layers", &chain_id.to_string())
+    }
+
+    /// Adds or replaces a container record (keyed by its full ID).
+    pub fn put_container(&self, container: &ContainerRecord) -> Result<(), StoreError> {
+        put_json(&self.tx, CONTAINERS, "containers", container.id.as_str(), container)
+    }
+
+    /// Deletes a container record; returns whether it existed.
+    pub fn delete_container(&self, id: &str) -> Result<bool, StoreError> {
+        delete_key(&self.tx, CONTAINERS, "containers", id)
     }
 
     /// Stores the definition `name` (JSON) in `table`.

@@ -79,10 +79,10 @@ fn archive(layers: &[Vec<u8>], tag: &str) -> (Vec<u8>, Digest) {
     (tar_of(&entries), id)
 }
 
-fn open(dir: &Path, driver: &str) -> (Engine, Arc<dyn StorageDriver>) {
+fn open(dir: &Path, driver: &str) -> (Arc<Engine>, Arc<dyn StorageDriver>) {
     let storage = berth_drivers::storage::select(&dir.join("root"), Some(driver)).unwrap();
     let engine = Engine::open(
-        EngineConfig { root: dir.join("root"), run: dir.join("run") },
+        EngineConfig::new(dir.join("root"), dir.join("run")),
         storage.clone(),
         Drivers::default(),
     )

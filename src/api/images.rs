@@ -113,6 +113,11 @@ pub fn percent_decode(s: &str) -> String {
 pub struct Filters(BTreeMap<String, Vec<String>>);
 
 impl Filters {
+    /// The filters as the engine takes them.
+    pub fn into_inner(self) -> BTreeMap<String, Vec<String>> {
+        self.0
+    }
+
     /// Values given for `key` (empty when the filter is absent).
     pub fn values(&self, key: &str) -> &[String] {
         self.0.get(key).map(Vec::as_slice).unwrap_or(&[])

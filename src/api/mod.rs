@@ -5,7 +5,9 @@
 //! response bodies of images are streamed, never held whole in memory. This
 //! module translates and never decides: image logic lives in the engine.
 
+mod containers;
 mod error;
+mod hijack;
 mod images;
 mod objects;
 pub mod server;
@@ -166,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images/prune", post(images::prune))
         .route("/images/search", get(images::search))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::delete))
+        .merge(containers::routes())
         .merge(objects::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,7 +1,7 @@
-//! Routes of object kinds the engine does not manage yet (containers,
-//! networks, plugins) and volumes from the volume drivers. They answer
-//! truthfully: no containers exist, so inspecting one is Docker's 404, which
-//! `docker inspect NAME` relies on while it tries each kind in turn.
+//! Routes of object kinds the engine does not manage yet (networks,
+//! plugins) and volumes from the volume drivers. They answer truthfully:
+//! inspecting a network is Docker's 404, which `docker inspect NAME` relies
+//! on while it tries each kind in turn.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -13,18 +13,12 @@ use super::{ApiError, AppState};
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/containers/json", get(|| async { Json(json!([])) }))
-        .route("/containers/{id}/json", get(container_inspect))
         .route("/networks", get(|| async { Json(json!([])) }))
         .route("/networks/{id}", get(network_inspect))
         .route("/volumes", get(volume_list))
         .route("/volumes/{name}", get(volume_inspect))
         .route("/plugins", get(|| async { Json(json!([])) }))
         .route("/plugins/{name}/json", get(plugin_inspect))
-}
-
-async fn container_inspect(Path(id): Path<String>) -> ApiError {
-    ApiError::not_found(format!("No such container: {id}"))
 }
 
 async fn network_inspect(Path(id): Path<String>) -> ApiError {

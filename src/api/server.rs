@@ -180,16 +180,16 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
     let engine = {
         let root = root.clone();
         let run = loc.run.clone();
-        tokio::task::spawn_blocking(move || -> Result<Engine> {
+        tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
             let storage = berth_drivers::storage::select(&root, storage_driver.as_deref())
                 .context("cannot set up the storage driver")?;
             tracing::info!(driver = storage.name(), "storage driver ready");
-            Engine::open(EngineConfig { root, run }, storage, Drivers::default()).context("cannot open the engine state")
+            Engine::open(EngineConfig::new(root, run), storage, Drivers::default()).context("cannot open the engine state")
         })
         .await
         .context("engine start-up panicked")??
     };
-    let state = super::AppState::new(Arc::new(engine), &root)?;
+    let state = super::AppState::new(engine, &root)?;
     let listener = bind_socket(&loc.socket).await?;
     tracing::info!(socket = %loc.socket.display(), root = %root.display(), run = %loc.run.display(), pid = std::process::id(), "API listening");
 

@@ -171,11 +171,13 @@ fn count_dir(path: &str) -> usize {
 /// `GET /info`.
 pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     // Driver calls may touch the disk: all of them off the async threads.
-    let (image_count, driver, driver_status, volume_plugins, network_plugins, root) = state
+    let (containers, image_count, driver, driver_status, volume_plugins, network_plugins, root) = state
         .blocking(|e| {
             let storage = e.storage();
             let status: Vec<[String; 2]> = storage.status().into_iter().map(|(k, v)| [k, v]).collect();
+            let all = berth_core::container::ListOptions { all: true, ..Default::default() };
             Ok((
+                e.list_containers(&all)?,
                 e.list_images()?.len(),
                 storage.name().to_string(),
                 status,
@@ -190,10 +192,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     let cg = cgroup_version();
     let mut info = json!({
         "ID": &*state.id,
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": containers.len(),
+        "ContainersRunning": containers.iter().filter(|c| c.record.state.running && !c.record.state.paused).count(),
+        "ContainersPaused": containers.iter().filter(|c| c.record.state.paused).count(),
+        "ContainersStopped": containers.iter().filter(|c| !c.record.state.running).count(),
         "Images": image_count,
         "Driver": driver,
         "DriverStatus": driver_status,
@@ -280,8 +282,18 @@ pub async fn disk_usage(
     Extension(RequestVersion(v)): Extension<RequestVersion>,
     Query(q): Query<DfQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let usage = state.blocking(|e| e.image_disk_usage()).await?;
     let want = |t: &str| q.kind.as_deref().is_none_or(|k| k == t);
+    let with_containers = want("container");
+    let (usage, containers) = state
+        .blocking(move |e| {
+            let containers = if with_containers {
+                e.list_containers(&berth_core::container::ListOptions { all: true, size: true, ..Default::default() })?
+            } else {
+                Vec::new()
+            };
+            Ok((e.image_disk_usage()?, containers))
+        })
+        .await?;
     let mut out = BTreeMap::new();
     if want("image") {
         let images: Vec<Value> = usage
@@ -298,7 +310,8 @@ pub async fn disk_usage(
         out.insert("Images", json!(images));
     }
     if want("container") {
-        out.insert("Containers", json!([]));
+        let now = super::containers::now_unix();
+        out.insert("Containers", json!(containers.iter().map(|c| super::containers::summary(c, now)).collect::<Vec<_>>()));
     }
     if want("volume") {
         out.insert("Volumes", json!([]));

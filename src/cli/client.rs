@@ -33,6 +33,21 @@ pub fn empty() -> Body {
 pub struct DaemonError {
     /// The daemon's `message`.
     pub message: String,
+    /// The HTTP status it came with.
+    pub status: u16,
+}
+
+/// The `message` of an error answer, or its text.
+fn error_message(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string())
+}
+
+/// A JSON request body.
+pub fn json_body(v: &Value) -> Body {
+    http_body_util::Full::new(Bytes::from(v.to_string())).map_err(|never| match never {}).boxed_unsync()
 }
 
 impl std::fmt::Display for DaemonError {
@@ -44,6 +59,7 @@ impl std::fmt::Display for DaemonError {
 impl std::error::Error for DaemonError {}
 
 /// A client of one daemon.
+#[derive(Clone)]
 pub struct Client {
     loc: Locations,
 }
@@ -72,8 +88,15 @@ impl Client {
         Ok(Client { loc })
     }
 
-    /// Sends one request to `/v1.50<path>` and returns the response, whatever its status.
-    pub async fn send(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
+    /// Opens a connection and sends one request; `upgrade` asks for Docker's hijacked stream.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.loc.socket).await.with_context(|| {
             format!("Cannot connect to the berth daemon at {}. Is the berth daemon running?", self.loc.host_url())
         })?;
@@ -81,7 +104,7 @@ impl Client {
             .await
             .context("cannot talk HTTP to the daemon")?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("connection to the daemon ended: {e}");
             }
         });
@@ -93,8 +116,46 @@ impl Client {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
+        if upgrade {
+            req = req.header("connection", "Upgrade").header("upgrade", "tcp");
+        }
         let req = req.body(body).context("cannot build the request")?;
         sender.send_request(req).await.context("the daemon did not answer the request")
+    }
+
+    /// Sends one request to `/v1.50<path>` and returns the response, whatever its status.
+    pub async fn send(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
+        self.request(method, path, body, content_type, false).await
+    }
+
+    /// `POST`s a hijacking request (attach, exec start) and returns the
+    /// upgraded connection: the container's stdio, both ways.
+    pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let (body, ct) = match body {
+            Some(v) => (json_body(v), Some("application/json")),
+            None => (empty(), None),
+        };
+        let resp = self.request(Method::POST, path, body, ct, true).await?;
+        if resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let upgraded = hyper::upgrade::on(resp).await.context("the daemon did not complete the stream upgrade")?;
+            return Ok(TokioIo::new(upgraded));
+        }
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if status.is_success() {
+            bail!("the daemon answered {status} without upgrading the connection to a stream");
+        }
+        Err(DaemonError { message: error_message(&bytes), status: status.as_u16() }.into())
+    }
+
+    /// `POST`s a JSON body and returns the JSON answer (or null when empty).
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self.call(Method::POST, path, json_body(body), Some("application/json")).await?;
+        let bytes = resp.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
     }
 
     /// Sends a request and turns an error status into a `DaemonError`.
@@ -103,12 +164,9 @@ impl Client {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        let status = resp.status();
         let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let message = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-        Err(DaemonError { message }.into())
+        Err(DaemonError { message: error_message(&bytes), status: status.as_u16() }.into())
     }
 
     /// A request whose answer is JSON.

@@ -214,12 +214,12 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<ExitCode> {
 }
 
 /// Percent-encodes an image name for a path, keeping the '/' of repositories.
-fn path_name(name: &str) -> String {
+pub fn path_name(name: &str) -> String {
     name.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
 /// `key=value` filter flags as the API's JSON (`{"key":{"value":true}}`).
-fn filters_json(filters: &[String]) -> Result<Value> {
+pub fn filters_json(filters: &[String]) -> Result<Value> {
     let mut map = serde_json::Map::new();
     for f in filters {
         let (k, v) = f
@@ -347,7 +347,7 @@ pub async fn list(client: &Client, args: &ImagesArgs) -> Result<ExitCode> {
 }
 
 /// Prints JSON the way the docker CLI indents it (four spaces).
-fn pretty(v: &Value) -> Result<String> {
+pub fn pretty(v: &Value) -> Result<String> {
     use serde::Serialize;
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
@@ -490,7 +490,7 @@ async fn print_json_stream(resp: hyper::Response<hyper::body::Incoming>) -> Resu
             return Ok(());
         };
         if let Some(err) = msg.get("error").and_then(Value::as_str) {
-            return Err(DaemonError { message: err.to_string() }.into());
+            return Err(DaemonError { message: err.to_string(), status: 500 }.into());
         }
         if let Some(s) = msg.get("stream").and_then(Value::as_str) {
             write!(out, "{s}")?;

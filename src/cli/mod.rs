@@ -2,8 +2,11 @@
 //! daemon's API with Docker's command names, flags, output and exit codes.
 
 pub mod client;
+pub mod containers;
 pub mod format;
 pub mod images;
+pub mod run;
+pub mod stdio;
 pub mod system;
 pub mod units;
 
@@ -51,6 +54,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tag(a) => images::tag(&client, &a).await,
         Command::Rmi(a) => images::remove(&client, &a).await,
         Command::System(c) => system::system(&client, c).await,
+        Command::Container(c) => containers::container(&client, c).await,
+        Command::Create(a) => run::create(&client, &a).await,
+        Command::Run(a) => run::run(&client, &a).await,
+        Command::Start(a) => run::start(&client, &a).await,
+        Command::Ps(a) => containers::ps(&client, &a).await,
+        Command::Stop(a) => containers::stop(&client, &a).await,
+        Command::Kill(a) => containers::kill(&client, &a).await,
+        Command::Restart(a) => containers::restart(&client, &a).await,
+        Command::Pause(a) => containers::pause(&client, &a).await,
+        Command::Unpause(a) => containers::unpause(&client, &a).await,
+        Command::Rm(a) => containers::rm(&client, &a).await,
+        Command::Logs(a) => containers::logs(&client, &a).await,
+        Command::Inspect(a) => containers::inspect(&client, &a).await,
+        Command::Exec(a) => containers::exec(&client, &a).await,
+        Command::Attach(a) => run::attach(&client, &a).await,
+        Command::Wait(a) => containers::wait(&client, &a).await,
+        Command::Top(a) => containers::top(&client, &a).await,
+        Command::Cp(a) => containers::cp(&client, &a).await,
+        Command::Rename(a) => containers::rename(&client, &a).await,
+        Command::Diff(a) => containers::diff(&client, &a).await,
+        Command::Commit(a) => containers::commit(&client, &a).await,
+        Command::Export(a) => containers::export(&client, &a).await,
+        Command::Events(a) => containers::events(&client, &a).await,
+        Command::Stats(a) => containers::stats(&client, &a).await,
+        Command::Update(a) => containers::update(&client, &a).await,
     }
 }
 

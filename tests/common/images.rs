@@ -298,6 +298,16 @@ pub struct TestImage {
 impl TestImage {
     /// Makes an image of `layers` with a config whose history names each layer `comment i`.
     pub fn new(layers: Vec<Vec<u8>>, comment: &str) -> TestImage {
+        let config = serde_json::json!({
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+        });
+        Self::with_config(layers, comment, config)
+    }
+
+    /// Makes an image of `layers` whose runtime config (`config` in the image
+    /// JSON: Cmd, Entrypoint, Env, WorkingDir, User, ...) is `run_config`.
+    pub fn with_config(layers: Vec<Vec<u8>>, comment: &str, run_config: serde_json::Value) -> TestImage {
         let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
         let history: Vec<serde_json::Value> = (0..layers.len())
             .map(|i| {
@@ -311,10 +321,7 @@ impl TestImage {
             "architecture": "amd64",
             "os": "linux",
             "created": CREATED,
-            "config": {
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["sh"],
-            },
+            "config": run_config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
             "history": history,
         });
@@ -600,6 +607,109 @@ pub fn cross_layer_symlink(outside: &str, marker: &str) -> TestImage {
     TestImage::new(vec![l1, l2], "cross-layer-symlink")
 }
 
+/// A static binary built from `tests/fixtures/<name>.c` with `cc -static`
+/// (gcc and libc6-dev; scripts/ensure-deps installs them). Built once per process.
+pub fn fixture_binary(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(binary) = built.get(name) {
+        return binary.clone();
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
+    let dir = tempfile::Builder::new().prefix("berth-fixture-").tempdir().expect("creating a temp dir for cc");
+    let out = dir.path().join(name);
+    let status = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cc for {} (install gcc and libc6-dev): {e}", source.display()));
+    assert!(status.success(), "cc -static {} failed ({status})", source.display());
+    let binary = std::fs::read(&out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()));
+    built.insert(name.to_string(), binary.clone());
+    binary
+}
+
+/// `/etc/passwd` of the test images: root, a named user `app` (1000) and nobody.
+pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+app:x:1000:1000:app user:/home/app:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+/// `/etc/group`: `app` is also a member of `extra` (2000), a supplementary group.
+pub const GROUP: &str = "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n";
+
+/// The second layer of `testbox`: users, the static test tools, a symlink to `/`
+/// and a file that only exists inside the image.
+fn testbox_entries() -> Vec<Entry> {
+    vec![
+        Entry::dir("etc/", 0o755),
+        Entry::file("etc/passwd", 0o644, PASSWD),
+        Entry::file("etc/group", 0o644, GROUP),
+        Entry::dir("home/", 0o755),
+        Entry::dir("home/app/", 0o755),
+        Entry::Owned { path: "home/app/.profile".into(), mode: 0o644, uid: 1000, gid: 1000, data: b"# app\n".to_vec() },
+        Entry::dir("srv/", 0o755),
+        Entry::file("srv/motd", 0o644, "served from /srv\n"),
+        Entry::dir("tmp/", 0o1777),
+        Entry::file("tmp/inside-the-image", 0o644, "this file is in the image's /tmp\n"),
+        // `/evil -> /`: a workdir of `/evil/tmp` must resolve inside the rootfs, never on the host.
+        Entry::symlink("evil", "/"),
+        Entry::dir("usr/local/", 0o755),
+        Entry::dir("usr/local/bin/", 0o755),
+        Entry::file("usr/local/bin/alloc", 0o755, fixture_binary("alloc")),
+        Entry::file("usr/local/bin/procexe", 0o755, fixture_binary("procexe")),
+    ]
+}
+
+/// The standard runtime config: busybox's PATH and `sh`.
+fn default_run_config() -> serde_json::Value {
+    serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+    })
+}
+
+/// busybox plus `testbox_entries`: `alloc` (holds anonymous memory), `procexe`
+/// (the /proc/<pid>/exe probe), the user `app`, `/evil -> /`, `/tmp/inside-the-image`.
+pub fn testbox() -> TestImage {
+    TestImage::with_config(vec![layer(&busybox_entries()), layer(&testbox_entries())], "testbox", default_run_config())
+}
+
+/// `testbox` with a runtime config that sets everything a Dockerfile can:
+/// ENTRYPOINT `sh -c`, CMD a script that reports who, where and what it runs
+/// with, ENV, WORKDIR /srv, USER app, a label and a stop signal.
+pub fn configured() -> TestImage {
+    let config = serde_json::json!({
+        "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "GREETING=hello from the image",
+        ],
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["echo \"user=$(id -un) uid=$(id -u) groups=$(id -G) pwd=$(pwd) greeting=$GREETING\""],
+        "WorkingDir": "/srv",
+        "User": "app",
+        "Labels": { "org.example.from-image": "yes" },
+        "StopSignal": "SIGUSR1",
+    });
+    TestImage::with_config(vec![layer(&busybox_entries()), layer(&testbox_entries())], "configured", config)
+}
+
+/// busybox with neither CMD nor ENTRYPOINT: `run` without a command must fail.
+pub fn nocmd() -> TestImage {
+    let config = serde_json::json!({ "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] });
+    TestImage::with_config(vec![layer(&busybox_entries())], "nocmd", config)
+}
+
+/// `testbox` whose WORKDIR is `/evil/tmp` (through the symlink to `/`).
+pub fn workdir_escape() -> TestImage {
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["ls"],
+        "WorkingDir": "/evil/tmp",
+    });
+    TestImage::with_config(vec![layer(&busybox_entries()), layer(&testbox_entries())], "workdir-escape", config)
+}
+
 /// Incompressible bytes from a fixed seed (xorshift64*), `len` of them.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed | 1;
@@ -668,6 +778,10 @@ pub const VARIANTS: &[&str] = &[
     "bad-digest-oci",
     "truncated",
     "big",
+    "testbox",
+    "configured",
+    "nocmd",
+    "workdir-escape",
 ];
 
 /// Writes the named variant to `out` (the names of `VARIANTS`), tagged `<variant>:latest`.
@@ -687,6 +801,10 @@ pub fn write_variant(variant: &str, out: &Path) -> io::Result<()> {
             std::fs::write(out, truncated(&full))
         }
         "big" => big(200).save_docker_archive(&[&tag], out),
+        "testbox" => testbox().save_docker_archive(&[&tag], out),
+        "configured" => configured().save_docker_archive(&[&tag], out),
+        "nocmd" => nocmd().save_docker_archive(&[&tag], out),
+        "workdir-escape" => workdir_escape().save_docker_archive(&[&tag], out),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("unknown test image variant {other:?}; known: {}", VARIANTS.join(", ")),

@@ -1,15 +1,21 @@
 //! The end-to-end harness: a real `berth daemon` in a sandbox of its own.
 //!
-//! `Sandbox::start()` makes a temp dir with `root/`, `run/` and a socket, and
-//! starts `unshare --mount --net --propagation private --fork --kill-child --
-//! berth daemon ...` so every mount the daemon makes lives in its own mount
-//! namespace and it has a network namespace with only `lo`. The CLI and the
-//! docker CLI talk to it over the unix socket (a path, so it is reachable
-//! across network namespaces). Mounts are inspected through
-//! `/proc/<daemon pid>/mountinfo` and mounted trees read through
-//! `/proc/<daemon pid>/root/<path>`.
+//! `Sandbox::start()` makes a temp dir with `root/`, `run/` and a socket,
+//! starts a namespace holder — `unshare --mount --net --propagation private
+//! --fork --kill-child` running `sleep infinity` after bringing `lo` up — and
+//! starts the daemon inside the holder's namespaces with `nsenter -t <holder>
+//! -m -n`. Every mount the daemon and its shims make lives in that mount
+//! namespace, and the network namespace has only `lo`. Because the holder
+//! outlives the daemon, a daemon that is killed and started again
+//! (`kill9` + `restart`) shares the namespaces with the shims of the
+//! containers it re-adopts. The CLI and the docker CLI talk to it over the
+//! unix socket (a path, so it is reachable across network namespaces). Mounts
+//! are inspected through `/proc/<pid>/mountinfo` and mounted trees read
+//! through `/proc/<daemon pid>/root/<path>`.
 //!
-//! The harness only ever signals processes it started, by PID.
+//! The harness only ever signals processes it started, by PID: the holder,
+//! the daemon, and at teardown whatever containers (shims, processes in their
+//! cgroups) a failed test left behind.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -67,7 +73,8 @@ impl Output {
         self.status.success()
     }
 
-    fn describe(&self) -> String {
+    /// The command, its exit status and its output, for failure messages.
+    pub fn describe(&self) -> String {
         format!(
             "$ {}\n(exit: {})\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.command, self.status, self.stdout, self.stderr
@@ -76,21 +83,48 @@ impl Output {
 }
 
 /// Runs `cmd` to completion with an optional stdin file, killing it (by PID) after the timeout.
-pub fn run(mut cmd: Command, stdin: Option<&Path>) -> Output {
+pub fn run(cmd: Command, stdin: Option<&Path>) -> Output {
+    try_run(cmd, stdin, command_timeout()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like `run`, but returns an error instead of failing the test (for cleanup in `Drop`).
+pub fn try_run(cmd: Command, stdin: Option<&Path>, timeout: Duration) -> Result<Output, String> {
+    match stdin {
+        Some(path) => try_run_with(cmd, Input::File(path), timeout),
+        None => try_run_with(cmd, Input::Null, timeout),
+    }
+}
+
+/// What a command under test reads on stdin.
+enum Input<'a> {
+    Null,
+    File(&'a Path),
+    /// A pipe nobody writes to, open until the command exits: a user at a
+    /// terminal who types nothing. (`script` turns an EOF on its stdin into a
+    /// byte it types into the pty, which `docker -it` would forward.)
+    Silent,
+}
+
+fn try_run_with(mut cmd: Command, stdin: Input<'_>, timeout: Duration) -> Result<Output, String> {
     let command = format!("{cmd:?}");
     match stdin {
-        Some(path) => {
-            let f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        Input::File(path) => {
+            let f = fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
             cmd.stdin(Stdio::from(f));
         }
-        None => {
+        Input::Null => {
             cmd.stdin(Stdio::null());
+        }
+        Input::Silent => {
+            cmd.stdin(Stdio::piped());
         }
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {command}: {e}"))?;
+    // Held (never written) until the child has exited.
+    let _silent_stdin = child.stdin.take();
+    let mut out_pipe = child.stdout.take().ok_or("no piped stdout")?;
+    let mut err_pipe = child.stderr.take().ok_or("no piped stderr")?;
     let out_thread = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = out_pipe.read_to_end(&mut v);
@@ -101,22 +135,112 @@ pub fn run(mut cmd: Command, stdin: Option<&Path>) -> Output {
         let _ = err_pipe.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + command_timeout();
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("command timed out after {:?}: {command}", command_timeout());
+                // Whatever it printed helps to see where it hung.
+                let stdout = String::from_utf8_lossy(&out_thread.join().unwrap_or_default()).into_owned();
+                let stderr = String::from_utf8_lossy(&err_thread.join().unwrap_or_default()).into_owned();
+                return Err(format!(
+                    "command timed out after {timeout:?}: {command}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+                ));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {command}: {e}"),
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("waiting for {command}: {e}")),
         }
     };
     let stdout = String::from_utf8_lossy(&out_thread.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_thread.join().unwrap_or_default()).into_owned();
-    Output { command, status, stdout, stderr }
+    Ok(Output { command, status, stdout, stderr })
+}
+
+/// `s` quoted for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Runs `program args` on a pseudo-terminal (`script -qec`), as a user at a
+/// terminal would; the pty's `\r\n` line ends come back as `\n`.
+/// With `size`, the terminal is first given that many rows and columns (a fresh pty has 0x0).
+fn run_in_pty(mut base: Command, program: &str, args: &[String], size: Option<(u16, u16)>) -> Output {
+    let line: Vec<String> =
+        std::iter::once(program.to_string()).chain(args.iter().cloned()).map(|a| sh_quote(&a)).collect();
+    let mut line = line.join(" ");
+    if let Some((rows, cols)) = size {
+        line = format!("stty rows {rows} cols {cols} && exec {line}");
+    }
+    base.args(["-qec", &line, "/dev/null"]);
+    let mut out = try_run_with(base, Input::Silent, command_timeout()).unwrap_or_else(|e| panic!("{e}"));
+    out.stdout = out.stdout.replace("\r\n", "\n");
+    out.stderr = out.stderr.replace("\r\n", "\n");
+    out
+}
+
+/// Polls `check` every 20 ms until it returns true; fails the test with `what` after `timeout`.
+pub fn poll_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()).unwrap_or(None);
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// PIDs of live processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && process_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The cgroup directories named `id` under any controller of /sys/fs/cgroup
+/// (at most four levels down: `<controller>/<parent...>/<id>`).
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(controllers) = fs::read_dir("/sys/fs/cgroup") else { return found };
+    let mut stack: Vec<(PathBuf, usize)> = controllers.flatten().map(|e| (e.path(), 0)).collect();
+    while let Some((dir, depth)) = stack.pop() {
+        if depth > 4 {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if entry.file_name().to_str() == Some(id) {
+                found.push(entry.path());
+            } else {
+                stack.push((entry.path(), depth + 1));
+            }
+        }
+    }
+    found
 }
 
 /// A daemon in its own mount and network namespace, with a temp root, run dir and socket.
@@ -132,9 +256,15 @@ pub struct Sandbox {
     pub sock: PathBuf,
     log: PathBuf,
     storage_driver: Option<String>,
-    /// The `unshare` process we started.
+    /// The `unshare` process that holds the sandbox's mount and network
+    /// namespaces for its whole life, so that a restarted daemon shares them
+    /// with the shims (whose rootfs mounts live there) of the containers it re-adopts.
+    holder: Option<Child>,
+    /// The holder's PID (`sleep infinity`, the child of `unshare`): `nsenter -t` target.
+    holder_pid: Option<i32>,
+    /// The daemon (`nsenter` execs it, so this is the daemon's own PID).
     child: Option<Child>,
-    /// The daemon's PID (the child of `unshare`).
+    /// The daemon's PID.
     daemon_pid: Option<i32>,
 }
 
@@ -165,6 +295,8 @@ impl Sandbox {
             root,
             run,
             storage_driver: driver.map(str::to_string),
+            holder: None,
+            holder_pid: None,
             child: None,
             daemon_pid: None,
         };
@@ -182,15 +314,54 @@ impl Sandbox {
         self.path.join("files").join(name)
     }
 
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "daemon already running");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("opening daemon log");
-        let log2 = log.try_clone().expect("cloning log fd");
-        // `sh` brings lo up inside the new network namespace, then becomes the daemon.
-        let script = format!("{} link set lo up || exit 97; exec \"$0\" \"$@\"", ip_binary());
+    /// Starts the namespace holder: `unshare --mount --net --propagation private
+    /// --fork --kill-child` running `sleep infinity` after bringing `lo` up.
+    fn start_holder(&mut self) {
+        let script = format!("{} link set lo up || exit 97; exec sleep infinity", ip_binary());
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--net", "--propagation", "private", "--fork", "--kill-child", "--", "/bin/sh", "-c"])
             .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("starting unshare (util-linux) for the sandbox's namespaces");
+        let unshare_pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let holder = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the sandbox's namespace holder exited during start ({status})");
+            }
+            // Ready once the shell has exec'd `sleep`, i.e. after `lo` is up.
+            if let Some(pid) = child_of(unshare_pid) {
+                if fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "sleep").unwrap_or(false) {
+                    break pid;
+                }
+            }
+            assert!(Instant::now() < deadline, "the sandbox's namespace holder did not start within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.holder = Some(child);
+        self.holder_pid = Some(holder);
+    }
+
+    /// The PID of the process holding the sandbox's namespaces (for `nsenter -t`).
+    pub fn holder_pid(&self) -> i32 {
+        self.holder_pid.expect("the sandbox's namespace holder is not running")
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        if self.holder.is_none() {
+            self.start_holder();
+        }
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("opening daemon log");
+        let log2 = log.try_clone().expect("cloning log fd");
+        // nsenter enters the holder's mount and network namespaces and execs the
+        // daemon (no fork: neither namespace needs one), so the child is the daemon.
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.holder_pid().to_string())
+            .args(["-m", "-n", "--"])
             .arg(BERTH)
             .arg("daemon")
             .arg("--root")
@@ -203,28 +374,25 @@ impl Sandbox {
             cmd.args(["--storage-driver", d]);
         }
         cmd.env_remove("BERTH_HOST").stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd.spawn().expect("starting unshare (util-linux) for the daemon sandbox");
-        let unshare_pid = child.id() as i32;
+        let child = cmd.spawn().expect("starting nsenter (util-linux) for the daemon");
+        self.daemon_pid = Some(child.id() as i32);
         self.child = Some(child);
-        self.daemon_pid = None;
 
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
+                self.daemon_pid = None;
                 panic!("daemon exited during start ({status})\n{}", self.daemon_log_tail());
             }
-            if self.daemon_pid.is_none() {
-                self.daemon_pid = child_of(unshare_pid);
-            }
             // A stale socket file from a killed daemon refuses connections; wait for a live one.
-            if self.daemon_pid.is_some() && UnixStream::connect(&self.sock).is_ok() {
+            if UnixStream::connect(&self.sock).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
                 panic!("daemon did not answer on {} within 60 s\n{}", self.sock.display(), self.daemon_log_tail());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -359,7 +527,124 @@ impl Sandbox {
         (path, seen)
     }
 
-    /// Kills the daemon with SIGKILL, as a crash would, and reaps the sandbox.
+    /// Runs the berth CLI on a pseudo-terminal (for `-t`), stdin empty.
+    pub fn berth_pty(&self, args: &[&str]) -> Output {
+        self.berth_pty_sized(args, None)
+    }
+
+    /// Runs the berth CLI on a pseudo-terminal of `size` (rows, columns).
+    pub fn berth_pty_sized(&self, args: &[&str], size: Option<(u16, u16)>) -> Output {
+        let mut base = Command::new("script");
+        base.env_remove("BERTH_HOST");
+        let mut full: Vec<String> = vec!["-H".into(), self.host(), "--no-autostart".into()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        run_in_pty(base, BERTH, &full, size)
+    }
+
+    /// Runs the docker CLI on a pseudo-terminal (for `exec -it`), stdin empty.
+    pub fn docker_pty(&self, args: &[&str]) -> Output {
+        self.docker_pty_sized(args, None)
+    }
+
+    /// Runs the docker CLI on a pseudo-terminal of `size` (rows, columns).
+    pub fn docker_pty_sized(&self, args: &[&str], size: Option<(u16, u16)>) -> Output {
+        let config = self.path.join("docker-config");
+        let _ = fs::create_dir_all(&config);
+        let mut base = Command::new("script");
+        base.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        run_in_pty(base, &docker_cli(), &args, size)
+    }
+
+    /// Saves `img` as a docker-archive tagged `tag` and `berth load`s it.
+    pub fn load_image(&self, img: &images::TestImage, tag: &str) {
+        let archive = self.file(&format!("{}.tar", tag.replace(['/', ':'], "_")));
+        img.save_docker_archive(&[tag], &archive).expect("writing a test image archive");
+        let out = self.load(&archive);
+        assert!(out.contains(&format!("Loaded image: {tag}")), "berth load printed:\n{out}");
+    }
+
+    /// `berth container inspect <name>` as JSON (the one object of the array).
+    pub fn inspect_container(&self, name: &str) -> serde_json::Value {
+        let out = self.berth_ok(&["container", "inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("container inspect printed invalid JSON ({e}):\n{out}"));
+        let arr = v.as_array().unwrap_or_else(|| panic!("container inspect did not print an array:\n{out}"));
+        assert_eq!(arr.len(), 1, "container inspect {name} printed {} objects", arr.len());
+        arr[0].clone()
+    }
+
+    /// `berth inspect -f <template> <name>`, trimmed.
+    pub fn inspect_format(&self, name: &str, template: &str) -> String {
+        self.berth_ok(&["inspect", "-f", template, name]).trim().to_string()
+    }
+
+    /// Full IDs of every container (`ps -aq --no-trunc`), sorted.
+    pub fn container_ids(&self) -> Vec<String> {
+        let out = self.berth_ok(&["ps", "-aq", "--no-trunc"]);
+        let mut ids: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until `inspect` shows the container's `State.Status` as `status`.
+    pub fn wait_status(&self, name: &str, status: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.inspect_format(name, "{{.State.Status}}");
+            if last == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {name} did not become {status:?} within {timeout:?} (last: {last:?})\n{}",
+                self.daemon_log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Mount points in the sandbox's mount namespace (where the shims mount rootfs).
+    pub fn mount_points(&self) -> std::collections::BTreeSet<String> {
+        let pid = self.holder_pid();
+        let info = fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("reading the sandbox's mountinfo");
+        info.lines().filter_map(|l| l.split_whitespace().nth(4)).map(str::to_string).collect()
+    }
+
+    /// Everything container `id` may leave behind, described: mounts that
+    /// were not there in `mounts_before`, mounts naming the ID, cgroup
+    /// directories, live processes naming the ID (its shim), and files or
+    /// directories under `--root` and `--run` named after it.
+    pub fn container_traces(&self, id: &str, mounts_before: &std::collections::BTreeSet<String>) -> Vec<String> {
+        assert_eq!(id.len(), 64, "container_traces needs a full ID, got {id:?}");
+        let mut traces = Vec::new();
+        for m in self.mount_points().difference(mounts_before) {
+            traces.push(format!("mount {m}"));
+        }
+        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.holder_pid())).unwrap_or_default();
+        for line in info.lines().filter(|l| l.contains(id) || l.contains(&id[..12])) {
+            traces.push(format!("mountinfo line naming the container: {line}"));
+        }
+        for dir in cgroup_dirs(id) {
+            traces.push(format!("cgroup {}", dir.display()));
+        }
+        for pid in processes_mentioning(id) {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            traces.push(format!("process {pid}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+        for base in [&self.root, &self.run] {
+            for p in find_named(base, id).into_iter().chain(find_named(base, &id[..12])) {
+                traces.push(format!("path {}", p.display()));
+            }
+        }
+        traces
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would. The sandbox's
+    /// namespaces (and the containers' shims in them) stay.
     pub fn kill9(&mut self) {
         let pid = self.daemon_pid();
         // SAFETY: kill(2) on the PID of the daemon this sandbox started.
@@ -371,7 +656,7 @@ impl Sandbox {
         self.daemon_pid = None;
     }
 
-    /// Starts the daemon again on the same root, run dir and socket.
+    /// Starts the daemon again on the same root, run dir, socket and namespaces.
     pub fn restart(&mut self) {
         if self.child.is_some() {
             self.stop();
@@ -379,7 +664,7 @@ impl Sandbox {
         self.spawn();
     }
 
-    /// Stops the daemon: SIGTERM, then SIGKILL of `unshare` (whose --kill-child takes the daemon) after 15 s.
+    /// Stops the daemon: SIGTERM, then SIGKILL after 15 s.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let daemon = self.daemon_pid.take();
@@ -391,7 +676,7 @@ impl Sandbox {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     eprintln!("daemon did not stop on SIGTERM within 15 s; killing it");
                     let _ = child.kill();
@@ -404,6 +689,81 @@ impl Sandbox {
             wait_gone(pid, Duration::from_secs(10));
         }
     }
+
+    /// IDs of the containers this sandbox's daemon has state for (directories
+    /// under `<root>/containers` and `<run>/containers`).
+    fn container_state_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for dir in [self.root.join("containers"), self.run.join("containers")] {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) && !ids.contains(&name) {
+                    ids.push(name);
+                }
+            }
+        }
+        ids
+    }
+
+    /// Best-effort teardown of whatever containers a test left: `rm -f` through
+    /// the daemon, then, for anything still there, SIGKILL of the processes in
+    /// their cgroups and of their shims (all started by this sandbox, by PID),
+    /// and removal of their cgroup directories. Never panics (it runs in `Drop`).
+    fn remove_leftover_containers(&mut self) {
+        let ids = self.container_state_ids();
+        if ids.is_empty() {
+            return;
+        }
+        if self.child.is_some() {
+            let mut cmd = self.berth_command(&["ps", "-aq", "--no-trunc"]);
+            cmd.env_remove("BERTH_HOST");
+            if let Ok(out) = try_run(cmd, None, Duration::from_secs(20)) {
+                for id in out.stdout.split_whitespace() {
+                    let _ = try_run(self.berth_command(&["rm", "-f", id]), None, Duration::from_secs(20));
+                }
+            }
+        }
+        self.stop();
+        for id in self.container_state_ids() {
+            let mut dirs = cgroup_dirs(&id);
+            for dir in &dirs {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    // SAFETY: kill(2) on a process in the cgroup of a container this sandbox started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            for pid in processes_mentioning(&id) {
+                // SAFETY: kill(2) on a shim of a container this sandbox started (its command line names the ID).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            // Deepest first; a cgroup can only be removed once its processes are gone.
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for dir in dirs {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let path = self.path.to_string_lossy().into_owned();
+        for pid in processes_mentioning(&path) {
+            // SAFETY: kill(2) on a process whose command line names this sandbox's temp dir: ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Kills the namespace holder (`unshare --kill-child` takes `sleep` with it).
+    fn stop_holder(&mut self) {
+        if let Some(mut holder) = self.holder.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+        if let Some(pid) = self.holder_pid.take() {
+            wait_gone(pid, Duration::from_secs(10));
+        }
+    }
 }
 
 impl Drop for Sandbox {
@@ -411,7 +771,9 @@ impl Drop for Sandbox {
         if std::thread::panicking() {
             eprintln!("{}", self.daemon_log_tail());
         }
+        self.remove_leftover_containers();
         self.stop();
+        self.stop_holder();
         if std::env::var_os("BERTH_TEST_KEEP").is_some() {
             if let Some(dir) = self.dir.take() {
                 eprintln!("keeping sandbox {}", dir.keep().display());

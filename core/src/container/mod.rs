@@ -2,11 +2,60 @@
 //! the rest of their life, on top of the runtime and one shim per running
 //! container. Restart policies are applied here, on exit and at daemon start.
 
+mod archive;
+mod create;
+mod events;
+mod fsops;
+mod info;
+mod io;
+mod lifecycle;
+mod live;
+mod names;
+mod query;
+mod signal;
+#[cfg(test)]
+mod tests;
+
 use std::io::Read;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
-use crate::engine::{Engine, EngineResult};
+use crate::drivers::DriverError;
+use crate::engine::{Engine, EngineError, EngineResult};
 use crate::model::container::{ContainerConfig, ContainerRecord, HostConfig};
+
+pub use create::{hosts_file, merge_config, resolv_conf, resolve_command, BRIDGE_WARNING};
+pub use lifecycle::{is_command_error, restart_at_boot, should_restart};
+pub use live::Live;
+pub use names::{generate as generate_name, validate as validate_name};
+pub use signal::parse as parse_signal;
+
+/// A driver error with what was being done, keeping its status class.
+pub(crate) fn driver_error(what: &str, e: DriverError) -> EngineError {
+    match e {
+        DriverError::InvalidArgument(m) => EngineError::InvalidArgument(format!("{what}: {m}")),
+        DriverError::Io { context, source } => EngineError::io(format!("{what}: {context}"), source),
+        DriverError::Unsupported(m) => EngineError::InvalidArgument(format!("{what}: {m}")),
+        other => EngineError::Driver(other),
+    }
+}
+
+/// `n` bytes from the kernel's random source.
+pub(crate) fn random_bytes(n: usize) -> EngineResult<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| EngineError::io("opening /dev/urandom", e))?;
+    f.read_exact(&mut buf).map_err(|e| EngineError::io("reading /dev/urandom", e))?;
+    Ok(buf)
+}
+
+/// Whether `target` is a mount point in this mount namespace.
+pub(crate) fn is_mounted(target: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = target.to_string_lossy();
+    // Field 5 is the mount point, with spaces and friends octal-escaped.
+    let escaped = want.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
+}
 
 /// `ps` filters (`-f status=exited`, `name=`, `id=`, `label=`, `ancestor=`,
 /// `exited=`), each key with its accepted values (any of them matches).
@@ -172,78 +221,66 @@ impl Engine {
         config: ContainerConfig,
         host_config: HostConfig,
     ) -> EngineResult<(ContainerRecord, Vec<String>)> {
-        let _ = (name, config, host_config);
-        todo!("ENGINE helper")
+        self.create_container_impl(name, config, host_config)
     }
 
     /// Finds a container by full ID, unique ID prefix or name (with or without `/`).
     pub fn find_container(&self, id_or_name: &str) -> EngineResult<ContainerDetails> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.find_container_impl(id_or_name)
     }
 
     /// `docker ps`, newest first.
     pub fn list_containers(&self, options: &ListOptions) -> EngineResult<Vec<ContainerDetails>> {
-        let _ = options;
-        todo!("ENGINE helper")
+        self.list_containers_impl(options)
     }
 
     /// `docker start`. Starting a running container is a no-op (the API answers 304).
     /// Returns false when it was already running.
     pub fn start_container(&self, id_or_name: &str) -> EngineResult<bool> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.start_container_impl(id_or_name)
     }
 
     /// `docker stop`: the stop signal, `timeout` seconds (container's
     /// StopTimeout, else 10), then SIGKILL. Returns false when it was not running.
     pub fn stop_container(&self, id_or_name: &str, signal: Option<&str>, timeout: Option<i64>) -> EngineResult<bool> {
-        let _ = (id_or_name, signal, timeout);
-        todo!("ENGINE helper")
+        self.stop_container_impl(id_or_name, signal, timeout)
     }
 
     /// `docker kill -s SIGNAL` (name like `KILL`/`SIGKILL` or number).
     pub fn kill_container(&self, id_or_name: &str, signal: &str) -> EngineResult<()> {
-        let _ = (id_or_name, signal);
-        todo!("ENGINE helper")
+        self.kill_container_impl(id_or_name, signal)
     }
 
     /// `docker restart`.
     pub fn restart_container(&self, id_or_name: &str, timeout: Option<i64>) -> EngineResult<()> {
-        let _ = (id_or_name, timeout);
-        todo!("ENGINE helper")
+        self.restart_container_impl(id_or_name, timeout)
     }
 
     /// `docker pause` (cgroup freezer).
     pub fn pause_container(&self, id_or_name: &str) -> EngineResult<()> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.pause_container_impl(id_or_name)
     }
 
     /// `docker unpause`.
     pub fn unpause_container(&self, id_or_name: &str) -> EngineResult<()> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.unpause_container_impl(id_or_name)
     }
 
     /// `docker rm` (`force` kills a running one; `volumes` removes anonymous
     /// volumes once volumes exist). Leaves no mount, cgroup, shim or state.
     pub fn remove_container(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
-        let _ = (id_or_name, force, volumes);
-        todo!("ENGINE helper")
+        self.remove_container_impl(id_or_name, force, volumes)
     }
 
     /// `docker rename`.
     pub fn rename_container(&self, id_or_name: &str, new_name: &str) -> EngineResult<()> {
-        let _ = (id_or_name, new_name);
-        todo!("ENGINE helper")
+        self.rename_container_impl(id_or_name, new_name)
     }
 
     /// Registers a waiter now (before returning), so a `wait` posted before
     /// `start` sees the next exit.
     pub fn wait_container(&self, id_or_name: &str, condition: WaitCondition) -> EngineResult<Waiter> {
-        let _ = (id_or_name, condition);
-        todo!("ENGINE helper")
+        self.wait_container_impl(id_or_name, condition)
     }
 
     /// `docker logs`: entries in order; with `follow` the iterator blocks for
@@ -253,74 +290,72 @@ impl Engine {
         id_or_name: &str,
         options: &LogsOptions,
     ) -> EngineResult<Box<dyn Iterator<Item = std::io::Result<LogEntry>> + Send>> {
-        let _ = (id_or_name, options);
-        todo!("ENGINE helper")
+        self.container_logs_impl(id_or_name, options)
     }
 
     /// `docker attach` / `run -a`: a stream joined to the container's stdio.
-    pub fn attach_container(&self, id_or_name: &str, stdin: bool, stdout: bool, stderr: bool) -> EngineResult<Attachment> {
-        let _ = (id_or_name, stdin, stdout, stderr);
-        todo!("ENGINE helper")
+    pub fn attach_container(
+        &self,
+        id_or_name: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> EngineResult<Attachment> {
+        self.attach_container_impl(id_or_name, stdin, stdout, stderr)
     }
 
     /// `POST /containers/{id}/resize`.
     pub fn resize_container(&self, id_or_name: &str, rows: u16, cols: u16) -> EngineResult<()> {
-        let _ = (id_or_name, rows, cols);
-        todo!("ENGINE helper")
+        self.resize_container_impl(id_or_name, rows, cols)
     }
 
     /// `POST /containers/{id}/exec`: registers an exec; returns its ID.
     pub fn create_exec(&self, id_or_name: &str, config: ExecConfig) -> EngineResult<String> {
-        let _ = (id_or_name, config);
-        todo!("ENGINE helper")
+        self.create_exec_impl(id_or_name, config)
     }
 
     /// `POST /exec/{id}/start`: runs it; the stream is `None` when detached.
     pub fn start_exec(&self, exec_id: &str, detach: bool) -> EngineResult<Option<Attachment>> {
-        let _ = (exec_id, detach);
-        todo!("ENGINE helper")
+        self.start_exec_impl(exec_id, detach)
     }
 
     /// `GET /exec/{id}/json`.
     pub fn inspect_exec(&self, exec_id: &str) -> EngineResult<ExecDetails> {
-        let _ = exec_id;
-        todo!("ENGINE helper")
+        self.inspect_exec_impl(exec_id)
     }
 
     /// `POST /exec/{id}/resize`.
     pub fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> EngineResult<()> {
-        let _ = (exec_id, rows, cols);
-        todo!("ENGINE helper")
+        self.resize_exec_impl(exec_id, rows, cols)
     }
 
     /// `docker top`: `ps` columns and rows for the container's processes.
-    pub fn top_container(&self, id_or_name: &str, ps_args: Option<&str>) -> EngineResult<(Vec<String>, Vec<Vec<String>>)> {
-        let _ = (id_or_name, ps_args);
-        todo!("ENGINE helper")
+    pub fn top_container(
+        &self,
+        id_or_name: &str,
+        ps_args: Option<&str>,
+    ) -> EngineResult<(Vec<String>, Vec<Vec<String>>)> {
+        self.top_container_impl(id_or_name, ps_args)
     }
 
     /// `docker stats`: one sample in Docker's stats JSON shape.
     pub fn container_stats(&self, id_or_name: &str) -> EngineResult<serde_json::Value> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.container_stats_impl(id_or_name)
     }
 
     /// `docker update`: new resource limits (and restart policy).
     pub fn update_container(&self, id_or_name: &str, update: HostConfig) -> EngineResult<Vec<String>> {
-        let _ = (id_or_name, update);
-        todo!("ENGINE helper")
+        self.update_container_impl(id_or_name, update)
     }
 
     /// `docker diff`.
     pub fn container_changes(&self, id_or_name: &str) -> EngineResult<Vec<crate::drivers::Change>> {
-        let _ = id_or_name;
-        todo!("ENGINE helper")
+        self.container_changes_impl(id_or_name)
     }
 
     /// `docker export`: the container's whole filesystem as a tar.
     pub fn export_container(&self, id_or_name: &str, out: &mut dyn std::io::Write) -> EngineResult<()> {
-        let _ = (id_or_name, out);
-        todo!("ENGINE helper")
+        self.export_container_impl(id_or_name, out)
     }
 
     /// `docker commit`: the writable layer becomes a new image layer on top of
@@ -334,39 +369,30 @@ impl Engine {
         changes: &[String],
         config: Option<ContainerConfig>,
     ) -> EngineResult<crate::model::Digest> {
-        let _ = (id_or_name, reference, comment, author, changes, config);
-        todo!("ENGINE helper")
+        self.commit_container_impl(id_or_name, reference, comment, author, changes, config)
     }
 
     /// `GET /containers/{id}/archive` (`docker cp` out): stat JSON of the path
     /// (for the `X-Docker-Container-Path-Stat` header) and a tar of it.
-    pub fn archive_get(
-        &self,
-        id_or_name: &str,
-        path: &str,
-    ) -> EngineResult<(serde_json::Value, Box<dyn Read + Send>)> {
-        let _ = (id_or_name, path);
-        todo!("ENGINE helper")
+    pub fn archive_get(&self, id_or_name: &str, path: &str) -> EngineResult<(serde_json::Value, Box<dyn Read + Send>)> {
+        self.archive_get_impl(id_or_name, path)
     }
 
     /// `HEAD /containers/{id}/archive`: the stat JSON only.
     pub fn archive_stat(&self, id_or_name: &str, path: &str) -> EngineResult<serde_json::Value> {
-        let _ = (id_or_name, path);
-        todo!("ENGINE helper")
+        self.archive_stat_impl(id_or_name, path)
     }
 
     /// `PUT /containers/{id}/archive` (`docker cp` in): extract a tar at
     /// `path`, resolving every entry inside the container's root.
     pub fn archive_put(&self, id_or_name: &str, path: &str, tar: &mut dyn Read) -> EngineResult<()> {
-        let _ = (id_or_name, path, tar);
-        todo!("ENGINE helper")
+        self.archive_put_impl(id_or_name, path, tar)
     }
 
     /// `docker container prune`: removes stopped containers; returns their IDs
     /// and the bytes reclaimed.
     pub fn prune_containers(&self, filters: &Filters) -> EngineResult<(Vec<String>, u64)> {
-        let _ = filters;
-        todo!("ENGINE helper")
+        self.prune_containers_impl(filters)
     }
 
     /// `docker events`: past events since `since` (unix seconds), then live
@@ -377,7 +403,12 @@ impl Engine {
         until: Option<f64>,
         filters: &Filters,
     ) -> EngineResult<std::sync::mpsc::Receiver<Event>> {
-        let _ = (since, until, filters);
-        todo!("ENGINE helper")
+        self.events_impl(since, until, filters)
     }
+}
+
+/// Whether a container state has (or is about to have) a process:
+/// running, paused or restarting.
+pub fn is_running_state(state: &crate::model::container::ContainerState) -> bool {
+    lifecycle::is_active(state)
 }

@@ -188,10 +188,13 @@ impl Engine {
                 tx.delete_layer(&l.chain_id)?;
             }
         }
+        // Containers' writable layers are known too.
+        for c in tx.containers()? {
+            known.insert(c.rw_layer.clone());
+        }
         tx.commit()?;
-        // Storage layers without a record. Containers' writable layers will be
-        // referenced by container records once containers exist: they must be
-        // added to `known` by the container issue.
+        // Storage layers without a record (an interrupted load, or a create
+        // or rm cut short): nothing names them.
         for id in self.storage.list()? {
             if !known.contains(&id) {
                 tracing::info!(layer = %id, "removing a storage layer the store does not reference (interrupted load or removal)");
@@ -289,11 +292,24 @@ impl Engine {
         Ok(ImageDetails { record, config, diff_ids, parent: None, containers })
     }
 
-    /// How many containers use image `id`. Containers do not exist yet; the
-    /// container issue makes this count them, and `rmi`/`prune` then refuse
-    /// or skip images in use.
-    pub(crate) fn containers_using(&self, _id: &Digest) -> usize {
-        0
+    /// How many containers use image `id` (`rmi` refuses, `prune` skips them).
+    pub(crate) fn containers_using(&self, id: &Digest) -> usize {
+        self.users_of(id).map(|u| u.len()).unwrap_or(0)
+    }
+
+    /// The containers created from image `id`, with whether each is running.
+    fn users_of(&self, id: &Digest) -> EngineResult<Vec<(String, bool)>> {
+        Ok(self
+            .store
+            .read()?
+            .containers()?
+            .into_iter()
+            .filter(|c| c.image == *id)
+            .map(|c| {
+                let running = crate::container::is_running_state(&c.state);
+                (c.id.to_string(), running)
+            })
+            .collect())
     }
 
     pub(crate) fn find_image_impl(&self, name: &str) -> EngineResult<ImageDetails> {
@@ -750,6 +766,127 @@ impl Engine {
         self.details(record)
     }
 
+    // ---- commit (a container's writable layer becomes an image) ----
+
+    /// `docker commit`: `write_diff` writes the container's changes as an
+    /// uncompressed layer tar; it becomes a new layer on top of image `base`,
+    /// with a config whose `config` is `container_config` and whose history
+    /// gains one entry. Registered (and tagged with `tag`) in one transaction.
+    pub(crate) fn commit_layer(
+        &self,
+        base: &Digest,
+        write_diff: &mut dyn FnMut(&mut dyn Write) -> EngineResult<()>,
+        container_config: Map<String, serde_json::Value>,
+        history: serde_json::Value,
+        author: &str,
+        tag: Option<String>,
+    ) -> EngineResult<Digest> {
+        let base_record = self.record(&self.store.read()?, base)?;
+        let base_config = self.content.read(base)?;
+        let mut config: serde_json::Value = serde_json::from_slice(&base_config)
+            .map_err(|e| EngineError::Image(ImageError::Invalid(format!("image {base}: invalid config: {e}"))))?;
+        let mut writer = self.content.writer("the committed layer", None, None)?;
+        write_diff(&mut writer)?;
+        let (blob_pin, _) = writer.commit()?;
+        let blob = blob_pin.digest().clone();
+        // The blob is the uncompressed tar: its digest is the diff ID.
+        let diff_id = blob.clone();
+        let parent = base_record.layers.last().cloned();
+        let chain_id = LayerRecord::chain_id_of(parent.as_ref(), &diff_id);
+        let mut chain = base_record.layers.clone();
+        chain.push(chain_id.clone());
+        let _claims = self.claims.claim_all(&chain);
+        let tx = self.store.read()?;
+        let mut layers: Vec<(LayerRecord, bool)> = Vec::new();
+        for c in &base_record.layers {
+            let l = tx.layer(c)?.ok_or_else(|| {
+                EngineError::Image(ImageError::Invalid(format!("image {base}: layer {c} is missing from the store")))
+            })?;
+            layers.push((l, false));
+        }
+        let existing = tx.layer(&chain_id)?;
+        drop(tx);
+        let top = match existing {
+            Some(l) => (l, false),
+            None => {
+                let storage_id = chain_id.hex().to_string();
+                if self.storage.exists(&storage_id) {
+                    self.storage.remove(&storage_id).map_err(|e| driver_context("a leftover committed layer", e))?;
+                }
+                let parent_storage = layers.last().map(|(l, _)| l.storage_id.clone());
+                let unpacked = unpack_layer(
+                    &self.content,
+                    self.storage.as_ref(),
+                    &blob,
+                    "the committed layer",
+                    &storage_id,
+                    parent_storage.as_deref(),
+                    Some(&diff_id),
+                );
+                let u = match unpacked {
+                    Ok(u) => u,
+                    Err(e) => {
+                        drop(blob_pin);
+                        self.gc_blobs(Some(&[blob]))?;
+                        return Err(e);
+                    }
+                };
+                (
+                    LayerRecord {
+                        chain_id: chain_id.clone(),
+                        diff_id: diff_id.clone(),
+                        parent: parent.clone(),
+                        storage_id,
+                        size: u.size,
+                        tar_size: u.tar_size,
+                        blob: Some((blob.clone(), layer_media_type(Compression::None).to_string())),
+                    },
+                    true,
+                )
+            }
+        };
+        layers.push(top);
+        let now = now_rfc3339();
+        if let Some(obj) = config.as_object_mut() {
+            obj.insert("config".into(), serde_json::Value::Object(container_config));
+            obj.insert("created".into(), serde_json::Value::String(now));
+            if !author.is_empty() {
+                obj.insert("author".into(), serde_json::Value::String(author.to_string()));
+            } else {
+                obj.remove("author");
+            }
+            obj.remove("container_config");
+            obj.remove("container");
+            let hist = obj.entry("history").or_insert_with(|| serde_json::Value::Array(vec![]));
+            if let Some(a) = hist.as_array_mut() {
+                a.push(history);
+            }
+            let rootfs = obj.entry("rootfs").or_insert_with(|| serde_json::json!({"type": "layers", "diff_ids": []}));
+            if let Some(ids) = rootfs.get_mut("diff_ids").and_then(|d| d.as_array_mut()) {
+                ids.push(serde_json::Value::String(diff_id.to_string()));
+            }
+        }
+        let bytes = serde_json::to_vec(&config)
+            .map_err(|e| EngineError::Image(ImageError::Invalid(format!("encoding the committed config: {e}"))))?;
+        let id = Digest::of(&bytes);
+        let tags: Vec<String> = tag.into_iter().collect();
+        let registered = self
+            .content
+            .put("config of the committed image", &bytes, Some(&id))
+            .map_err(EngineError::from)
+            .and_then(|_pin| self.register(&id, &layers, &tags, None));
+        if let Err(e) = registered {
+            self.discard_new_layers(&layers);
+            drop(blob_pin);
+            self.gc_blobs(Some(&[blob, id]))?;
+            return Err(e);
+        }
+        drop(blob_pin);
+        // An identical layer existed already: our blob may be unused.
+        self.gc_blobs(Some(&[blob]))?;
+        Ok(id)
+    }
+
     // ---- tag ----
 
     pub(crate) fn tag_image_impl(&self, source: &str, target: &ImageRef) -> EngineResult<()> {
@@ -899,12 +1036,43 @@ impl Engine {
             })?;
             let _ = fs::remove_dir(&mount);
         }
-        let users = self.containers_using(&id);
-        if users > 0 && !force {
+        let users = self.users_of(&id)?;
+        if let Some((c, _)) = users.iter().find(|(_, running)| *running) {
             return Err(EngineError::Conflict(format!(
-                "conflict: unable to delete {} (cannot be forced) - image is being used by {users} container(s)",
-                id.short()
+                "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                id.short(),
+                &c[..12]
             )));
+        }
+        if let Some((c, _)) = users.first() {
+            if !force {
+                return Err(EngineError::Conflict(match &matched {
+                    Matched::Tag(t) | Matched::Digest(t) => format!(
+                        "conflict: unable to remove repository reference \"{t}\" (must force) - container {} is using its referenced image {}",
+                        &c[..12],
+                        id.short()
+                    ),
+                    Matched::Id => format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                        id.short(),
+                        &c[..12]
+                    ),
+                }));
+            }
+            // Forced while stopped containers use it: untag only, as Docker
+            // does; the image stays (dangling) until they are gone.
+            for t in &record.repo_tags {
+                tx.delete_tag(t)?;
+                items.push(ImageDeleteItem::Untagged(t.clone()));
+            }
+            for d in &record.repo_digests {
+                items.push(ImageDeleteItem::Untagged(d.clone()));
+            }
+            record.repo_tags.clear();
+            record.repo_digests.clear();
+            tx.put_image(&record)?;
+            tx.commit()?;
+            return Ok(items);
         }
         for t in &record.repo_tags {
             tx.delete_tag(t)?;

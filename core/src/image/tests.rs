@@ -116,11 +116,11 @@ impl Env {
     fn layers_dir(&self) -> PathBuf {
         self.dir.path().join("layers")
     }
-    fn open(&self) -> Engine {
+    fn open(&self) -> Arc<Engine> {
         fs::create_dir_all(self.layers_dir()).unwrap();
         let storage = Arc::new(DirDriver { root: self.layers_dir() });
         Engine::open(
-            EngineConfig { root: self.dir.path().join("root"), run: self.dir.path().join("run") },
+            EngineConfig::new(self.dir.path().join("root"), self.dir.path().join("run")),
             storage,
             Drivers::default(),
         )

@@ -187,6 +187,9 @@ pub struct HostConfig {
     pub runtime: String,
     pub isolation: String,
     pub init: Option<bool>,
+    /// `[height, width]` of the client's terminal, sent with `-t` so the
+    /// container starts with the right size (API 1.42+).
+    pub console_size: Option<[u64; 2]>,
     // Resources (Docker flattens them into HostConfig).
     pub cpu_shares: i64,
     pub memory: i64,

@@ -4,11 +4,24 @@
 //!
 //! The dangerous sequence lives in one ordered function (`linux`); nothing
 //! here knows about the metadata store or the API.
+//!
+//! - `spec`: Docker's config + host config + image config -> OCI `Spec`.
+//! - `linux`: the built-in runtime (`create`/`Created::start`/`exec`), with
+//!   `rootfs` (mounts, /dev, pivot_root, masked paths), `caps`, `user`
+//!   (passwd/group resolution) and `sync` (the typed parent/child channel).
+//! - `cgroups`: one container's cgroup on v1, v2 or hybrid hosts.
+//! - `external`: runc/crun driven through their CLI on the same spec.
+//! - `mount`: the executor of drivers' mount plans.
 
+pub mod caps;
 pub mod cgroups;
+pub mod external;
 pub mod linux;
 pub mod mount;
+mod rootfs;
 pub mod spec;
+mod sync;
+pub mod user;
 
 /// Errors of the runtime. Messages name the step and the object that failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,794 @@
+//! Container routes: create, list, inspect, the lifecycle verbs, logs, wait,
+//! top, stats, update, changes, export, commit, archive (`docker cp`), prune,
+//! and `events`. Attach and exec streams are in `hijack`. Handlers translate
+//! between Docker's JSON and the engine's types; they decide nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use berth_core::container::{ContainerDetails, ListOptions, LogEntry, LogsOptions, StreamKind, WaitCondition};
+use berth_core::model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
+use berth_core::model::ImageRef;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::hijack;
+use super::images::Params;
+use super::stream::{body_reader, drain, streamed};
+use super::{ApiError, AppState};
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/create", post(create))
+        .route("/containers/json", get(list))
+        .route("/containers/prune", post(prune))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}", axum::routing::delete(remove))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/attach", post(hijack::attach))
+        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/exec", post(hijack::exec_create))
+        .route("/exec/{id}/start", post(hijack::exec_start))
+        .route("/exec/{id}/json", get(hijack::exec_inspect))
+        .route("/exec/{id}/resize", post(hijack::exec_resize))
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/stats", get(stats))
+        .route("/containers/{id}/update", post(update))
+        .route("/containers/{id}/changes", get(changes))
+        .route("/containers/{id}/export", get(export))
+        .route("/containers/{id}/archive", get(archive_get).head(archive_head).put(archive_put))
+        .route("/commit", post(commit))
+        .route("/events", get(events))
+}
+
+/// Parses an RFC 3339 time to unix seconds (fractional).
+pub fn unix_time(t: &str) -> Option<f64> {
+    if t.is_empty() || t == ZERO_TIME {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    Some(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+}
+
+/// Docker's `Status` column (`Up 2 seconds`, `Exited (3) 5 seconds ago`, ...),
+/// as the daemon computes it (moby's `State.String`).
+pub fn status_string(record: &ContainerRecord, now: f64) -> String {
+    let st = &record.state;
+    let ago = |t: &str| unix_time(t).map(|u| crate::cli::units::human_duration((now - u).max(0.0) as i64));
+    match st.status {
+        Status::Running | Status::Paused if st.running || st.paused => {
+            let up = ago(&st.started_at).unwrap_or_else(|| "Less than a second".into());
+            if st.paused {
+                format!("Up {up} (Paused)")
+            } else {
+                format!("Up {up}")
+            }
+        }
+        Status::Restarting => {
+            format!("Restarting ({}) {} ago", st.exit_code, ago(&st.finished_at).unwrap_or_else(|| "Less than a second".into()))
+        }
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+        _ => {
+            if unix_time(&st.started_at).is_none() {
+                return "Created".into();
+            }
+            match ago(&st.finished_at) {
+                Some(a) => format!("Exited ({}) {a} ago", st.exit_code),
+                None => String::new(),
+            }
+        }
+    }
+}
+
+/// The current unix time in seconds.
+pub(super) fn now_unix() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Docker's `Command` column: the command line as one string, arguments
+/// with spaces in single quotes (as moby lists them).
+fn command_line(r: &ContainerRecord) -> String {
+    let mut out = r.path.clone();
+    for a in &r.args {
+        out.push(' ');
+        if a.contains(' ') {
+            out.push_str(&format!("'{a}'"));
+        } else {
+            out.push_str(a);
+        }
+    }
+    out
+}
+
+fn network_mode(h: &HostConfig) -> String {
+    if h.network_mode.is_empty() { "none".to_string() } else { h.network_mode.clone() }
+}
+
+/// `NetworkSettings`: empty but well formed until networks exist.
+fn network_settings(d: &ContainerDetails) -> Value {
+    json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": { network_mode(&d.record.host_config): {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
+            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
+        } },
+    })
+}
+
+/// Docker's `ContainerSummary` (`GET /containers/json`).
+pub(super) fn summary(d: &ContainerDetails, now: f64) -> Value {
+    let r = &d.record;
+    let mut v = json!({
+        "Id": r.id.as_str(),
+        "Names": [format!("/{}", r.name)],
+        "Image": if d.image_name.is_empty() { r.image.to_string() } else { d.image_name.clone() },
+        "ImageID": r.image.to_string(),
+        "Command": command_line(r),
+        "Created": unix_time(&r.created).unwrap_or(0.0) as i64,
+        "Ports": [],
+        "Labels": r.config.labels.clone().unwrap_or_default(),
+        "State": r.state.status,
+        "Status": status_string(r, now),
+        "HostConfig": { "NetworkMode": network_mode(&r.host_config) },
+        "NetworkSettings": { "Networks": network_settings(d)["Networks"].clone() },
+        "Mounts": [],
+    });
+    if let Some(s) = d.size_rw {
+        v["SizeRw"] = json!(s);
+    }
+    if let Some(s) = d.size_root_fs {
+        v["SizeRootFs"] = json!(s);
+    }
+    v
+}
+
+/// Docker's `ContainerInspectResponse`.
+fn inspect_json(d: &ContainerDetails, driver: &str) -> Value {
+    let r = &d.record;
+    let dir = |f: &str| -> String {
+        d.log_path
+            .rsplit_once('/')
+            .map(|(parent, _)| format!("{parent}/{f}"))
+            .unwrap_or_default()
+    };
+    let mut v = json!({
+        "Id": r.id.as_str(),
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": r.state,
+        "Image": r.image.to_string(),
+        "ResolvConfPath": dir("resolv.conf"),
+        "HostnamePath": dir("hostname"),
+        "HostsPath": dir("hosts"),
+        "LogPath": d.log_path,
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": r.host_config,
+        "GraphDriver": { "Name": driver, "Data": d.graph_driver_data },
+        "Mounts": [],
+        "Config": r.config,
+        "NetworkSettings": network_settings(d),
+    });
+    if let Some(s) = d.size_rw {
+        v["SizeRw"] = json!(s);
+    }
+    if let Some(s) = d.size_root_fs {
+        v["SizeRootFs"] = json!(s);
+    }
+    v
+}
+
+/// Body of `POST /containers/create`: Docker's Config with HostConfig and
+/// NetworkingConfig beside its fields.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CreateBody {
+    #[serde(flatten)]
+    config: ContainerConfig,
+    #[serde(rename = "HostConfig")]
+    host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkingConfig")]
+    #[allow(dead_code)] // Accepted so clients can send it; networks come with the network issue.
+    networking_config: Option<Value>,
+}
+
+/// Reads a whole (small) JSON request body; an empty body is `T::default()`.
+async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?;
+    strip_nulls(&mut v);
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
+}
+
+/// Drops `null` members of the body and of its `HostConfig`: docker-py sends
+/// `"User": null` for anything unset, and every field has a default anyway.
+fn strip_nulls(v: &mut Value) {
+    if let Value::Object(map) = v {
+        map.retain(|_, x| !x.is_null());
+        if let Some(Value::Object(hm)) = map.get_mut("HostConfig") {
+            hm.retain(|_, x| !x.is_null());
+        }
+    }
+}
+
+async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let name = params.get("name").filter(|n| !n.is_empty()).map(str::to_string);
+    let b: CreateBody = json_body(body).await?;
+    if b.config.image.is_empty() {
+        return Err(ApiError::bad_request("No image was specified"));
+    }
+    let host_config = b.host_config.unwrap_or_default();
+    let (record, warnings) = state.blocking(move |e| e.create_container(name.as_deref(), b.config, host_config)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": record.id.as_str(), "Warnings": warnings }))).into_response())
+}
+
+async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let filters = params.filters(&[
+        "status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network", "health",
+        "isolation", "is-task", "publish", "expose",
+    ])?;
+    let limit = match params.get("limit") {
+        None | Some("") => None,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => return Err(ApiError::bad_request(format!("invalid limit {l:?}: expected a number"))),
+        },
+    };
+    let options = ListOptions { all: params.flag("all"), limit, size: params.flag("size"), filters: filters.into_inner() };
+    let list = state.blocking(move |e| e.list_containers(&options)).await?;
+    let now = now_unix();
+    Ok(Json(Value::Array(list.iter().map(|d| summary(d, now)).collect())))
+}
+
+async fn inspect(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let size = Params::parse(q.as_deref()).flag("size");
+    let driver = state.engine.storage().name().to_string();
+    let d = state
+        .blocking(move |e| {
+            let d = e.find_container(&id)?;
+            if !size {
+                return Ok(d);
+            }
+            // Sizes are computed by the listing; ask it for just this container.
+            let mut filters = BTreeMap::new();
+            filters.insert("id".to_string(), vec![d.record.id.to_string()]);
+            let opts = ListOptions { all: true, limit: None, size: true, filters };
+            Ok(e.list_containers(&opts)?.into_iter().next().unwrap_or(d))
+        })
+        .await?;
+    Ok(Json(inspect_json(&d, &driver)))
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn not_modified() -> Response {
+    StatusCode::NOT_MODIFIED.into_response()
+}
+
+async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let started = state.blocking(move |e| e.start_container(&id)).await?;
+    Ok(if started { no_content() } else { not_modified() })
+}
+
+/// `?t=` (seconds; Docker also accepts `timeout`).
+fn timeout_param(params: &Params) -> Result<Option<i64>, ApiError> {
+    match params.get("t").or_else(|| params.get("timeout")).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid timeout {t:?}: expected seconds"))),
+    }
+}
+
+async fn stop(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let t = timeout_param(&params)?;
+    let signal = params.get("signal").filter(|s| !s.is_empty()).map(str::to_string);
+    let stopped = state.blocking(move |e| e.stop_container(&id, signal.as_deref(), t)).await?;
+    Ok(if stopped { no_content() } else { not_modified() })
+}
+
+async fn kill(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let signal = params.get("signal").filter(|s| !s.is_empty()).unwrap_or("KILL").to_string();
+    state.blocking(move |e| e.kill_container(&id, &signal)).await?;
+    Ok(no_content())
+}
+
+async fn restart(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let t = timeout_param(&Params::parse(q.as_deref()))?;
+    state.blocking(move |e| e.restart_container(&id, t)).await?;
+    Ok(no_content())
+}
+
+async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.blocking(move |e| e.pause_container(&id)).await?;
+    Ok(no_content())
+}
+
+async fn unpause(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.blocking(move |e| e.unpause_container(&id)).await?;
+    Ok(no_content())
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    if params.flag("link") {
+        return Err(ApiError::bad_request("links are not supported yet: remove the container itself"));
+    }
+    let (force, volumes) = (params.flag("force"), params.flag("v"));
+    state.blocking(move |e| e.remove_container(&id, force, volumes)).await?;
+    Ok(no_content())
+}
+
+async fn rename(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let name = params.get("name").unwrap_or("").to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Neither old nor new names may be empty"));
+    }
+    state.blocking(move |e| e.rename_container(&id, &name)).await?;
+    Ok(no_content())
+}
+
+/// `?h=&w=` of the resize endpoints.
+pub fn size_params(params: &Params) -> Result<(u16, u16), ApiError> {
+    let num = |k: &str| -> Result<u16, ApiError> {
+        let v = params.get(k).unwrap_or("");
+        v.parse().map_err(|_| ApiError::bad_request(format!("invalid resize parameter {k}={v:?}: expected a number")))
+    };
+    Ok((num("h")?, num("w")?))
+}
+
+async fn resize(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (h, w) = size_params(&Params::parse(q.as_deref()))?;
+    state.blocking(move |e| e.resize_container(&id, h, w)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /containers/{id}/wait`: the waiter is registered before the answer's
+/// headers go out, and the headers are sent at once — `docker run` posts wait
+/// before start and only goes on once it has them.
+async fn wait(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let condition = match params.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(ApiError::bad_request(format!("invalid condition: {other:?}"))),
+    };
+    let waiter = state.blocking(move |e| e.wait_container(&id, condition)).await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::task::spawn_blocking(move || {
+        let result = waiter.recv();
+        let error = result.error.map(|m| json!({ "Message": m }));
+        let line = json!({ "StatusCode": result.status_code, "Error": error });
+        let _ = tx.blocking_send(Ok(Bytes::from(format!("{line}\n"))));
+    });
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// Docker's 8-byte frame header: stream type, three zeros, big-endian length.
+pub fn frame(kind: StreamKind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.push(kind as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `since`/`until` of logs and events: unix seconds, fractional, or RFC 3339.
+fn time_param(params: &Params, key: &str) -> Result<Option<f64>, ApiError> {
+    match params.get(key).filter(|s| !s.is_empty() && *s != "0") {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .or_else(|| unix_time(s))
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid value for {key}: {s:?}"))),
+    }
+}
+
+fn log_chunk(entry: &LogEntry, timestamps: bool, tty: bool) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(entry.bytes.len() + 32);
+    if timestamps {
+        payload.extend_from_slice(entry.time.as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(&entry.bytes);
+    if tty {
+        payload
+    } else {
+        frame(entry.stream, &payload)
+    }
+}
+
+async fn logs(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let tail = match params.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => return Err(ApiError::bad_request(format!("invalid tail value {n:?}: expected a number or \"all\""))),
+        },
+    };
+    let options = LogsOptions {
+        stdout: params.flag("stdout"),
+        stderr: params.flag("stderr"),
+        follow: params.flag("follow"),
+        since: time_param(&params, "since")?,
+        until: time_param(&params, "until")?,
+        timestamps: params.flag("timestamps"),
+        tail,
+    };
+    if !options.stdout && !options.stderr {
+        return Err(ApiError::bad_request("You must choose at least one stream"));
+    }
+    let timestamps = options.timestamps;
+    let (tty, entries) = state
+        .blocking(move |e| {
+            let d = e.find_container(&id)?;
+            Ok((d.record.config.tty, e.container_logs(&id, &options)?))
+        })
+        .await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        for entry in entries {
+            let item = entry.map(|e| Bytes::from(log_chunk(&e, timestamps, tty)));
+            let failed = item.is_err();
+            // A closed channel means the client went away: stop following.
+            if tx.blocking_send(item).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(resp)
+}
+
+async fn top(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let ps_args = Params::parse(q.as_deref()).get("ps_args").filter(|s| !s.is_empty()).map(str::to_string);
+    let (titles, rows) = state.blocking(move |e| e.top_container(&id, ps_args.as_deref())).await?;
+    Ok(Json(json!({ "Titles": titles, "Processes": rows })))
+}
+
+/// Fills `precpu_stats` from the previous sample, as Docker's stream does.
+fn with_previous(mut sample: Value, previous: Option<&Value>) -> Value {
+    if let Some(prev) = previous {
+        if let (Some(cpu), Some(obj)) = (prev.get("cpu_stats"), sample.as_object_mut()) {
+            obj.insert("precpu_stats".into(), cpu.clone());
+        }
+        if let (Some(read), Some(obj)) = (prev.get("read"), sample.as_object_mut()) {
+            obj.insert("preread".into(), read.clone());
+        }
+    }
+    sample
+}
+
+async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let stream = params.get("stream").is_none_or(|_| params.flag("stream"));
+    let one_shot = params.flag("one-shot");
+    let first = {
+        let id = id.clone();
+        state.blocking(move |e| e.container_stats(&id)).await?
+    };
+    let json_resp = |body: Body| {
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    };
+    if !stream {
+        if one_shot {
+            return Ok(json_resp(Body::from(format!("{first}\n"))));
+        }
+        // Docker answers a non-streamed request with two samples' worth, so
+        // the CPU percentage can be computed from the difference.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = state.blocking(move |e| e.container_stats(&id)).await.unwrap_or_else(|_| first.clone());
+        let v = with_previous(second, Some(&first));
+        return Ok(json_resp(Body::from(format!("{v}\n"))));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        let mut previous: Option<Value> = None;
+        let mut sample = first;
+        loop {
+            let v = with_previous(sample.clone(), previous.as_ref());
+            if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() {
+                break;
+            }
+            previous = Some(sample);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if tx.is_closed() {
+                break;
+            }
+            let (engine, id) = (engine.clone(), id.clone());
+            let next = tokio::task::spawn_blocking(move || {
+                let running = engine.find_container(&id).map(|d| d.record.state.running)?;
+                if running { engine.container_stats(&id).map(Some) } else { Ok(None) }
+            })
+            .await;
+            match next {
+                Ok(Ok(Some(s))) => sample = s,
+                // Stopped, removed or failed: the stream ends.
+                _ => break,
+            }
+        }
+    });
+    Ok(json_resp(Body::from_stream(ReceiverStream::new(rx))))
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Result<Json<Value>, ApiError> {
+    let update: HostConfig = json_body(body).await?;
+    let warnings = state.blocking(move |e| e.update_container(&id, update)).await?;
+    Ok(Json(json!({ "Warnings": warnings })))
+}
+
+async fn changes(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let list = state.blocking(move |e| e.container_changes(&id)).await?;
+    let out: Vec<Value> = list.iter().map(|c| json!({ "Path": c.path, "Kind": c.kind as u8 })).collect();
+    Ok(Json(if out.is_empty() { Value::Null } else { Value::Array(out) }))
+}
+
+async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    // Fail with a proper status before streaming when the container is unknown.
+    let check = id.clone();
+    state.blocking(move |e| e.find_container(&check)).await?;
+    streamed(&state, "application/x-tar", move |e, out| e.export_container(&id, out)).await
+}
+
+fn stat_header(stat: &Value) -> Result<HeaderValue, ApiError> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(stat.to_string());
+    HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(format!("cannot encode the path stat: {e}")))
+}
+
+fn path_param(params: &Params) -> Result<String, ApiError> {
+    match params.get("path") {
+        Some(p) if !p.is_empty() => Ok(p.to_string()),
+        _ => Err(ApiError::bad_request("path cannot be empty")),
+    }
+}
+
+const STAT_HEADER: &str = "x-docker-container-path-stat";
+
+async fn archive_head(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let path = path_param(&Params::parse(q.as_deref()))?;
+    let stat = state.blocking(move |e| e.archive_stat(&id, &path)).await?;
+    let mut resp = StatusCode::OK.into_response();
+    resp.headers_mut().insert(STAT_HEADER, stat_header(&stat)?);
+    Ok(resp)
+}
+
+async fn archive_get(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let path = path_param(&Params::parse(q.as_deref()))?;
+    let (stat, mut reader) = state.blocking(move |e| e.archive_get(&id, &path)).await?;
+    let header_value = stat_header(&stat)?;
+    let mut resp = streamed(&state, "application/x-tar", move |_, out| {
+        std::io::copy(&mut reader, out).map(|_| ()).map_err(|e| berth_core::EngineError::io("reading the archive", e))
+    })
+    .await?;
+    resp.headers_mut().insert(STAT_HEADER, header_value);
+    Ok(resp)
+}
+
+async fn archive_put(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+    let path = path_param(&Params::parse(q.as_deref()))?;
+    let mut reader = body_reader(body);
+    state
+        .blocking(move |e| {
+            let r = e.archive_put(&id, &path, &mut reader);
+            if r.is_err() {
+                drain(&mut reader);
+            }
+            r
+        })
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn commit(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let container = params.get("container").unwrap_or("").to_string();
+    if container.is_empty() {
+        return Err(ApiError::bad_request("container is required"));
+    }
+    let reference = match params.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let full = match params.get("tag").filter(|t| !t.is_empty()) {
+                Some(tag) => format!("{repo}:{tag}"),
+                None => repo.to_string(),
+            };
+            Some(ImageRef::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?.with_default_tag())
+        }
+    };
+    let comment = params.get("comment").unwrap_or("").to_string();
+    let author = params.get("author").unwrap_or("").to_string();
+    let changes: Vec<String> = params.all("changes").into_iter().filter(|c| !c.is_empty()).collect();
+    let config: Option<ContainerConfig> = {
+        let bytes = axum::body::to_bytes(body, 16 << 20)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) || &bytes[..] == b"null" {
+            None
+        } else {
+            Some(serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?)
+        }
+    };
+    let id = state
+        .blocking(move |e| e.commit_container(&container, reference.as_ref(), &comment, &author, &changes, config))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": id.to_string() }))).into_response())
+}
+
+async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let filters = Params::parse(q.as_deref()).filters(&["until", "label", "label!"])?.into_inner();
+    let (ids, space) = state.blocking(move |e| e.prune_containers(&filters)).await?;
+    Ok(Json(json!({ "ContainersDeleted": if ids.is_empty() { Value::Null } else { json!(ids) }, "SpaceReclaimed": space })))
+}
+
+async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let since = time_param(&params, "since")?;
+    let until = time_param(&params, "until")?;
+    let filters = params
+        .filters(&["container", "event", "image", "label", "type", "daemon", "network", "volume", "plugin", "node", "service", "secret", "config", "scope"])?
+        .into_inner();
+    let rx = state.blocking(move |e| e.events(since, until, &filters)).await?;
+    let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::task::spawn_blocking(move || loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(ev) => {
+                let line = serde_json::to_string(&ev).unwrap_or_default();
+                if tx.blocking_send(Ok(Bytes::from(format!("{line}\n")))).is_err() {
+                    break;
+                }
+            }
+            // Wake up now and then to notice a client that went away.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if tx.is_closed() {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(out)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::model::container::ContainerState;
+
+    fn record(state: ContainerState) -> ContainerRecord {
+        ContainerRecord {
+            id: "a".repeat(64).parse().unwrap(),
+            name: "x".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            image: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
+            path: "sh".into(),
+            args: vec!["-c".into(), "exit 3".into()],
+            config: ContainerConfig::default(),
+            host_config: HostConfig::default(),
+            state,
+            restart_count: 0,
+            rw_layer: String::new(),
+            manually_stopped: false,
+        }
+    }
+
+    fn at(secs: i64) -> String {
+        chrono::DateTime::from_timestamp(secs, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    }
+
+    #[test]
+    fn status_strings_match_docker_ps() {
+        let t0 = 1_800_000_000;
+        let created = ContainerState { started_at: ZERO_TIME.into(), finished_at: ZERO_TIME.into(), ..Default::default() };
+        assert_eq!(status_string(&record(created), t0 as f64), "Created");
+        let running = ContainerState { status: Status::Running, running: true, started_at: at(t0), finished_at: ZERO_TIME.into(), ..Default::default() };
+        assert_eq!(status_string(&record(running.clone()), (t0 + 2) as f64), "Up 2 seconds");
+        assert_eq!(status_string(&record(running), (t0 + 1) as f64), "Up 1 second");
+        let paused = ContainerState { status: Status::Paused, running: true, paused: true, started_at: at(t0), ..Default::default() };
+        assert_eq!(status_string(&record(paused), (t0 + 1) as f64), "Up 1 second (Paused)");
+        let exited = ContainerState { status: Status::Exited, exit_code: 3, started_at: at(t0), finished_at: at(t0 + 1), ..Default::default() };
+        assert_eq!(status_string(&record(exited), (t0 + 6) as f64), "Exited (3) 5 seconds ago");
+    }
+
+    #[test]
+    fn null_members_fall_back_to_defaults() {
+        let mut v: Value = serde_json::from_str(r#"{"Image":"busybox","User":null,"Cmd":null,"HostConfig":{"NetworkMode":null,"Memory":5}}"#).unwrap();
+        strip_nulls(&mut v);
+        let b: CreateBody = serde_json::from_value(v).unwrap();
+        assert_eq!(b.config.user, "");
+        assert_eq!(b.host_config.unwrap().memory, 5);
+    }
+
+    #[test]
+    fn commands_quote_arguments_with_spaces() {
+        assert_eq!(command_line(&record(ContainerState::default())), "sh -c 'exit 3'");
+    }
+
+    #[test]
+    fn frames_carry_stream_and_length() {
+        assert_eq!(frame(StreamKind::Stderr, b"hi\n"), vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+    }
+
+    #[test]
+    fn create_body_takes_config_and_host_config_side_by_side() {
+        let b: CreateBody = serde_json::from_str(
+            r#"{"Image":"busybox","Cmd":["true"],"Tty":true,"HostConfig":{"Memory":33554432,"AutoRemove":true},"NetworkingConfig":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.config.image, "busybox");
+        assert_eq!(b.config.cmd, Some(vec!["true".to_string()]));
+        assert!(b.config.tty);
+        let h = b.host_config.unwrap();
+        assert_eq!(h.memory, 33_554_432);
+        assert!(h.auto_remove);
+    }
+}
