@@ -239,6 +239,10 @@ impl Engine {
     }
 
     fn start_inner(&self, record: &mut ContainerRecord) -> EngineResult<()> {
+        // The shim moves the container into its cgroup in a few milliseconds;
+        // the kernel's grace-period wait for that move starts now, in parallel
+        // with the spec, the shim's exec and its setup (see `prime_attach`).
+        crate::runtime::cgroups::prime_attach();
         let id = record.id.to_string();
         let netns = match parse_network_mode(&record.host_config.network_mode)?.0 {
             NetworkMode::None => NetnsMode::New,

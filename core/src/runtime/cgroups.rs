@@ -205,6 +205,36 @@ pub fn process_dirs(proc_entry: &str) -> Result<Vec<(String, PathBuf)>, RuntimeE
     Ok(out)
 }
 
+/// Starts, on a background thread, a no-op cgroup move: this process into
+/// the cgroup it is already in. Why: every write to `cgroup.procs` takes the
+/// kernel's global `cgroup_threadgroup_rwsem` for writing, and when no such
+/// write happened recently that first waits for an RCU grace period (measured
+/// 7-22 ms on a 2-core host, most of a container start). The rwsem stays in
+/// its fast mode for about a grace period after the last writer, so a write
+/// started now, while the caller spawns the shim, pays that wait in parallel
+/// and the container's real move right after is cheap (~1.5 ms measured).
+/// Best effort: it changes no cgroup membership, and a failure only costs the
+/// wait it tried to hide.
+pub fn prime_attach() {
+    let spawned = std::thread::Builder::new().name("cgroup-prime".into()).stack_size(64 * 1024).spawn(|| {
+        let dir = match process_dirs("self") {
+            Ok(dirs) => dirs.into_iter().next().map(|(_, d)| d),
+            Err(e) => {
+                tracing::debug!(error = %e, "priming cgroup attach: finding our cgroup");
+                None
+            }
+        };
+        if let Some(dir) = dir {
+            if let Err(e) = write_file(&dir.join("cgroup.procs"), &std::process::id().to_string()) {
+                tracing::debug!(error = %e, "priming cgroup attach");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "priming cgroup attach: starting the thread");
+    }
+}
+
 /// Moves `pid` into the same cgroups as `like` (for `exec`), in every hierarchy.
 pub fn join_cgroups_of(like: i32, pid: i32) -> Result<(), RuntimeError> {
     for (_, dir) in process_dirs(&like.to_string())? {

@@ -125,39 +125,51 @@ fn mount_bind(source: &Path, readonly: bool, target: &Path) -> Result<(), MountE
     Ok(())
 }
 
+/// The mount(2) flags a mount(8) option word sets and clears, or `None` for
+/// a word the filesystem itself parses (it goes into the data string).
+/// Bind and propagation words are the caller's: they are not plain flags.
+pub(crate) fn option_flags(opt: &str) -> Option<(libc::c_ulong, libc::c_ulong)> {
+    Some(match opt {
+        "ro" => (libc::MS_RDONLY, 0),
+        "rw" => (0, libc::MS_RDONLY),
+        "nosuid" => (libc::MS_NOSUID, 0),
+        "suid" => (0, libc::MS_NOSUID),
+        "nodev" => (libc::MS_NODEV, 0),
+        "dev" => (0, libc::MS_NODEV),
+        "noexec" => (libc::MS_NOEXEC, 0),
+        "exec" => (0, libc::MS_NOEXEC),
+        "sync" => (libc::MS_SYNCHRONOUS, 0),
+        "async" => (0, libc::MS_SYNCHRONOUS),
+        "dirsync" => (libc::MS_DIRSYNC, 0),
+        "remount" => (libc::MS_REMOUNT, 0),
+        "mand" => (libc::MS_MANDLOCK, 0),
+        "nomand" => (0, libc::MS_MANDLOCK),
+        "noatime" => (libc::MS_NOATIME, 0),
+        "atime" => (0, libc::MS_NOATIME),
+        "nodiratime" => (libc::MS_NODIRATIME, 0),
+        "diratime" => (0, libc::MS_NODIRATIME),
+        "relatime" => (libc::MS_RELATIME, 0),
+        "norelatime" => (0, libc::MS_RELATIME),
+        "strictatime" => (libc::MS_STRICTATIME, 0),
+        "nostrictatime" => (0, libc::MS_STRICTATIME),
+        "lazytime" => (libc::MS_LAZYTIME, 0),
+        "nolazytime" => (0, libc::MS_LAZYTIME),
+        "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
+        "defaults" => (0, 0),
+        _ => return None,
+    })
+}
+
 /// Splits a mount(8)-style option string into mount(2) flags and the data
 /// string the filesystem parses.
 fn parse_options(options: &str) -> (libc::c_ulong, String) {
     let mut flags: libc::c_ulong = 0;
     let mut data = Vec::new();
     for opt in options.split(',').filter(|o| !o.is_empty()) {
-        let (set, clear) = match opt {
-            "ro" => (libc::MS_RDONLY, 0),
-            "rw" => (0, libc::MS_RDONLY),
-            "nosuid" => (libc::MS_NOSUID, 0),
-            "suid" => (0, libc::MS_NOSUID),
-            "nodev" => (libc::MS_NODEV, 0),
-            "dev" => (0, libc::MS_NODEV),
-            "noexec" => (libc::MS_NOEXEC, 0),
-            "exec" => (0, libc::MS_NOEXEC),
-            "sync" => (libc::MS_SYNCHRONOUS, 0),
-            "async" => (0, libc::MS_SYNCHRONOUS),
-            "dirsync" => (libc::MS_DIRSYNC, 0),
-            "noatime" => (libc::MS_NOATIME, 0),
-            "atime" => (0, libc::MS_NOATIME),
-            "nodiratime" => (libc::MS_NODIRATIME, 0),
-            "relatime" => (libc::MS_RELATIME, 0),
-            "norelatime" => (0, libc::MS_RELATIME),
-            "strictatime" => (libc::MS_STRICTATIME, 0),
-            "lazytime" => (libc::MS_LAZYTIME, 0),
-            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
-            "defaults" => (0, 0),
-            _ => {
-                data.push(opt);
-                continue;
-            }
-        };
-        flags = (flags | set) & !clear;
+        match option_flags(opt) {
+            Some((set, clear)) => flags = (flags | set) & !clear,
+            None => data.push(opt),
+        }
     }
     (flags, data.join(","))
 }

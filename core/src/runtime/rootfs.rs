@@ -61,29 +61,6 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
     let mut data = Vec::new();
     for opt in options {
         let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
-            "ro" => (libc::MS_RDONLY, 0),
-            "rw" => (0, libc::MS_RDONLY),
-            "nosuid" => (libc::MS_NOSUID, 0),
-            "suid" => (0, libc::MS_NOSUID),
-            "nodev" => (libc::MS_NODEV, 0),
-            "dev" => (0, libc::MS_NODEV),
-            "noexec" => (libc::MS_NOEXEC, 0),
-            "exec" => (0, libc::MS_NOEXEC),
-            "sync" => (libc::MS_SYNCHRONOUS, 0),
-            "async" => (0, libc::MS_SYNCHRONOUS),
-            "dirsync" => (libc::MS_DIRSYNC, 0),
-            "remount" => (libc::MS_REMOUNT, 0),
-            "mand" => (libc::MS_MANDLOCK, 0),
-            "nomand" => (0, libc::MS_MANDLOCK),
-            "atime" => (0, libc::MS_NOATIME),
-            "noatime" => (libc::MS_NOATIME, 0),
-            "diratime" => (0, libc::MS_NODIRATIME),
-            "nodiratime" => (libc::MS_NODIRATIME, 0),
-            "relatime" => (libc::MS_RELATIME, 0),
-            "norelatime" => (0, libc::MS_RELATIME),
-            "strictatime" => (libc::MS_STRICTATIME, 0),
-            "nostrictatime" => (0, libc::MS_STRICTATIME),
-            "defaults" => (0, 0),
             "bind" => {
                 o.bind = true;
                 (libc::MS_BIND, 0)
@@ -104,10 +81,13 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
                 o.propagation.push(base | rec);
                 continue;
             }
-            _ => {
-                data.push(opt.as_str());
-                continue;
-            }
+            word => match super::mount::option_flags(word) {
+                Some(flags) => flags,
+                None => {
+                    data.push(word);
+                    continue;
+                }
+            },
         };
         o.flags = (o.flags | set) & !clear;
     }
