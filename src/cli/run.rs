@@ -773,6 +773,10 @@ pub async fn attach(client: &Client, args: &AttachArgs) -> Result<ExitCode> {
     let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !args.no_stdin && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
+    // As docker does: the wait is registered before attaching and read once
+    // the stream ends, so the exit code is the recorded one, never a state
+    // inspected before the daemon has noted the exit.
+    let status = register_wait(client, &id, "not-running").await?;
     let stream = client.hijack(&path, None).await?;
     let raw = if tty && stdin { RawTerminal::enable()? } else { None };
     let resizer = tty.then(|| follow_terminal_size(client, format!("/containers/{id}/resize")));
@@ -783,11 +787,7 @@ pub async fn attach(client: &Client, args: &AttachArgs) -> Result<ExitCode> {
     }
     drop(raw);
     pumped?;
-    let after = client.get(&format!("/containers/{id}/json")).await?;
-    if after["State"]["Running"].as_bool().unwrap_or(false) {
-        return Ok(ExitCode::SUCCESS);
-    }
-    Ok(exit_code(after["State"]["ExitCode"].as_i64().unwrap_or(0)))
+    Ok(exit_code(status.await.context("waiting for the container")??))
 }
 
 #[cfg(test)]
