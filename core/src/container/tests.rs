@@ -4,77 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::ListOptions;
-use crate::drivers::{Change, DriverError, DriverResult, Drivers, StorageDriver};
+use crate::image::tests::{tar_of, DirDriver};
+use crate::drivers::Drivers;
 use crate::engine::{Engine, EngineConfig, ErrorKind};
 use crate::model::container::{ContainerConfig, HostConfig, RestartPolicy, Status};
-use crate::model::{Digest, MountPlan, MountSpec};
-
-/// Layers as plain directories; enough for create and remove.
-struct Dirs {
-    root: PathBuf,
-}
-
-impl StorageDriver for Dirs {
-    fn name(&self) -> &str {
-        "testdirs"
-    }
-    fn status(&self) -> Vec<(String, String)> {
-        vec![]
-    }
-    fn create(&self, id: &str, _parent: Option<&str>) -> DriverResult<()> {
-        fs::create_dir(self.root.join(id)).map_err(|e| DriverError::io("create", e))
-    }
-    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
-        tar::Archive::new(diff).unpack(self.root.join(id)).map_err(|e| DriverError::io("unpack", e))?;
-        Ok(0)
-    }
-    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan> {
-        Ok(MountPlan { spec: MountSpec::Bind { source: self.root.join(id), readonly: !writable } })
-    }
-    fn export_diff(&self, _id: &str, _out: &mut dyn Write) -> DriverResult<()> {
-        Err(DriverError::Unsupported("test driver".into()))
-    }
-    fn changes(&self, _id: &str) -> DriverResult<Vec<Change>> {
-        Ok(vec![])
-    }
-    fn usage(&self, _id: &str) -> DriverResult<u64> {
-        Ok(0)
-    }
-    fn exists(&self, id: &str) -> bool {
-        self.root.join(id).is_dir()
-    }
-    fn remove(&self, id: &str) -> DriverResult<()> {
-        match fs::remove_dir_all(self.root.join(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::io("remove", e)),
-            _ => Ok(()),
-        }
-    }
-    fn list(&self) -> DriverResult<Vec<String>> {
-        Ok(fs::read_dir(&self.root)
-            .map_err(|e| DriverError::io("list", e))?
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect())
-    }
-}
-
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
+use crate::model::Digest;
 
 /// A one-layer docker archive tagged `tag`, whose config has `config`.
 fn archive(tag: &str, config: serde_json::Value) -> Vec<u8> {
@@ -110,7 +50,7 @@ impl Env {
         self.dir.path().join("layers")
     }
     fn open(&self) -> Arc<Engine> {
-        let storage = Arc::new(Dirs { root: self.layers() });
+        let storage = Arc::new(DirDriver { root: self.layers() });
         let config = EngineConfig::new(self.dir.path().join("root"), self.dir.path().join("run"));
         Engine::open(config, storage, Drivers::default()).unwrap()
     }

@@ -14,7 +14,7 @@ mod save;
 mod unpack;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;

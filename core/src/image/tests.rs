@@ -15,8 +15,8 @@ use crate::model::{Digest, MountPlan, MountSpec};
 
 /// A storage driver for tests: each layer is a directory holding a full
 /// copy of its parent plus its own diff (like vfs), unpacked with the tar crate.
-struct DirDriver {
-    root: PathBuf,
+pub(crate) struct DirDriver {
+    pub(crate) root: PathBuf,
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
@@ -142,7 +142,8 @@ impl Env {
     }
 }
 
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+/// A tar of regular files, as layers and archives in tests are built.
+pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
