@@ -181,6 +181,10 @@ pub struct Engine {
     pub(crate) mount_lock: std::sync::Mutex<()>,
     /// Live container state: shims, waiters, execs, events.
     pub(crate) containers: crate::container::Live,
+    /// Live network state: DNS, port proxies, IPAM locks.
+    pub(crate) networks: crate::network::NetworkState,
+    /// Live volume state: mount counts.
+    pub(crate) volumes: crate::volume::VolumeState,
     /// The `Arc` this engine lives in, for the threads that monitor containers.
     pub(crate) me: OnceLock<Weak<Engine>>,
 }
@@ -204,12 +208,15 @@ impl Engine {
             gc_lock: Default::default(),
             mount_lock: Default::default(),
             containers: Default::default(),
+            networks: Default::default(),
+            volumes: Default::default(),
             me: OnceLock::new(),
         };
         engine.recover()?;
         let engine = Arc::new(engine);
         // Set once, here, before any thread can look for it.
         let _ = engine.me.set(Arc::downgrade(&engine));
+        engine.init_networks()?;
         engine.readopt_containers()?;
         Ok(engine)
     }

@@ -9,9 +9,11 @@ pub mod container;
 pub mod drivers;
 pub mod engine;
 pub mod image;
+pub mod network;
 pub mod model;
 pub mod runtime;
 pub mod shim;
 pub mod store;
+pub mod volume;
 
 pub use engine::{Engine, EngineConfig, EngineError};

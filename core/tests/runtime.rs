@@ -87,6 +87,10 @@ fn record(args: &[&str], config: ContainerConfig, host_config: HostConfig) -> Co
         restart_count: 0,
         rw_layer: String::new(),
         manually_stopped: false,
+        networks: Default::default(),
+        ports: Default::default(),
+        sandbox_key: String::new(),
+        mounts: Vec::new(),
     }
 }
 
@@ -121,6 +125,7 @@ fn build(fixture: &Fixture, rec: &ContainerRecord) -> Result<oci_spec::runtime::
         container_dir: fixture.tmp.path().join("container"),
         netns: NetnsMode::New,
         cgroup_parent: "berth-test".into(),
+        volume_mounts: Vec::new(),
     })
 }
 
@@ -597,6 +602,7 @@ fn privileged_and_host_network() {
         container_dir: fixture.tmp.path().join("container"),
         netns: NetnsMode::Host,
         cgroup_parent: "berth-test".into(),
+        volume_mounts: Vec::new(),
     })
     .expect("spec");
     let (out_r, out_w) = pipe();

@@ -738,6 +738,10 @@ mod tests {
             restart_count: 0,
             rw_layer: String::new(),
             manually_stopped: false,
+            networks: Default::default(),
+            ports: Default::default(),
+            sandbox_key: String::new(),
+            mounts: Vec::new(),
         }
     }
 

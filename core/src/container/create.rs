@@ -325,6 +325,7 @@ impl Engine {
         name: Option<&str>,
         config: ContainerConfig,
         mut host_config: HostConfig,
+        networking: crate::model::network::NetworkingConfig,
     ) -> EngineResult<(ContainerRecord, Vec<String>)> {
         let mut warnings = Vec::new();
         if config.image.is_empty() {
@@ -411,7 +412,7 @@ impl Engine {
             id.short().to_string()
         };
         config.hostname = hostname.clone();
-        let record = ContainerRecord {
+        let mut record = ContainerRecord {
             id: id.clone(),
             name: String::new(),
             created: now_rfc3339(),
@@ -429,9 +430,17 @@ impl Engine {
             restart_count: 0,
             rw_layer: id.as_str().to_string(),
             manually_stopped: false,
+            networks: Default::default(),
+            ports: Default::default(),
+            sandbox_key: String::new(),
+            mounts: Vec::new(),
         };
 
+        warnings.extend(self.plan_container_networks(&mut record, &networking)?);
+        let image_volumes: Vec<String> =
+            image.config.config().as_ref().and_then(|c| c.volumes().clone()).unwrap_or_default();
         // Writes start here; `undo` removes whatever exists of them.
+        self.plan_container_mounts(&mut record, &image_volumes)?;
         let dir = self.container_dir(id.as_str());
         let undo = |layer: bool| {
             if layer {

@@ -10,13 +10,13 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::create::{now_rfc3339, parse_network_mode, write_replace, NetworkMode};
+use super::create::{now_rfc3339, write_replace};
 use super::live::PendingAttach;
 use super::{events, signal, WaitCondition, WaitResult, Waiter};
 use crate::engine::{Engine, EngineError, EngineResult};
 use crate::model::container::{ContainerRecord, ContainerState, Status};
 use crate::runtime::cgroups::Cgroup;
-use crate::runtime::spec::{NetnsMode, SpecInputs};
+use crate::runtime::spec::SpecInputs;
 use crate::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
 
 /// Default cgroup parent of containers.
@@ -219,7 +219,7 @@ impl Engine {
         if let Err(e) = self.start_locked(&mut record) {
             // `--rm` containers that cannot start are removed, as Docker does.
             if record.host_config.auto_remove {
-                if let Err(re) = self.remove_locked(&record, Some(record.state.exit_code)) {
+                if let Err(re) = self.remove_locked(&record, Some(record.state.exit_code), true) {
                     tracing::warn!(container = %id, error = %re, "removing an --rm container that failed to start");
                 }
             }
@@ -244,18 +244,12 @@ impl Engine {
         // with the spec, the shim's exec and its setup (see `prime_attach`).
         crate::runtime::cgroups::prime_attach();
         let id = record.id.to_string();
-        let netns = match parse_network_mode(&record.host_config.network_mode)?.0 {
-            NetworkMode::None => NetnsMode::New,
-            NetworkMode::Host => NetnsMode::Host,
-            NetworkMode::Container(other) => {
-                let o = self.lookup_container(&other)?;
-                if !matches!(o.state.status, Status::Running | Status::Paused) || o.state.pid <= 0 {
-                    return Err(EngineError::Conflict(format!(
-                        "cannot join network namespace of a non running container: {}",
-                        o.id
-                    )));
-                }
-                NetnsMode::Join(PathBuf::from(format!("/proc/{}/ns/net", o.state.pid)))
+        let netns = self.setup_container_network(record)?;
+        let volume_mounts = match self.mount_container_volumes(record) {
+            Ok(m) => m,
+            Err(e) => {
+                self.clean_after_exit(record);
+                return Err(e);
             }
         };
         let config_bytes = self.content.read(&record.image)?;
@@ -275,7 +269,15 @@ impl Engine {
             container_dir: bundle.clone(),
             netns,
             cgroup_parent: parent,
-        })?;
+            volume_mounts,
+        });
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.clean_after_exit(record);
+                return Err(e.into());
+            }
+        };
         let json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::Internal(format!("encoding the OCI spec of {id}: {e}")))?;
         write_replace(&bundle.join("config.json"), &json, false)?;
@@ -380,12 +382,15 @@ impl Engine {
     }
 
     /// What is left of a run once its process is gone: the cgroup (the shim
-    /// removes it too; whoever is second finds nothing).
-    fn clean_after_exit(&self, record: &ContainerRecord) {
+    /// removes it too; whoever is second finds nothing), the network
+    /// namespace and endpoints, the volume mounts.
+    fn clean_after_exit(&self, record: &mut ContainerRecord) {
         let cg = Self::cgroup_of(record);
         if let Err(e) = cg.destroy() {
             tracing::debug!(container = %record.id, error = %e, "removing the container's cgroup");
         }
+        self.teardown_container_network(record);
+        self.unmount_container_volumes(record);
     }
 
     /// Starts the thread that waits for the container's exit.
@@ -439,7 +444,7 @@ impl Engine {
                 Some(record.restart_count)
             } else if record.host_config.auto_remove {
                 self.notify_waiters(id, &result, &[WaitCondition::NotRunning, WaitCondition::NextExit]);
-                self.remove_locked(&record, Some(exit.exit_code))?;
+                self.remove_locked(&record, Some(exit.exit_code), true)?;
                 None
             } else {
                 self.save_container(&record)?;
@@ -531,6 +536,7 @@ impl Engine {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(id.clone(), shim.clone());
                             self.spawn_monitor(&id, shim);
+                            self.readopt_container_network(&record);
                             tracing::info!(container = %id, "re-adopted a running container");
                             continue;
                         }
@@ -552,7 +558,7 @@ impl Engine {
                 to_start.push(id);
             } else if record.state.status == Status::Exited && record.host_config.auto_remove {
                 let _g = self.containers.lock(&id);
-                if let Err(e) = self.remove_locked(&record, Some(record.state.exit_code)) {
+                if let Err(e) = self.remove_locked(&record, Some(record.state.exit_code), true) {
                     tracing::warn!(container = %id, error = %e, "removing an exited --rm container");
                 }
             }
@@ -742,8 +748,7 @@ impl Engine {
 
     // ---- remove, rename ----
 
-    pub(crate) fn remove_container_impl(&self, id_or_name: &str, force: bool, _volumes: bool) -> EngineResult<()> {
-        // `volumes`: anonymous volumes arrive with the volume issue; there is none to remove yet.
+    pub(crate) fn remove_container_impl(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
         let id = self.lookup_container(id_or_name)?.id.to_string();
         let rx = {
             let _g = self.containers.lock(&id);
@@ -794,12 +799,13 @@ impl Engine {
                 "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
             )));
         }
-        self.remove_locked(&record, None)
+        self.remove_locked(&record, None, volumes)
     }
 
     /// Deletes the record, then the files: state dirs, cgroup, writable
     /// layer. The caller holds the lock and the container has no process.
-    pub(crate) fn remove_locked(&self, record: &ContainerRecord, exit_code: Option<i64>) -> EngineResult<()> {
+    /// `volumes`: anonymous volumes go too (`rm -v`, `--rm`).
+    pub(crate) fn remove_locked(&self, record: &ContainerRecord, exit_code: Option<i64>, volumes: bool) -> EngineResult<()> {
         let id = record.id.to_string();
         let tx = self.store.write()?;
         tx.delete_container(&id)?;
@@ -810,7 +816,11 @@ impl Engine {
         self.containers.prev_stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.containers.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.clean_state_dir(&self.state_dir(&id));
-        self.clean_after_exit(record);
+        let mut gone = record.clone();
+        self.clean_after_exit(&mut gone);
+        if let Err(e) = self.release_container_volumes(&gone, volumes) {
+            tracing::warn!(container = %id, error = %e, "releasing the container's volumes");
+        }
         let layer = self
             .storage
             .remove(&record.rw_layer)
@@ -895,6 +905,10 @@ mod tests {
             restart_count: count,
             rw_layer: String::new(),
             manually_stopped: manual,
+            networks: Default::default(),
+            ports: Default::default(),
+            sandbox_key: String::new(),
+            mounts: Vec::new(),
         }
     }
 

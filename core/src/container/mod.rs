@@ -23,8 +23,9 @@ use std::path::Path;
 use crate::drivers::DriverError;
 use crate::engine::{Engine, EngineError, EngineResult};
 use crate::model::container::{ContainerConfig, ContainerRecord, HostConfig};
+use crate::model::network::NetworkingConfig;
 
-pub use create::{hosts_file, merge_config, resolv_conf, resolve_command, BRIDGE_WARNING};
+pub use create::{hosts_file, merge_config, parse_network_mode, resolv_conf, resolve_command, NetworkMode, BRIDGE_WARNING};
 pub use lifecycle::{is_command_error, restart_at_boot, should_restart};
 pub use live::Live;
 pub use names::{generate as generate_name, validate as validate_name};
@@ -221,7 +222,19 @@ impl Engine {
         config: ContainerConfig,
         host_config: HostConfig,
     ) -> EngineResult<(ContainerRecord, Vec<String>)> {
-        self.create_container_impl(name, config, host_config)
+        self.create_container_impl(name, config, host_config, NetworkingConfig::default())
+    }
+
+    /// `create_container` with the API's `NetworkingConfig` (endpoint
+    /// settings per network: `--ip`, `--network-alias`, `--link`).
+    pub fn create_container_with(
+        &self,
+        name: Option<&str>,
+        config: ContainerConfig,
+        host_config: HostConfig,
+        networking: NetworkingConfig,
+    ) -> EngineResult<(ContainerRecord, Vec<String>)> {
+        self.create_container_impl(name, config, host_config, networking)
     }
 
     /// Finds a container by full ID, unique ID prefix or name (with or without `/`).

@@ -155,7 +155,7 @@ pub struct HostConfig {
     pub container_id_file: String,
     pub log_config: LogConfig,
     pub network_mode: String,
-    pub port_bindings: Option<serde_json::Value>,
+    pub port_bindings: Option<super::network::PortMap>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
     pub volume_driver: String,
@@ -272,4 +272,18 @@ pub struct ContainerRecord {
     /// Whether the user stopped it (so `unless-stopped` and `always` stay down
     /// until started again, and the daemon does not restart it at start-up).
     pub manually_stopped: bool,
+    /// Networks by name: what was asked on create/connect and, while the
+    /// container runs, the address, gateway, MAC and endpoint it got.
+    #[serde(default)]
+    pub networks: BTreeMap<String, super::network::EndpointSettings>,
+    /// Published ports as started (`NetworkSettings.Ports`): host ports
+    /// chosen for `-p 80` and `-P` are filled in. Empty while stopped.
+    #[serde(default)]
+    pub ports: super::network::PortMap,
+    /// `<run>/netns/<id>` while running with a namespace of its own.
+    #[serde(default)]
+    pub sandbox_key: String,
+    /// Volumes, binds and tmpfs mounts, resolved at create.
+    #[serde(default)]
+    pub mounts: Vec<super::volume::MountPoint>,
 }

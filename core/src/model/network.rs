@@ -125,3 +125,114 @@ pub enum NetAction {
 pub struct NetworkPlan {
     pub actions: Vec<NetAction>,
 }
+
+/// Docker's `IPAM.Config[]` entry as `network inspect` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IpamConfigEntry {
+    pub subnet: String,
+    #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+}
+
+/// Docker's `IPAM` object of a network.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ipam {
+    /// Always `default` for in-tree IPAM.
+    pub driver: String,
+    pub options: Option<BTreeMap<String, String>>,
+    pub config: Vec<IpamConfigEntry>,
+}
+
+/// A network as the metadata store keeps it (Docker's network resource
+/// without the live `Containers` map, which inspect adds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkRecord {
+    pub name: String,
+    /// 64 hex characters.
+    pub id: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    /// `local`.
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub internal: bool,
+    pub attachable: bool,
+    /// Driver options (`-o`).
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Docker's `EndpointIPAMConfig` (`--ip`, `--ip6`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address", skip_serializing_if = "String::is_empty")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", skip_serializing_if = "String::is_empty")]
+    pub ipv6_address: String,
+}
+
+/// Docker's `EndpointSettings`: what the user asked for a container on one
+/// network (on create/connect) and, once started, what it got.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    /// `--link` entries, `name:alias`.
+    pub links: Option<Vec<String>>,
+    /// `--network-alias` names.
+    pub aliases: Option<Vec<String>>,
+    pub mac_address: String,
+    #[serde(rename = "DriverOpts")]
+    pub driver_opts: Option<BTreeMap<String, String>>,
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
+    /// Names the embedded DNS answers for this endpoint (API 1.44+).
+    #[serde(rename = "DNSNames")]
+    pub dns_names: Option<Vec<String>>,
+}
+
+/// `NetworkingConfig` of `POST /containers/create`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
+}
+
+/// One host binding of a published port (`HostConfig.PortBindings` and
+/// `NetworkSettings.Ports` values).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Empty means every address (`0.0.0.0`).
+    pub host_ip: String,
+    /// Empty or `0` means a free port chosen by the engine.
+    pub host_port: String,
+}
+
+/// `"80/tcp" -> bindings`, as Docker keys them. `None` (JSON `null`) in
+/// `NetworkSettings.Ports` means exposed but not published.
+pub type PortMap = BTreeMap<String, Option<Vec<PortBinding>>>;

@@ -76,6 +76,9 @@ pub struct SpecInputs<'a> {
     pub netns: NetnsMode,
     /// cgroup parent path (`--cgroup-parent`, default `berth`).
     pub cgroup_parent: String,
+    /// Volumes, binds and tmpfs mounts with their host sources, from
+    /// `Engine::mount_container_volumes`, in the order they are mounted.
+    pub volume_mounts: Vec<crate::model::volume::MountPoint>,
 }
 
 fn invalid(msg: impl Into<String>) -> RuntimeError {
@@ -857,6 +860,10 @@ mod tests {
             restart_count: 0,
             rw_layer: String::new(),
             manually_stopped: false,
+            networks: Default::default(),
+            ports: Default::default(),
+            sandbox_key: String::new(),
+            mounts: Vec::new(),
         }
     }
 
@@ -874,6 +881,7 @@ mod tests {
             container_dir: "/var/lib/x/containers/c".into(),
             netns,
             cgroup_parent: "berth".into(),
+            volume_mounts: Vec::new(),
         })
     }
 
@@ -918,6 +926,7 @@ mod tests {
             container_dir: "/c".into(),
             netns: NetnsMode::New,
             cgroup_parent: "berth".into(),
+            volume_mounts: Vec::new(),
         })
         .expect("spec");
         let p = spec.process().as_ref().expect("process");

@@ -1,0 +1,2 @@
+//! Container network namespaces bind-mounted at `<run>/netns/<id>`, and
+//! running code inside one.
