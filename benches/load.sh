@@ -10,6 +10,15 @@
 # rebuild). Every berth run gets a fresh --root and its own daemon, started
 # and stopped outside the timed part; all runs read the input from the page
 # cache. Runs in a mount + network namespace of its own. Not part of CI.
+#
+# What each run wrote stays until the end (synced, untimed) instead of being
+# deleted before the next run: on an ext4 without a journal (this host's /),
+# the inode allocator skips inodes freed in the last minutes and reads each
+# one's inode block to find out (ext4 find_inode_bit/recently_deleted), so
+# creating 3000 files right after deleting 3000 costs seconds, and every run
+# would pay for the previous one's cleanup (perf showed 38% of berth's time
+# there). BENCH_DIR picks the file system the outputs go to (default $TMPDIR
+# or /tmp); the output needs RUNS x ~2.2 GB free there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,11 +75,12 @@ unshare --mount --net --propagation private --fork --kill-child -- \
 set -euo pipefail
 berth="$1" layer="$2" image="$3" oci="$4" runs="$5" umoci="$6"
 ip link set lo up
-work="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")"
+work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/berth-bench.XXXXXX")"
 daemon=""
 cleanup() {
   if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  rm -rf "$work"
+  { findmnt -rn -o TARGET | grep "^$work" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done; } || true
+  rm -rf "$work"; sync
 }
 trap cleanup EXIT
 
@@ -86,9 +96,9 @@ measure() { # name command...
   times[$name]+="$(( (t1 - t0) / 1000000 )) "
 }
 
-berth_load() {
-  local root="$work/root" run="$work/run" sock="$work/berth.sock"
-  rm -rf "$root" "$run"
+berth_load() { # run number
+  local root="$work/root-$1" run="$work/run" sock="$work/berth.sock"
+  rm -rf "$run"
   "$berth" daemon --root "$root" --run "$run" -H "unix://$sock" 2>>"$work/daemon.log" &
   daemon=$!
   for _ in $(seq 1 400); do
@@ -99,18 +109,20 @@ berth_load() {
   measure berth "$berth" -H "unix://$sock" --no-autostart load -i "$image" >/dev/null
   kill -TERM "$daemon"; wait "$daemon" || true; daemon=""
   sync
-  rm -rf "$root" "$run"
+  # The daemon leaves its run dir's mounts (e.g. netns) behind in this namespace.
+  { findmnt -rn -o TARGET | grep "^$run" | sort -r | while read -r m; do umount -l "$m" || true; done; } || true
+  rm -rf "$run"
 }
 
 for i in $(seq 1 "$runs"); do
   measure gzip sh -c 'gzip -dc "$1" >/dev/null' sh "$layer"
-  mkdir "$work/tar"
-  measure tar tar -xzf "$layer" -C "$work/tar"
-  sync; rm -rf "$work/tar"
-  berth_load
+  mkdir "$work/tar-$i"
+  measure tar tar -xzf "$layer" -C "$work/tar-$i"
+  sync
+  berth_load "$i"
   if [ -n "$umoci" ]; then
-    measure umoci "$umoci" unpack --image "$oci:latest" "$work/bundle" >/dev/null 2>&1
-    sync; rm -rf "$work/bundle"
+    measure umoci "$umoci" unpack --image "$oci:latest" "$work/bundle-$i" >/dev/null 2>&1
+    sync
   fi
   echo "run $i done" >&2
 done

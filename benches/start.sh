@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-cargo build --release --bin berth --example make-test-image
+cargo build --release --bin berth --bin berth-shim --example make-test-image
 berth="$(realpath "$target/release/berth")"
 make_image="$(realpath "$target/release/examples/make-test-image")"
 
@@ -60,9 +60,18 @@ if mountpoint -q /sys/fs/cgroup/unified; then
   mount -t tmpfs -o size=1m,mode=0755 bench-unified /sys/fs/cgroup/unified
 fi
 
+# Runtime state goes where it goes on a real host: a tmpfs (/run). On this
+# host's / (ext4 without a journal, mounted with `discard`) every removed
+# file that held a block costs a synchronous discard of ~4 ms, which would
+# make each tool's cleanup of its state files the bulk of its start time.
+# Persistent state (berth's --root, podman's --root, the bundle) stays on disk.
+mkdir -p "$work/state"
+mount -t tmpfs -o size=256m,mode=0755 bench-state "$work/state"
+state="$work/state"
+
 sock="$work/berth.sock"
 b() { "$berth" -H "unix://$sock" --no-autostart "$@"; }
-pod=(podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp"
+pod=(podman --root "$work/podman/root" --runroot "$state/podman-run" --tmpdir "$state/podman-tmp"
   --cgroup-manager cgroupfs --events-backend none --log-level error)
 pod_run=(run --rm --network none --ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
 image=localhost/busybox:latest  # podman names an archive tagged busybox:latest so
@@ -94,7 +103,7 @@ cleanup() {
 trap cleanup EXIT
 
 # berth: a daemon on a temp root with the busybox image.
-"$berth" daemon --root "$work/root" --run "$work/run" -H "unix://$sock" 2>"$work/daemon.log" &
+"$berth" daemon --root "$work/root" --run "$state/berth" -H "unix://$sock" 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 1 400); do
   b version >/dev/null 2>&1 && break
@@ -124,12 +133,16 @@ measure() { # name command...
   t1="$EPOCHREALTIME"
   times[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) * 1000 }') "
 }
+# berth with --network none (like the peers, which get no network) and with
+# its default network (bridge: a veth per container, once the network driver
+# is in; `none` before that), reported separately as berth-dflt.
 berth_run() { b run --rm --network none busybox true; }
-crun_run() { seq_no=$((seq_no + 1)); crun --root "$work/crun-state" run --bundle "$work/bundle" "bench-crun-$seq_no"; }
-runc_run() { seq_no=$((seq_no + 1)); runc --root "$work/runc-state" run --bundle "$work/bundle" "bench-runc-$seq_no"; }
+berth-dflt_run() { b run --rm busybox true; }
+crun_run() { seq_no=$((seq_no + 1)); crun --root "$state/crun" run --bundle "$work/bundle" "bench-crun-$seq_no"; }
+runc_run() { seq_no=$((seq_no + 1)); runc --root "$state/runc" run --bundle "$work/bundle" "bench-runc-$seq_no"; }
 podman_run() { "${pod[@]}" "${pod_run[@]}" "$image" true; }
 chroot_run() { unshare --mount --uts --ipc --pid --net --fork chroot "$work/bundle/rootfs" /bin/true; }
-tools=(berth crun runc podman chroot)
+tools=(berth berth-dflt crun runc podman chroot)
 
 for tool in "${tools[@]}"; do "${tool}_run" >/dev/null || { echo "start.sh: $tool failed its warm-up run" >&2; exit 1; }; done
 for i in $(seq 1 "$runs"); do
@@ -139,12 +152,13 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 echo "start latency, $runs runs each, alternating (ms)"
-printf '%-8s %9s   %s\n' tool median runs
+printf '%-10s %9s   %s\n' tool median runs
 declare -A med
 for tool in "${tools[@]}"; do
   med[$tool]="$(median "${times[$tool]}")"
-  printf '%-8s %9.2f   %s\n' "$tool" "${med[$tool]}" "${times[$tool]}"
+  printf '%-10s %9.2f   %s\n' "$tool" "${med[$tool]}" "${times[$tool]}"
 done
+awk -v d="${med[berth-dflt]}" -v c="${med[crun]}" 'BEGIN { printf "berth-dflt/crun %.2fx (default network)\n", d/c }'
 awk -v b="${med[berth]}" -v c="${med[crun]}" -v r="${med[runc]}" -v p="${med[podman]}" -v u="${med[chroot]}" 'BEGIN {
   printf "berth/crun %.2fx   berth/runc %.2fx   berth/podman %.2fx   berth/chroot %.2fx   (target: berth/crun <= 1.5x)\n", b/c, b/r, b/p, b/u }'
 
@@ -153,6 +167,9 @@ echo
 echo "resident memory (VmRSS)"
 printf '%-30s %s\n' "berth daemon, idle" "$(rss "$daemon")"
 cid="$(b run -d --name bench-shim --network none busybox sleep 1000)"
+# Idle means after start-up: the shim trims its start-up code pages once it
+# has served no request for 100 ms; give conmon the same second below.
+sleep 1
 shim=""
 for p in /proc/[0-9]*; do
   if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "shim.*$cid"; then shim="${p#/proc/}"; break; fi
@@ -162,6 +179,7 @@ else echo "berth shim: not found (no process names container $cid)"; fi
 printf '%-30s %s\n' "berth daemon, one container" "$(rss "$daemon")"
 "${pod[@]}" run -d --name bench-conmon --network none --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 "$image" sleep 1000 >/dev/null
 conmon="$("${pod[@]}" inspect -f '{{.State.ConmonPid}}' bench-conmon)"
+sleep 1
 if [ -n "$conmon" ] && [ -e "/proc/$conmon/status" ]; then printf '%-30s %s\n' "podman conmon (one container)" "$(rss "$conmon")"
 else echo "podman conmon: not measurable"; fi
 SANDBOX

@@ -22,8 +22,10 @@ use crate::cli::containers::{
     CommitArgs, ContainerArg, ContainerCommand, CpArgs, EventsArgs, ExecArgs, ExportArgs, InspectArgs as ObjectInspectArgs,
     KillArgs, LogsArgs, NamesArgs, PsArgs, RenameArgs, RmArgs, StatsArgs, StopArgs, TopArgs, UpdateArgs,
 };
+use crate::cli::networks::{NetworkCommand, PortArgs};
 use crate::cli::run::{AttachArgs, CreateArgs, RunArgs, StartArgs};
 use crate::cli::system::{FormatArgs, SystemCommand};
+use crate::cli::volumes::VolumeCommand;
 
 /// A container engine for Linux, compatible with the docker CLI.
 #[derive(Parser, Debug)]
@@ -128,6 +130,14 @@ pub enum Command {
     Stats(StatsArgs),
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List port mappings or a specific mapping for the container.
+    Port(PortArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
 }
 
 fn main() -> ExitCode {

@@ -219,6 +219,6 @@ fn the_container_gets_dockers_default_environment() {
     assert!(out.contains("127.0.0.1") && out.contains("localhost"), "/etc/hosts has localhost:\n{out}");
     let out = sb.berth_ok(&["run", "--rm", "busybox", "ip", "-o", "link"]);
     let links: Vec<&str> = out.lines().collect();
-    assert_eq!(links.len(), 1, "without --network the container has only lo (network none):\n{out}");
-    assert!(links[0].contains("lo:"), "{out}");
+    assert_eq!(links.len(), 2, "without --network the container is on the default bridge (lo, eth0):\n{out}");
+    assert!(links[0].contains("lo:") && links[1].contains("eth0@"), "{out}");
 }

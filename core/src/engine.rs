@@ -40,6 +40,8 @@ pub enum ErrorKind {
     NotFound,
     /// 409
     Conflict,
+    /// 403: allowed for no one (libnetwork's "forbidden" errors).
+    Forbidden,
     /// 500
     Internal,
 }
@@ -53,6 +55,9 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// Docker's 403: e.g. removing a predefined network, overlapping pools.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error(transparent)]
@@ -80,6 +85,7 @@ impl EngineError {
         match self {
             EngineError::NotFound(_) | EngineError::Driver(DriverError::NotFound(_)) => ErrorKind::NotFound,
             EngineError::Conflict(_) | EngineError::Driver(DriverError::Conflict(_)) => ErrorKind::Conflict,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::InvalidArgument(_) | EngineError::Driver(DriverError::InvalidArgument(_)) => {
                 ErrorKind::InvalidArgument
             }
@@ -218,6 +224,7 @@ impl Engine {
         let _ = engine.me.set(Arc::downgrade(&engine));
         engine.init_networks()?;
         engine.readopt_containers()?;
+        engine.readopt_volumes()?;
         Ok(engine)
     }
 

@@ -126,6 +126,7 @@ fn build(fixture: &Fixture, rec: &ContainerRecord) -> Result<oci_spec::runtime::
         netns: NetnsMode::New,
         cgroup_parent: "berth-test".into(),
         volume_mounts: Vec::new(),
+        link_env: Vec::new(),
     })
 }
 
@@ -603,6 +604,7 @@ fn privileged_and_host_network() {
         netns: NetnsMode::Host,
         cgroup_parent: "berth-test".into(),
         volume_mounts: Vec::new(),
+        link_env: Vec::new(),
     })
     .expect("spec");
     let (out_r, out_w) = pipe();

@@ -120,35 +120,12 @@ fn command_line(r: &ContainerRecord) -> String {
 }
 
 fn network_mode(h: &HostConfig) -> String {
-    if h.network_mode.is_empty() { "none".to_string() } else { h.network_mode.clone() }
+    super::networks::display_network_mode(&h.network_mode)
 }
 
-/// `NetworkSettings`: empty but well formed until networks exist.
+/// `NetworkSettings` of `inspect` (see `networks::container_network_settings`).
 fn network_settings(d: &ContainerDetails) -> Value {
-    json!({
-        "Bridge": "",
-        "SandboxID": "",
-        "SandboxKey": "",
-        "HairpinMode": false,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {},
-        "SecondaryIPAddresses": null,
-        "SecondaryIPv6Addresses": null,
-        "EndpointID": "",
-        "Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "MacAddress": "",
-        "Networks": { network_mode(&d.record.host_config): {
-            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
-            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
-        } },
-    })
+    super::networks::container_network_settings(&d.record)
 }
 
 /// Docker's `ContainerSummary` (`GET /containers/json`).
@@ -161,13 +138,13 @@ pub(super) fn summary(d: &ContainerDetails, now: f64) -> Value {
         "ImageID": r.image.to_string(),
         "Command": command_line(r),
         "Created": unix_time(&r.created).unwrap_or(0.0) as i64,
-        "Ports": [],
+        "Ports": super::networks::summary_ports(r),
         "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status,
         "Status": status_string(r, now),
         "HostConfig": { "NetworkMode": network_mode(&r.host_config) },
-        "NetworkSettings": { "Networks": network_settings(d)["Networks"].clone() },
-        "Mounts": [],
+        "NetworkSettings": { "Networks": super::networks::container_networks(r) },
+        "Mounts": super::volumes::container_mounts(r),
     });
     if let Some(s) = d.size_rw {
         v["SizeRw"] = json!(s);
@@ -208,10 +185,11 @@ fn inspect_json(d: &ContainerDetails, driver: &str) -> Value {
         "ExecIDs": null,
         "HostConfig": r.host_config,
         "GraphDriver": { "Name": driver, "Data": d.graph_driver_data },
-        "Mounts": [],
+        "Mounts": super::volumes::container_mounts(r),
         "Config": r.config,
         "NetworkSettings": network_settings(d),
     });
+    v["HostConfig"]["NetworkMode"] = json!(network_mode(&r.host_config));
     if let Some(s) = d.size_rw {
         v["SizeRw"] = json!(s);
     }
@@ -231,7 +209,6 @@ struct CreateBody {
     #[serde(rename = "HostConfig")]
     host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig")]
-    #[allow(dead_code)] // Accepted so clients can send it; networks come with the network issue.
     networking_config: Option<Value>,
 }
 
@@ -268,7 +245,9 @@ async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body
         return Err(ApiError::bad_request("No image was specified"));
     }
     let host_config = b.host_config.unwrap_or_default();
-    let (record, warnings) = state.blocking(move |e| e.create_container(name.as_deref(), b.config, host_config)).await?;
+    let networking = super::networks::networking_config(b.networking_config, &host_config.network_mode)?;
+    let (record, warnings) =
+        state.blocking(move |e| e.create_container_with(name.as_deref(), b.config, host_config, networking)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": record.id.as_str(), "Warnings": warnings }))).into_response())
 }
 

@@ -9,10 +9,12 @@ mod containers;
 mod error;
 mod hijack;
 mod images;
+mod networks;
 mod objects;
 pub mod server;
 mod stream;
 mod system;
+mod volumes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -169,7 +171,9 @@ pub fn router(state: AppState) -> Router {
         .route("/images/search", get(images::search))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::delete))
         .merge(containers::routes())
+        .merge(networks::routes())
         .merge(objects::routes())
+        .merge(volumes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -184,7 +184,13 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
             let storage = berth_drivers::storage::select(&root, storage_driver.as_deref())
                 .context("cannot set up the storage driver")?;
             tracing::info!(driver = storage.name(), "storage driver ready");
-            Engine::open(EngineConfig::new(root, run), storage, Drivers::default()).context("cannot open the engine state")
+            let drivers = Drivers::default();
+            // Volumes: the in-tree `local` driver.
+            let local = berth_drivers::volume::LocalDriver::new(&root).context("cannot set up the local volume driver")?;
+            drivers.volume.register(berth_drivers::volume::local::NAME, Arc::new(local));
+            // Networks: bridge (the default), host, null (`none`), macvlan.
+            berth_drivers::network::register_all(&drivers.network);
+            Engine::open(EngineConfig::new(root, run), storage, drivers).context("cannot open the engine state")
         })
         .await
         .context("engine start-up panicked")??

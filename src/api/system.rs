@@ -284,14 +284,16 @@ pub async fn disk_usage(
 ) -> Result<Json<Value>, ApiError> {
     let want = |t: &str| q.kind.as_deref().is_none_or(|k| k == t);
     let with_containers = want("container");
-    let (usage, containers) = state
+    let with_volumes = want("volume");
+    let (usage, containers, volumes) = state
         .blocking(move |e| {
             let containers = if with_containers {
                 e.list_containers(&berth_core::container::ListOptions { all: true, size: true, ..Default::default() })?
             } else {
                 Vec::new()
             };
-            Ok((e.image_disk_usage()?, containers))
+            let volumes = if with_volumes { e.list_volumes(&Default::default(), true)? } else { Vec::new() };
+            Ok((e.image_disk_usage()?, containers, volumes))
         })
         .await?;
     let mut out = BTreeMap::new();
@@ -314,7 +316,7 @@ pub async fn disk_usage(
         out.insert("Containers", json!(containers.iter().map(|c| super::containers::summary(c, now)).collect::<Vec<_>>()));
     }
     if want("volume") {
-        out.insert("Volumes", json!([]));
+        out.insert("Volumes", json!(volumes.iter().map(super::volumes::volume_json).collect::<Vec<_>>()));
     }
     if want("build-cache") {
         out.insert("BuildCache", json!([]));

@@ -543,15 +543,15 @@ pub fn ps_row(c: &Value, no_trunc: bool, now: f64) -> Value {
         "Command": serde_json::to_string(&command).unwrap_or_default(),
         "CreatedAt": go_time(created),
         "RunningFor": format!("{} ago", human_duration((now as i64 - created).max(0))),
-        "Ports": "",
+        "Ports": super::networks::displayable_ports(&c["Ports"]),
         "State": c["State"].as_str().unwrap_or(""),
         "Status": c["Status"].as_str().unwrap_or(""),
         "Size": size,
         "Names": names.join(","),
         "Labels": labels.join(","),
-        "Mounts": "",
+        "Mounts": super::volumes::mounts_column(c, no_trunc),
         "Networks": networks.join(","),
-        "LocalVolumes": "0",
+        "LocalVolumes": super::volumes::local_volumes_column(c),
     })
 }
 

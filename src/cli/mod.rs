@@ -5,10 +5,13 @@ pub mod client;
 pub mod containers;
 pub mod format;
 pub mod images;
+pub mod mounts;
+pub mod networks;
 pub mod run;
 pub mod stdio;
 pub mod system;
 pub mod units;
+pub mod volumes;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -79,6 +82,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events(a) => containers::events(&client, &a).await,
         Command::Stats(a) => containers::stats(&client, &a).await,
         Command::Update(a) => containers::update(&client, &a).await,
+        Command::Network(c) => networks::network(&client, c).await,
+        Command::Port(a) => networks::port(&client, &a).await,
+        Command::Volume(c) => volumes::volume(&client, c).await,
     }
 }
 

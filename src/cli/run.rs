@@ -12,7 +12,7 @@ use berth_core::model::container::{ContainerConfig, HostConfig, LogConfig, Resta
 use clap::{ArgAction, Args};
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::client::{empty, enc, Client, DaemonError};
 use super::stdio::{follow_terminal_size, proxy_signals, pump, RawTerminal};
@@ -134,9 +134,11 @@ pub struct CreateFlags {
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     pub init: bool,
-    /// Connect a container to a network (none, host, container:<name|id>).
+    /// Connect a container to a network (bridge, NAME, none, host, container:<name|id>).
     #[arg(long, visible_alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
+    #[command(flatten)]
+    pub net: super::networks::NetFlags,
     /// Runtime to use for this container (runc, crun).
     #[arg(long)]
     pub runtime: Option<String>,
@@ -152,6 +154,18 @@ pub struct CreateFlags {
     /// Mount a tmpfs directory (/path[:options]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Bind mount a volume ([SOURCE:]TARGET[:OPTIONS]).
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=,source=,target=,...).
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Optional volume driver for the container.
+    #[arg(long = "volume-driver")]
+    pub volume_driver: Option<String>,
     /// Sysctl options.
     #[arg(long)]
     pub sysctl: Vec<String>,
@@ -347,6 +361,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub config: ContainerConfig,
     pub host_config: HostConfig,
+    /// Endpoint settings per network (`--ip`, `--network-alias`, `--link`).
+    pub networking: berth_core::model::network::NetworkingConfig,
 }
 
 /// Turns the flags and positional arguments into the API's objects.
@@ -478,7 +494,7 @@ pub fn build(flags: &CreateFlags, args: &[String], detach: bool, lookup: &dyn Fn
     if flags.init {
         h.init = Some(true);
     }
-    h.network_mode = flags.network.clone().unwrap_or_default();
+    let networking = super::networks::apply_network_flags(&flags.network, &flags.net, &mut c, &mut h)?;
     h.runtime = flags.runtime.clone().unwrap_or_default();
     let mut log_opts = BTreeMap::new();
     for o in &flags.log_opt {
@@ -497,6 +513,7 @@ pub fn build(flags: &CreateFlags, args: &[String], detach: bool, lookup: &dyn Fn
         }
         h.tmpfs = Some(map);
     }
+    super::mounts::apply(flags, &mut c, &mut h)?;
     if !flags.sysctl.is_empty() {
         let mut map = BTreeMap::new();
         for s in &flags.sysctl {
@@ -505,7 +522,7 @@ pub fn build(flags: &CreateFlags, args: &[String], detach: bool, lookup: &dyn Fn
         }
         h.sysctls = Some(map);
     }
-    Ok(CreateRequest { name: flags.name.clone(), config: c, host_config: h })
+    Ok(CreateRequest { name: flags.name.clone(), config: c, host_config: h, networking })
 }
 
 /// Docker's normalized name for messages (`busybox` -> `busybox:latest`).
@@ -536,7 +553,7 @@ fn create_error(e: anyhow::Error, image: &str) -> anyhow::Error {
 async fn create_container(client: &Client, req: &CreateRequest) -> Result<String> {
     let mut body = serde_json::to_value(&req.config)?;
     body["HostConfig"] = serde_json::to_value(&req.host_config)?;
-    body["NetworkingConfig"] = json!({ "EndpointsConfig": {} });
+    body["NetworkingConfig"] = serde_json::to_value(&req.networking)?;
     let path = match &req.name {
         Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),

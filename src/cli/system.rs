@@ -237,13 +237,14 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
         Some(percent) => format!("{} ({percent}%)", human_size4(containers_reclaimable)),
         None => human_size4(containers_reclaimable),
     };
+    let volumes = d.get("Volumes").and_then(Value::as_array).cloned().unwrap_or_default();
     let rows = vec![
         json!({"Type": "Images", "TotalCount": images.len(), "Active": active, "Size": human_size4(layers), "Reclaimable": reclaim_text}),
         json!({
             "Type": "Containers", "TotalCount": containers.len(), "Active": containers.iter().filter(|c| running(c)).count(),
             "Size": human_size4(containers_size), "Reclaimable": containers_reclaim_text,
         }),
-        json!({"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        volumes_row(&volumes),
         json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
     ];
     if let Some(f) = &args.format {
@@ -284,10 +285,11 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
         let row = super::containers::ps_row(c, false, now as f64);
         let _ = writeln!(
             ctext,
-            "{}\t{}\t{}\t0\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             s(&row, "ID"),
             s(&row, "Image"),
             s(&row, "Command"),
+            local_volume_count(c),
             human_size4(size_rw(c)),
             s(&row, "RunningFor"),
             s(&row, "Status"),
@@ -295,7 +297,64 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
         );
     }
     print!("Containers space usage:\n\n{}\n", tabwrite(&ctext));
-    print!("Local Volumes space usage:\n\n{}\n", tabwrite("VOLUME NAME\tLINKS\tSIZE\n"));
+    let mut vtext = String::from("VOLUME NAME\tLINKS\tSIZE\n");
+    for v in &volumes {
+        let row = super::volumes::volume_row(v);
+        let _ = writeln!(vtext, "{}\t{}\t{}", s(&row, "Name"), s(&row, "Links"), s(&row, "Size"));
+    }
+    print!("Local Volumes space usage:\n\n{}\n", tabwrite(&vtext));
     print!("Build cache usage: 0B\n\n{}", tabwrite("CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED\n"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `system df`'s Local Volumes line: volumes in use count as active, the
+/// unused ones' sizes as reclaimable (sizes of -1, unknown, are left out).
+fn volumes_row(volumes: &[Value]) -> Value {
+    let usage = |v: &Value, k: &str| v.pointer(&format!("/UsageData/{k}")).and_then(Value::as_i64).unwrap_or(0);
+    let active = volumes.iter().filter(|v| usage(v, "RefCount") > 0).count();
+    let (mut size, mut reclaimable) = (0u64, 0u64);
+    for v in volumes {
+        let bytes = usage(v, "Size");
+        if bytes >= 0 {
+            size += bytes as u64;
+            if usage(v, "RefCount") == 0 {
+                reclaimable += bytes as u64;
+            }
+        }
+    }
+    let reclaim_text = match (reclaimable * 100).checked_div(size) {
+        Some(percent) => format!("{} ({percent}%)", human_size4(reclaimable)),
+        None => human_size4(reclaimable),
+    };
+    json!({
+        "Type": "Local Volumes", "TotalCount": volumes.len(), "Active": active, "Size": human_size4(size),
+        "Reclaimable": reclaim_text,
+    })
+}
+
+/// The `LOCAL VOLUMES` column of `system df -v`: mounts of `local` volumes.
+fn local_volume_count(container: &Value) -> usize {
+    container["Mounts"].as_array().map(|m| m.iter().filter(|x| x["Driver"] == "local").count()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+
+    #[test]
+    fn volume_line_counts_active_and_reclaimable() {
+        let vols = vec![
+            json!({"Name": "a", "UsageData": {"Size": 3000, "RefCount": 1}}),
+            json!({"Name": "b", "UsageData": {"Size": 1000, "RefCount": 0}}),
+            json!({"Name": "c", "UsageData": {"Size": -1, "RefCount": 0}}),
+        ];
+        let row = volumes_row(&vols);
+        assert_eq!(row["TotalCount"], 3);
+        assert_eq!(row["Active"], 1);
+        assert_eq!(row["Size"], "4kB");
+        assert_eq!(row["Reclaimable"], "1kB (25%)");
+        assert_eq!(volumes_row(&[])["Reclaimable"], "0B");
+        let c = json!({"Mounts": [{"Driver": "local"}, {"Type": "bind"}, {"Driver": "local"}]});
+        assert_eq!(local_volume_count(&c), 2);
+    }
 }

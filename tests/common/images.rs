@@ -710,6 +710,106 @@ pub fn workdir_escape() -> TestImage {
     TestImage::with_config(vec![layer(&busybox_entries()), layer(&testbox_entries())], "workdir-escape", config)
 }
 
+/// Where Debian's `sqlite3` is (`BERTH_SQLITE3` overrides; scripts/ensure-deps installs it).
+pub fn sqlite3_path() -> String {
+    std::env::var("BERTH_SQLITE3").unwrap_or_else(|_| "/usr/bin/sqlite3".to_string())
+}
+
+/// The shared libraries and the loader `ldd` lists for `binary`, as absolute paths.
+fn ldd_paths(binary: &str) -> Vec<String> {
+    let out = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ldd {binary} (libc-bin): {e}"));
+    assert!(out.status.success(), "ldd {binary} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // `libz.so.1 => /lib/.../libz.so.1 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+            let l = l.trim();
+            let path = l.split_once("=>").map(|(_, r)| r.trim()).unwrap_or(l);
+            path.split_whitespace().next().filter(|p| p.starts_with('/')).map(str::to_string)
+        })
+        .collect()
+}
+
+/// `path` and its library closure (libs, loader) as layer entries at the
+/// same paths, with the directories they need; files are read through
+/// symlinks (merged /usr), so the image needs no host links.
+pub fn dynamic_binary_entries(path: &str, dest: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut files = vec![(dest.trim_start_matches('/').to_string(), path.to_string())];
+    for lib in ldd_paths(path) {
+        files.push((lib.trim_start_matches('/').to_string(), lib));
+    }
+    for (rel, _) in &files {
+        let mut parent = std::path::Path::new(rel).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(format!("{}/", p.display()));
+            parent = p.parent();
+        }
+    }
+    for d in dirs {
+        entries.push(Entry::dir(&d, 0o755));
+    }
+    for (rel, src) in files {
+        let data = std::fs::read(&src).unwrap_or_else(|e| panic!("cannot read {src}: {e}"));
+        entries.push(Entry::file(&rel, 0o755, data));
+    }
+    entries
+}
+
+/// busybox plus Debian's `sqlite3` with its libraries and loader, and an
+/// empty `/var/lib/db` for the database.
+pub fn sqlite() -> TestImage {
+    let mut extra = dynamic_binary_entries(&sqlite3_path(), "/usr/bin/sqlite3");
+    extra.extend([Entry::dir("var/", 0o755), Entry::dir("var/lib/", 0o755), Entry::dir("var/lib/db/", 0o755)]);
+    TestImage::with_config(vec![layer(&busybox_entries()), layer(&extra)], "sqlite", default_run_config())
+}
+
+/// busybox plus directories for the volume tests: `/seed` holds files with
+/// owners and modes (copied up into an empty volume), `/declared` is an
+/// image `VOLUME` with a file in it, `/empty` is an empty directory.
+pub fn volumebox() -> TestImage {
+    let l2 = layer(&[
+        Entry::dir("etc/", 0o755),
+        Entry::file("etc/passwd", 0o644, PASSWD),
+        Entry::file("etc/group", 0o644, GROUP),
+        Entry::dir("seed/", 0o750),
+        Entry::file("seed/readme", 0o644, "seeded by the image\n"),
+        Entry::Owned { path: "seed/owned".into(), mode: 0o640, uid: 1000, gid: 2000, data: b"app's\n".to_vec() },
+        Entry::dir("seed/sub/", 0o700),
+        Entry::file("seed/sub/deep", 0o600, "deep\n"),
+        Entry::symlink("seed/link", "readme"),
+        Entry::dir("declared/", 0o755),
+        Entry::file("declared/from-image", 0o644, "declared volume content\n"),
+        Entry::dir("empty/", 0o755),
+    ]);
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+        "Volumes": { "/declared": {} },
+    });
+    TestImage::with_config(vec![layer(&busybox_entries()), l2], "volumebox", config)
+}
+
+/// busybox plus `/usr/local/bin/tcpbench` (tests/fixtures/tcpbench.c, a TCP
+/// throughput server and client) for benches/net.sh; runs its server by default.
+pub fn netbench() -> TestImage {
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["tcpbench", "server", "5001"],
+        "ExposedPorts": { "5001/tcp": {} },
+    });
+    let tools = layer(&[
+        Entry::dir("usr/local/", 0o755),
+        Entry::dir("usr/local/bin/", 0o755),
+        Entry::file("usr/local/bin/tcpbench", 0o755, fixture_binary("tcpbench")),
+    ]);
+    TestImage::with_config(vec![layer(&busybox_entries()), tools], "netbench", config)
+}
+
 /// Incompressible bytes from a fixed seed (xorshift64*), `len` of them.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed | 1;
@@ -782,6 +882,9 @@ pub const VARIANTS: &[&str] = &[
     "configured",
     "nocmd",
     "workdir-escape",
+    "netbench",
+    "sqlite",
+    "volumebox",
 ];
 
 /// Writes the named variant to `out` (the names of `VARIANTS`), tagged `<variant>:latest`.
@@ -805,6 +908,9 @@ pub fn write_variant(variant: &str, out: &Path) -> io::Result<()> {
         "configured" => configured().save_docker_archive(&[&tag], out),
         "nocmd" => nocmd().save_docker_archive(&[&tag], out),
         "workdir-escape" => workdir_escape().save_docker_archive(&[&tag], out),
+        "netbench" => netbench().save_docker_archive(&[&tag], out),
+        "sqlite" => sqlite().save_docker_archive(&[&tag], out),
+        "volumebox" => volumebox().save_docker_archive(&[&tag], out),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("unknown test image variant {other:?}; known: {}", VARIANTS.join(", ")),

@@ -20,6 +20,8 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod images;
+pub mod net;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::fs;

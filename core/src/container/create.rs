@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use super::names;
 use crate::engine::{Engine, EngineError, EngineResult};
@@ -15,9 +14,6 @@ use crate::model::container::{
 
 /// Docker's minimum `--memory`.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
-
-/// The warning given (once) when a container asks for the bridge network.
-pub const BRIDGE_WARNING: &str = "bridge networking arrives with the network driver; using --network none";
 
 /// RFC 3339 with nanoseconds, now.
 pub(crate) fn now_rfc3339() -> String {
@@ -171,21 +167,21 @@ pub enum NetworkMode {
     Host,
     /// `container:<name|id>`.
     Container(String),
+    /// A network by name or ID: `bridge` (the default) or a user-defined one.
+    Network(String),
 }
 
-/// Parses `NetworkMode`; `bridge` and the default become `none` for now
-/// (the bool says so).
-pub fn parse_network_mode(mode: &str) -> EngineResult<(NetworkMode, bool)> {
+/// Parses `NetworkMode`; empty and `default` mean the `bridge` network.
+/// Whether a named network exists is checked at create.
+pub fn parse_network_mode(mode: &str) -> EngineResult<NetworkMode> {
     match mode {
-        "" | "default" | "bridge" => Ok((NetworkMode::None, true)),
-        "none" => Ok((NetworkMode::None, false)),
-        "host" => Ok((NetworkMode::Host, false)),
+        "" | "default" | "bridge" => Ok(NetworkMode::Network("bridge".into())),
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
         m => match m.strip_prefix("container:") {
-            Some(c) if !c.is_empty() => Ok((NetworkMode::Container(c.to_string()), false)),
+            Some(c) if !c.is_empty() => Ok(NetworkMode::Container(c.to_string())),
             Some(_) => Err(EngineError::InvalidArgument("invalid container format container:<name|id>".into())),
-            None => Err(EngineError::NotFound(format!(
-                "network {m} not found (only none, host and container:<name|id> exist until the network driver arrives)"
-            ))),
+            None => Ok(NetworkMode::Network(m.to_string())),
         },
     }
 }
@@ -351,14 +347,7 @@ impl Engine {
             super::signal::parse(sig)?;
         }
         self.validate_log_config(&mut host_config)?;
-        let (mut mode, bridge) = parse_network_mode(&host_config.network_mode)?;
-        if bridge {
-            host_config.network_mode = "none".into();
-            if !self.containers.network_warned.swap(true, Ordering::SeqCst) {
-                warnings.push(BRIDGE_WARNING.to_string());
-                tracing::warn!("{BRIDGE_WARNING}");
-            }
-        }
+        let mut mode = parse_network_mode(&host_config.network_mode)?;
         let mut shared_hostname = None;
         if let NetworkMode::Container(other) = &mode {
             // Docker checks the container exists at create, and runs at start.
@@ -443,6 +432,8 @@ impl Engine {
         self.plan_container_mounts(&mut record, &image_volumes)?;
         let dir = self.container_dir(id.as_str());
         let undo = |layer: bool| {
+            // The volumes the plan made go too (a failed create leaves none).
+            self.undo_container_mounts(id.as_str());
             if layer {
                 if let Err(e) = self.storage.remove(id.as_str()) {
                     tracing::warn!(container = %id, error = %e, "removing the layer of a failed create; the next start removes it");
@@ -645,13 +636,13 @@ mod tests {
 
     #[test]
     fn network_modes() {
-        assert_eq!(parse_network_mode("").unwrap(), (NetworkMode::None, true));
-        assert_eq!(parse_network_mode("bridge").unwrap(), (NetworkMode::None, true));
-        assert_eq!(parse_network_mode("none").unwrap(), (NetworkMode::None, false));
-        assert_eq!(parse_network_mode("host").unwrap(), (NetworkMode::Host, false));
-        assert_eq!(parse_network_mode("container:web").unwrap(), (NetworkMode::Container("web".into()), false));
+        assert_eq!(parse_network_mode("").unwrap(), NetworkMode::Network("bridge".into()));
+        assert_eq!(parse_network_mode("default").unwrap(), NetworkMode::Network("bridge".into()));
+        assert_eq!(parse_network_mode("none").unwrap(), NetworkMode::None);
+        assert_eq!(parse_network_mode("host").unwrap(), NetworkMode::Host);
+        assert_eq!(parse_network_mode("container:web").unwrap(), NetworkMode::Container("web".into()));
         assert!(parse_network_mode("container:").is_err());
-        assert_eq!(parse_network_mode("mynet").unwrap_err().kind(), crate::engine::ErrorKind::NotFound);
+        assert_eq!(parse_network_mode("mynet").unwrap(), NetworkMode::Network("mynet".into()));
     }
 
     #[test]

@@ -252,57 +252,12 @@ impl Engine {
                 return Err(e);
             }
         };
-        let config_bytes = self.content.read(&record.image)?;
-        let image_config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| EngineError::Internal(format!("image {}: invalid config: {e}", record.image)))?;
-        let state_dir = self.state_dir(&id);
-        let bundle = self.container_dir(&id);
-        self.clean_state_dir(&state_dir);
-        let rootfs = state_dir.join("rootfs");
-        fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
-        let cgroup = Self::cgroup_of(record);
-        let parent = cgroup.path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
-        let spec = crate::runtime::spec::build(&SpecInputs {
-            record,
-            image_config: &image_config,
-            rootfs: rootfs.clone(),
-            container_dir: bundle.clone(),
-            netns,
-            cgroup_parent: parent,
-            volume_mounts,
-        });
-        let spec = match spec {
-            Ok(spec) => spec,
+        let options = match self.prepare_start(record, netns, volume_mounts) {
+            Ok(options) => options,
             Err(e) => {
                 self.clean_after_exit(record);
-                return Err(e.into());
+                return Err(e);
             }
-        };
-        let json = serde_json::to_vec(&spec)
-            .map_err(|e| EngineError::Internal(format!("encoding the OCI spec of {id}: {e}")))?;
-        write_replace(&bundle.join("config.json"), &json, false)?;
-        let plan = self
-            .storage
-            .mount_plan(&record.rw_layer, true)
-            .map_err(|e| super::driver_error(&format!("container {id}: its writable layer"), e))?;
-        let log_opts = &record.host_config.log_config.config;
-        let runtime = match record.host_config.runtime.as_str() {
-            "" | "berth" => None,
-            other => Some(other.to_string()),
-        };
-        let options = ShimOptions {
-            id: record.id.clone(),
-            bundle,
-            state_dir: state_dir.clone(),
-            rootfs: plan,
-            log_path: self.log_path(&id),
-            log_max_size: log_opts.get("max-size").and_then(|v| super::create::parse_size(v)),
-            log_max_files: log_opts.get("max-file").and_then(|v| v.parse().ok()).unwrap_or(1),
-            tty: record.config.tty,
-            open_stdin: record.config.open_stdin,
-            stdin_once: record.config.stdin_once,
-            runtime,
-            cgroup_path: cgroup.path.clone(),
         };
         let shim = match ShimClient::spawn(&self.config.berth_exe, &options) {
             Ok(s) => Arc::new(s),
@@ -351,6 +306,64 @@ impl Engine {
         self.spawn_monitor(&id, shim);
         self.emit(record, "start", &[]);
         Ok(())
+    }
+
+    /// The bundle (spec, config.json) and the shim's options for a start
+    /// whose network and volumes are set up; writes nothing else.
+    fn prepare_start(
+        &self,
+        record: &ContainerRecord,
+        netns: crate::runtime::spec::NetnsMode,
+        volume_mounts: Vec<crate::model::volume::MountPoint>,
+    ) -> EngineResult<ShimOptions> {
+        let id = record.id.to_string();
+        let config_bytes = self.content.read(&record.image)?;
+        let image_config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| EngineError::Internal(format!("image {}: invalid config: {e}", record.image)))?;
+        let state_dir = self.state_dir(&id);
+        let bundle = self.container_dir(&id);
+        self.clean_state_dir(&state_dir);
+        let rootfs = state_dir.join("rootfs");
+        fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
+        let cgroup = Self::cgroup_of(record);
+        let parent = cgroup.path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        let spec = crate::runtime::spec::build(&SpecInputs {
+            record,
+            image_config: &image_config,
+            rootfs: rootfs.clone(),
+            container_dir: bundle.clone(),
+            netns,
+            cgroup_parent: parent,
+            volume_mounts,
+            link_env: self.link_env(record),
+        });
+        let spec = spec?;
+        let json = serde_json::to_vec(&spec)
+            .map_err(|e| EngineError::Internal(format!("encoding the OCI spec of {id}: {e}")))?;
+        write_replace(&bundle.join("config.json"), &json, false)?;
+        let plan = self
+            .storage
+            .mount_plan(&record.rw_layer, true)
+            .map_err(|e| super::driver_error(&format!("container {id}: its writable layer"), e))?;
+        let log_opts = &record.host_config.log_config.config;
+        let runtime = match record.host_config.runtime.as_str() {
+            "" | "berth" => None,
+            other => Some(other.to_string()),
+        };
+        Ok(ShimOptions {
+            id: record.id.clone(),
+            bundle,
+            state_dir: state_dir.clone(),
+            rootfs: plan,
+            log_path: self.log_path(&id),
+            log_max_size: log_opts.get("max-size").and_then(|v| super::create::parse_size(v)),
+            log_max_files: log_opts.get("max-file").and_then(|v| v.parse().ok()).unwrap_or(1),
+            tty: record.config.tty,
+            open_stdin: record.config.open_stdin,
+            stdin_once: record.config.stdin_once,
+            runtime,
+            cgroup_path: cgroup.path.clone(),
+        })
     }
 
     /// Undoes a start that failed after the shim was spawned and records why.

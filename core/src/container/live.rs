@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -51,8 +50,6 @@ pub struct Live {
     /// Execs, by exec ID.
     pub(crate) execs: Mutex<HashMap<String, ExecEntry>>,
     pub(crate) events: EventBus,
-    /// Whether the "bridge arrives later" warning was given.
-    pub(crate) network_warned: AtomicBool,
     /// The last stats sample of each container (`precpu_stats`).
     pub(crate) prev_stats: Mutex<HashMap<String, serde_json::Value>>,
 }

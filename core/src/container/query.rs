@@ -10,7 +10,7 @@ use crate::model::container::{ContainerRecord, Status};
 use crate::model::MountSpec;
 
 /// Filter keys `ps` accepts.
-const PS_KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited", "before", "since"];
+const PS_KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network"];
 /// Filter keys `container prune` accepts.
 const PRUNE_KEYS: &[&str] = &["label", "label!", "until"];
 
@@ -80,6 +80,18 @@ pub fn record_matches(record: &ContainerRecord, filters: &Filters, ancestors: Op
                     record.state.status == Status::Exited
                         && values.iter().any(|v| v.parse::<i64>().ok() == Some(record.state.exit_code))
                 }
+                // Docker matches a network by name or ID (prefix).
+                "network" => values.iter().any(|v| {
+                    record.networks.iter().any(|(name, e)| {
+                        name == v || (!e.network_id.is_empty() && e.network_id.starts_with(v.as_str()))
+                    })
+                }),
+                // Docker matches a mount's destination, or its volume name (its source for a bind).
+                "volume" => values.iter().any(|v| {
+                    record.mounts.iter().any(|m| {
+                        m.destination == *v || if m.name.is_empty() { m.source == *v } else { m.name == *v }
+                    })
+                }),
                 "ancestor" => ancestors.is_some_and(|a| {
                     a.iter().any(|i| *i == record.image.to_string()) || values.contains(&record.config.image)
                 }),

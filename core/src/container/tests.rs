@@ -85,12 +85,13 @@ fn create_stores_a_merged_config_and_the_containers_files() {
     let mut c = cfg("box", &["echo", "hi"]);
     c.env = Some(vec!["A=2".into()]);
     let (rec, warnings) = engine.create_container(Some("web"), c, HostConfig::default()).unwrap();
-    assert_eq!(warnings, vec![super::BRIDGE_WARNING.to_string()], "the bridge fallback is announced once");
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!((rec.path.as_str(), rec.args.clone()), ("echo", vec!["hi".to_string()]));
     assert_eq!(rec.config.env, Some(vec!["PATH=/bin".into(), "A=2".into()]));
     assert_eq!(rec.config.working_dir, "/w");
     assert_eq!(rec.config.hostname, rec.id.short());
-    assert_eq!(rec.host_config.network_mode, "none");
+    assert_eq!(rec.host_config.network_mode, "bridge", "the default network");
+    assert!(rec.networks.contains_key("bridge"), "{:?}", rec.networks);
     assert_eq!(rec.host_config.restart_policy.name, "no");
     assert_eq!(rec.state.status, Status::Created);
     let dir = env.dir.path().join("root/containers").join(rec.id.as_str());
@@ -99,7 +100,7 @@ fn create_stores_a_merged_config_and_the_containers_files() {
     assert!(fs::read_to_string(dir.join("resolv.conf")).unwrap().contains("nameserver"));
     assert!(env.layers().join(rec.id.as_str()).is_dir(), "the writable layer exists");
 
-    // A second create warns no more, and gets a generated name.
+    // A second create gets a generated name.
     let (other, warnings) = engine.create_container(None, cfg("box", &[]), HostConfig::default()).unwrap();
     assert!(warnings.is_empty());
     assert!(super::validate_name(&other.name).is_ok() && other.name.contains('_'), "{}", other.name);

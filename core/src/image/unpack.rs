@@ -174,7 +174,7 @@ pub(crate) fn unpack_layer(
         (_, Err(e)) => Err(EngineError::Image(ImageError::Invalid(format!(
             "{what}: cannot decompress ({kind:?}): {e} (truncated or corrupt layer)"
         )))),
-        (Err(e), _) => Err(driver_context(what, e)),
+        (Err(e), _) => Err(apply_error(what, e)),
         (Ok(size), Ok((diff_id, tar_size))) => match expected_diff_id {
             Some(expected) if expected != &diff_id => Err(EngineError::Image(ImageError::DigestMismatch {
                 what: format!("{what}: uncompressed content (the config's diff_id)"),
@@ -190,6 +190,19 @@ pub(crate) fn unpack_layer(
         }
     }
     outcome
+}
+
+/// A driver's failure to apply a stream that decompressed without error.
+/// An I/O error that carries no errno did not come from the kernel: it is the
+/// tar parser rejecting the bytes (a header checksum mismatch, a size field
+/// that is not octal, ...), so the layer is bad input (400), not a host fault.
+fn apply_error(what: &str, e: DriverError) -> EngineError {
+    match e {
+        DriverError::Io { context, source } if source.raw_os_error().is_none() => {
+            EngineError::Image(ImageError::Invalid(format!("{what}: not a valid tar archive: {context}: {source}")))
+        }
+        other => driver_context(what, other),
+    }
 }
 
 /// A driver error with which layer it concerned.
@@ -228,6 +241,25 @@ mod tests {
             self.0 -= n;
             Ok(n)
         }
+    }
+
+    #[test]
+    fn a_layer_with_a_corrupt_tar_header_is_bad_input_naming_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = ContentStore::open(&dir.path().join("content")).unwrap();
+        let driver = crate::image::tests::DirDriver { root: dir.path().join("layers") };
+        let mut tar = crate::image::tests::tar_of(&[("a", b"one"), ("b", b"two")]);
+        // The second header's checksum field (offset 148) no longer matches.
+        tar[1024 + 148..1024 + 156].copy_from_slice(b"0000000\0");
+        let pin = content.put("test layer", &tar, None).unwrap();
+        let what = "layer blobs/sha256/abc (sha256:def)";
+        let err = unpack_layer(&content, &driver, pin.digest(), what, "l1", None, None).unwrap_err();
+        assert_eq!(err.kind(), crate::engine::ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+        assert!(!driver.exists("l1"), "the failed layer is removed");
+        // A kernel error (a full disk) stays a host fault.
+        let io = apply_error(what, DriverError::io("writing", io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert_eq!(io.kind(), crate::engine::ErrorKind::Internal);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod executor;
+pub mod firewall;
 pub mod ipam;
 pub mod netns;
 pub mod ports;

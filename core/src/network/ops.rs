@@ -1,53 +1,756 @@
 //! The engine's network operations and the container hooks.
+//!
+//! Networks are stored in the `networks` table by ID (`NetworkRecord`), their
+//! address allocations beside them (`ipam.rs`). A container's endpoints are
+//! in its record (`networks`, by network name): what was asked at create or
+//! connect, and while it runs the endpoint ID, address, gateway and MAC it
+//! got. An endpoint exists exactly while its `endpoint_id` is set; teardown
+//! keys off that, which makes it idempotent.
 
-use crate::container::Filters;
-use crate::engine::{Engine, EngineResult};
-use crate::model::container::ContainerRecord;
-use crate::model::network::{EndpointSettings, NetworkingConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use super::dns::{DnsServer, NameLookup};
+use super::executor::{self, Trusted};
+use super::ipam::{self, Ipam, Pool, Subnet};
+use super::netns;
+use super::ports::{self, PortPublisher, PublishedPort};
+use super::{NetError, NetworkContainer, NetworkCreate, NetworkDetails};
+use crate::container::{driver_error, Filters, NetworkMode};
+use crate::drivers::NetworkDriver;
+use crate::engine::{Engine, EngineError, EngineResult};
+use crate::model::container::{ContainerRecord, Status};
+use crate::model::network::{
+    EndpointCreateRequest, EndpointSettings, IpamConfigEntry, IpamPool, JoinRequest, NetAction, NetworkCreateRequest,
+    NetworkPlan, NetworkRecord, NetworkingConfig,
+};
 use crate::runtime::spec::NetnsMode;
+use crate::store::DefinitionTable;
 
-use super::{NetworkCreate, NetworkDetails};
+/// The predefined networks, as Docker names them.
+pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+/// The default bridge's link name and pool.
+const DEFAULT_BRIDGE_NAME: &str = "berth0";
+const DEFAULT_BRIDGE_GATEWAY: &str = "172.17.0.1";
+/// Docker's warning for `-p` with `--network host`.
+pub const HOST_PORTS_WARNING: &str = "Published ports are discarded when using host network mode";
 
 /// Live network state the engine holds: the embedded DNS, the port
 /// publisher (proxies), per-network IPAM locks.
 #[derive(Default)]
-pub struct NetworkState {}
+pub struct NetworkState {
+    pub(crate) ipam: Ipam,
+    pub(crate) ports: PortPublisher,
+    dns: OnceLock<DnsServer>,
+    /// Serialises create/remove/connect/disconnect of networks: names stay
+    /// unique and "in use" checks hold until the change is made.
+    admin: Mutex<()>,
+    /// Whether `<run>/netns` has been made a shared mount point.
+    netns_ready: OnceLock<()>,
+    /// Live endpoints on user-defined networks by container ID, for the
+    /// embedded DNS: in memory because a container asks before its start
+    /// is recorded in the store.
+    live: Mutex<BTreeMap<String, Vec<LiveEndpoint>>>,
+}
+
+/// What the embedded DNS knows of one endpoint.
+#[derive(Clone, Debug)]
+struct LiveEndpoint {
+    network_id: String,
+    endpoint_id: String,
+    ip: Ipv4Addr,
+    /// Lowercase: the container's name, short ID and aliases.
+    names: Vec<String>,
+}
+
+/// The embedded DNS's view of the engine.
+struct Lookup {
+    engine: Weak<Engine>,
+}
+
+impl NameLookup for Lookup {
+    fn lookup(&self, asking_container: &str, name: &str) -> Vec<Ipv4Addr> {
+        match self.engine.upgrade() {
+            Some(e) => e.dns_lookup(asking_container, name),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn random_id() -> EngineResult<String> {
+    Ok(hex::encode(crate::container::random_bytes(32)?))
+}
+
+fn net_err(what: &str) -> impl FnOnce(NetError) -> EngineError + '_ {
+    move |e| match e {
+        NetError::Invalid(m) => EngineError::InvalidArgument(format!("{what}: {m}")),
+        NetError::PortInUse(m) => EngineError::Conflict(m),
+        NetError::Exhausted(m) => EngineError::Conflict(m),
+        NetError::Io { context, source } => EngineError::io(format!("{what}: {context}"), source),
+        other => EngineError::Internal(format!("{what}: {other}")),
+    }
+}
+
+/// Whether `name` is a user-defined network (the embedded DNS serves those).
+fn user_defined(name: &str) -> bool {
+    !PREDEFINED.contains(&name)
+}
+
+/// Docker's "in use" test: the network has endpoints (running containers).
+fn active_on(records: &[ContainerRecord], network_id: &str) -> Vec<ContainerRecord> {
+    records
+        .iter()
+        .filter(|c| c.networks.values().any(|s| s.network_id == network_id && !s.endpoint_id.is_empty()))
+        .cloned()
+        .collect()
+}
+
+/// Writes `bytes` into `path` in place: the file is bind-mounted into a
+/// running container, and a rename would leave the container the old inode.
+fn write_in_place(path: &Path, bytes: &[u8]) -> EngineResult<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?;
+    f.write_all(bytes).map_err(|e| EngineError::io(format!("writing {}", path.display()), e))
+}
+
+/// `name[:alias]` of a `--link`, without leading slashes.
+fn split_link(link: &str) -> (String, String) {
+    let (name, alias) = match link.split_once(':') {
+        Some((n, a)) => (n, a),
+        None => (link, link),
+    };
+    let name = name.trim_start_matches('/').to_string();
+    // Docker stores `/db:/web/mysql`: the alias is the last path element.
+    let alias = alias.rsplit('/').next().unwrap_or(alias).to_string();
+    (name, alias)
+}
 
 impl Engine {
-    pub(crate) fn create_network_impl(&self, _request: NetworkCreate) -> EngineResult<String> {
-        todo!("network issue")
+    // ---- the store ----
+
+    /// Every network record (allocation entries skipped).
+    fn network_records(&self) -> EngineResult<Vec<NetworkRecord>> {
+        let defs = self.store.read()?.definitions(DefinitionTable::Networks)?;
+        let mut out = Vec::new();
+        for (key, json) in defs {
+            if ipam::is_allocations_key(&key) {
+                continue;
+            }
+            let r: NetworkRecord = serde_json::from_str(&json)
+                .map_err(|e| EngineError::Internal(format!("network record {key} is corrupt: {e}")))?;
+            out.push(r);
+        }
+        Ok(out)
     }
 
-    pub(crate) fn find_network_impl(&self, _id_or_name: &str) -> EngineResult<NetworkDetails> {
-        todo!("network issue")
+    /// A network by full ID, name, or unique ID prefix (Docker's order).
+    pub(crate) fn network_record(&self, id_or_name: &str) -> EngineResult<NetworkRecord> {
+        let all = self.network_records()?;
+        if let Some(n) = all.iter().find(|n| n.id == id_or_name) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = all.iter().find(|n| n.name == id_or_name) {
+            return Ok(n.clone());
+        }
+        let matches: Vec<&NetworkRecord> =
+            all.iter().filter(|n| !id_or_name.is_empty() && n.id.starts_with(id_or_name)).collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(EngineError::NotFound(format!("network {id_or_name} not found"))),
+            n => Err(EngineError::InvalidArgument(format!(
+                "network {id_or_name} is ambiguous ({n} matches found based on ID prefix)"
+            ))),
+        }
     }
 
-    pub(crate) fn list_networks_impl(&self, _filters: &Filters) -> EngineResult<Vec<NetworkDetails>> {
-        todo!("network issue")
+    fn driver_of(&self, net: &NetworkRecord) -> EngineResult<Arc<dyn NetworkDriver>> {
+        self.drivers.network.get(&net.driver).ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "network {}: its driver \"{}\" is not available (registered: {})",
+                net.name,
+                net.driver,
+                self.drivers.network.names().join(", ")
+            ))
+        })
     }
 
-    pub(crate) fn remove_network_impl(&self, _id_or_name: &str) -> EngineResult<()> {
-        todo!("network issue")
+    fn create_request(net: &NetworkRecord) -> NetworkCreateRequest {
+        NetworkCreateRequest {
+            network_id: net.id.clone(),
+            name: net.name.clone(),
+            ipv4: net
+                .ipam
+                .config
+                .iter()
+                .map(|c| IpamPool {
+                    subnet: c.subnet.clone(),
+                    ip_range: (!c.ip_range.is_empty()).then(|| c.ip_range.clone()),
+                    gateway: (!c.gateway.is_empty()).then(|| c.gateway.clone()),
+                })
+                .collect(),
+            ipv6: Vec::new(),
+            options: net.options.clone(),
+            internal: net.internal,
+        }
     }
 
-    pub(crate) fn prune_networks_impl(&self, _filters: &Filters) -> EngineResult<Vec<String>> {
-        todo!("network issue")
+    /// Applies a driver plan in the daemon's namespace (and `sandbox`'s).
+    fn apply_plan(&self, plan: &NetworkPlan, sandbox: Option<&Path>, what: &str) -> EngineResult<executor::Applied> {
+        executor::apply(plan, sandbox, &Trusted).map_err(net_err(what))
     }
 
-    pub(crate) fn connect_network_impl(&self, _network: &str, _container: &str, _settings: EndpointSettings) -> EngineResult<()> {
-        todo!("network issue")
+    fn dns(&self) -> Option<&DnsServer> {
+        if let Some(d) = self.networks.dns.get() {
+            return Some(d);
+        }
+        let me = self.arc()?;
+        let lookup: Arc<dyn NameLookup> = Arc::new(Lookup { engine: Arc::downgrade(&me) });
+        Some(self.networks.dns.get_or_init(|| DnsServer::new(lookup, host_resolvers())))
     }
 
-    pub(crate) fn disconnect_network_impl(&self, _network: &str, _container: &str, _force: bool) -> EngineResult<()> {
-        todo!("network issue")
+    // ---- network commands ----
+
+    pub(crate) fn create_network_impl(&self, request: NetworkCreate) -> EngineResult<String> {
+        let name = request.name.trim().to_string();
+        if name.is_empty() {
+            return Err(EngineError::InvalidArgument("network name must not be empty".into()));
+        }
+        if name.chars().any(|c| c.is_whitespace() || c == '/' || c == ':') {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid network name {name:?}: it may not contain whitespace, '/' or ':'"
+            )));
+        }
+        let driver_name = if request.driver.is_empty() { "bridge".to_string() } else { request.driver.clone() };
+        if matches!(driver_name.as_str(), "host" | "null") {
+            return Err(EngineError::Forbidden(format!(
+                "only one instance of \"{driver_name}\" network is allowed"
+            )));
+        }
+        let driver = self
+            .drivers
+            .network
+            .get(&driver_name)
+            .ok_or_else(|| EngineError::NotFound(format!("plugin \"{driver_name}\" not found")))?;
+        if !matches!(request.ipam.driver.as_str(), "" | "default") {
+            return Err(EngineError::InvalidArgument(format!(
+                "IPAM driver \"{}\" is not supported: berth has the default IPAM driver only",
+                request.ipam.driver
+            )));
+        }
+        if request.enable_ipv6 || request.ipam.config.iter().any(|c| c.subnet.contains(':')) {
+            return Err(EngineError::InvalidArgument("IPv6 networks are not supported by berth yet".into()));
+        }
+        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.network_records()?;
+        if existing.iter().any(|n| n.name == name) {
+            return Err(EngineError::Conflict(format!("network with name {name} already exists")));
+        }
+        let taken: Vec<Subnet> = existing.iter().filter_map(|n| Pool::of(n).map(|p| p.subnet)).collect();
+        let mut config = request.ipam.config.clone();
+        let auto_subnet = config.is_empty();
+        if auto_subnet {
+            let subnet = ipam::pick_subnet(&taken, &ipam::host_routes()).map_err(net_err("picking a subnet"))?;
+            config.push(IpamConfigEntry {
+                subnet: subnet.to_string(),
+                ip_range: String::new(),
+                gateway: ipam::default_gateway(subnet).to_string(),
+            });
+        } else {
+            ipam::validate_config(&config).map_err(|e| match e {
+                NetError::Invalid(m) => EngineError::InvalidArgument(m),
+                other => EngineError::Internal(other.to_string()),
+            })?;
+            for c in &mut config {
+                let Some(s) = Subnet::parse(&c.subnet) else {
+                    continue;
+                };
+                if taken.iter().any(|t| t.overlaps(&s)) {
+                    return Err(EngineError::Forbidden(
+                        "invalid pool request: Pool overlaps with other one on this address space".into(),
+                    ));
+                }
+                if c.gateway.is_empty() {
+                    c.gateway = ipam::default_gateway(s).to_string();
+                }
+            }
+        }
+        let record = NetworkRecord {
+            name: name.clone(),
+            id: random_id()?,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            scope: "local".into(),
+            driver: driver_name.clone(),
+            enable_ipv6: false,
+            ipam: crate::model::network::Ipam { driver: "default".into(), options: None, config },
+            internal: request.internal,
+            attachable: request.attachable,
+            options: request.options.clone(),
+            labels: request.labels.clone(),
+        };
+        let plan = driver
+            .create_network(&Self::create_request(&record))
+            .map_err(|e| driver_error(&format!("network {name}"), e))?;
+        let applied = match self.apply_plan(&plan, None, &format!("creating network {name}")) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = driver.delete_network(&record.id);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.store_network(&record, auto_subnet) {
+            applied.undo();
+            let _ = driver.delete_network(&record.id);
+            return Err(e);
+        }
+        applied.keep();
+        Ok(record.id)
     }
+
+    /// Stores a new network with its (empty) allocations in one transaction.
+    fn store_network(&self, record: &NetworkRecord, auto_subnet: bool) -> EngineResult<()> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| EngineError::Internal(format!("encoding network {}: {e}", record.name)))?;
+        let allocs = ipam::Allocations { auto_subnet, ..Default::default() };
+        let ajson = serde_json::to_string(&allocs)
+            .map_err(|e| EngineError::Internal(format!("encoding network {}: {e}", record.name)))?;
+        let tx = self.store.write()?;
+        tx.put_definition(DefinitionTable::Networks, &record.id, &json)?;
+        tx.put_definition(DefinitionTable::Networks, &ipam::allocations_key(&record.id), &ajson)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether the network's subnet was chosen by IPAM (no `--subnet`).
+    fn auto_subnet(&self, network_id: &str) -> EngineResult<bool> {
+        let j = self.store.read()?.definition(DefinitionTable::Networks, &ipam::allocations_key(network_id))?;
+        Ok(j.and_then(|j| serde_json::from_str::<ipam::Allocations>(&j).ok()).is_none_or(|a| a.auto_subnet))
+    }
+
+    fn network_details(&self, record: NetworkRecord, containers: &[ContainerRecord]) -> NetworkDetails {
+        let mut map = BTreeMap::new();
+        for c in containers {
+            for s in c.networks.values() {
+                if s.network_id == record.id && !s.endpoint_id.is_empty() {
+                    map.insert(
+                        c.id.to_string(),
+                        NetworkContainer {
+                            name: c.name.clone(),
+                            endpoint_id: s.endpoint_id.clone(),
+                            mac_address: s.mac_address.clone(),
+                            ipv4_address: if s.ip_address.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{}/{}", s.ip_address, s.ip_prefix_len)
+                            },
+                            ipv6_address: String::new(),
+                        },
+                    );
+                }
+            }
+        }
+        NetworkDetails { record, containers: map }
+    }
+
+    pub(crate) fn find_network_impl(&self, id_or_name: &str) -> EngineResult<NetworkDetails> {
+        let record = self.network_record(id_or_name)?;
+        let containers = self.store.read()?.containers()?;
+        Ok(self.network_details(record, &containers))
+    }
+
+    pub(crate) fn list_networks_impl(&self, filters: &Filters) -> EngineResult<Vec<NetworkDetails>> {
+        for (k, values) in filters {
+            match k.as_str() {
+                "driver" | "id" | "label" | "name" | "scope" => {}
+                "type" => {
+                    if let Some(v) = values.iter().find(|v| !matches!(v.as_str(), "custom" | "builtin")) {
+                        return Err(EngineError::InvalidArgument(format!("invalid filter: 'type'='{v}'")));
+                    }
+                }
+                "dangling" => {
+                    if let Some(v) = values.iter().find(|v| !matches!(v.as_str(), "true" | "false" | "1" | "0")) {
+                        return Err(EngineError::InvalidArgument(format!(
+                            "invalid value for 'dangling': '{v}' (use true or false)"
+                        )));
+                    }
+                }
+                other => return Err(EngineError::InvalidArgument(format!("invalid filter '{other}'"))),
+            }
+        }
+        let containers = self.store.read()?.containers()?;
+        let mut out: Vec<NetworkDetails> = self
+            .network_records()?
+            .into_iter()
+            .map(|r| self.network_details(r, &containers))
+            .filter(|d| {
+                let r = &d.record;
+                let any =
+                    |key: &str, f: &dyn Fn(&str) -> bool| filters.get(key).is_none_or(|vs| vs.iter().any(|v| f(v)));
+                any("driver", &|v| r.driver == v)
+                    && any("id", &|v| r.id.contains(v))
+                    && any("name", &|v| r.name.contains(v))
+                    && any("scope", &|v| r.scope == v)
+                    && any("type", &|v| (v == "builtin") == PREDEFINED.contains(&r.name.as_str()))
+                    && filters.get("label").is_none_or(|vs| vs.iter().all(|v| label_matches(&r.labels, v)))
+                    && any("dangling", &|v| {
+                        let dangling = d.containers.is_empty() && !PREDEFINED.contains(&r.name.as_str());
+                        dangling == matches!(v, "true" | "1")
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        Ok(out)
+    }
+
+    pub(crate) fn remove_network_impl(&self, id_or_name: &str) -> EngineResult<()> {
+        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let net = self.network_record(id_or_name)?;
+        self.remove_network_locked(&net)
+    }
+
+    fn remove_network_locked(&self, net: &NetworkRecord) -> EngineResult<()> {
+        if PREDEFINED.contains(&net.name.as_str()) {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                net.name
+            )));
+        }
+        let containers = self.store.read()?.containers()?;
+        let active = active_on(&containers, &net.id);
+        if !active.is_empty() {
+            let names: Vec<String> = active.iter().map(|c| c.name.clone()).collect();
+            return Err(EngineError::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints (containers: {})",
+                net.name,
+                net.id,
+                names.join(", ")
+            )));
+        }
+        match self.drivers.network.get(&net.driver) {
+            Some(driver) => {
+                let plan =
+                    driver.delete_network(&net.id).map_err(|e| driver_error(&format!("network {}", net.name), e))?;
+                self.apply_plan(&plan, None, &format!("removing network {}", net.name))?.keep();
+            }
+            None => {
+                tracing::warn!(network = %net.name, driver = %net.driver, "removing a network whose driver is gone")
+            }
+        }
+        let tx = self.store.write()?;
+        tx.delete_definition(DefinitionTable::Networks, &net.id)?;
+        tx.delete_definition(DefinitionTable::Networks, &ipam::allocations_key(&net.id))?;
+        tx.commit()?;
+        self.networks.ipam.forget(&net.id);
+        Ok(())
+    }
+
+    pub(crate) fn prune_networks_impl(&self, filters: &Filters) -> EngineResult<Vec<String>> {
+        for k in filters.keys() {
+            if !matches!(k.as_str(), "label" | "label!" | "until") {
+                return Err(EngineError::InvalidArgument(format!("invalid filter '{k}'")));
+            }
+        }
+        let until = match filters.get("until").and_then(|v| v.first()) {
+            Some(v) => Some(parse_until(v)?),
+            None => None,
+        };
+        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let containers = self.store.read()?.containers()?;
+        let mut removed = Vec::new();
+        for net in self.network_records()? {
+            if PREDEFINED.contains(&net.name.as_str()) || !active_on(&containers, &net.id).is_empty() {
+                continue;
+            }
+            if !filters.get("label").is_none_or(|vs| vs.iter().all(|v| label_matches(&net.labels, v))) {
+                continue;
+            }
+            if filters.get("label!").is_some_and(|vs| vs.iter().any(|v| label_matches(&net.labels, v))) {
+                continue;
+            }
+            if let Some(t) = until {
+                let created = chrono::DateTime::parse_from_rfc3339(&net.created).map(|d| d.timestamp()).unwrap_or(0);
+                if created >= t {
+                    continue;
+                }
+            }
+            match self.remove_network_locked(&net) {
+                Ok(()) => removed.push(net.name.clone()),
+                Err(e) => tracing::warn!(network = %net.name, error = %e, "pruning a network"),
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(crate) fn connect_network_impl(
+        &self,
+        network: &str,
+        container: &str,
+        settings: EndpointSettings,
+    ) -> EngineResult<()> {
+        let id = self.lookup_container(container)?.id.to_string();
+        let _g = self.containers.lock(&id);
+        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = self
+            .load_container(&id)?
+            .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+        let net = self.network_record(network)?;
+        let mode = crate::container::parse_network_mode(&record.host_config.network_mode)?;
+        match mode {
+            NetworkMode::Host | NetworkMode::Container(_) if net.name == "host" => {
+                return Err(EngineError::InvalidArgument(
+                    "container cannot be disconnected from host network or connected to host network".into(),
+                ))
+            }
+            NetworkMode::Host | NetworkMode::Container(_) => {
+                return Err(EngineError::InvalidArgument(
+                    "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+                ))
+            }
+            NetworkMode::None => {
+                return Err(EngineError::InvalidArgument(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+                ))
+            }
+            NetworkMode::Network(_) => {}
+        }
+        if net.name == "host" {
+            return Err(EngineError::InvalidArgument(
+                "container cannot be disconnected from host network or connected to host network".into(),
+            ));
+        }
+        if net.name == "none" {
+            return Err(EngineError::InvalidArgument(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+                    .into(),
+            ));
+        }
+        if record.networks.contains_key(&net.name) || record.networks.values().any(|s| s.network_id == net.id) {
+            return Err(EngineError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                record.name, net.name
+            )));
+        }
+        let mut settings = settings;
+        self.check_endpoint_settings(&net, &settings)?;
+        settings.network_id = net.id.clone();
+        let running = matches!(record.state.status, Status::Running | Status::Paused);
+        record.networks.insert(net.name.clone(), settings);
+        if running {
+            let path = PathBuf::from(&record.sandbox_key);
+            if record.sandbox_key.is_empty() || !netns::is_netns(&path) {
+                return Err(EngineError::Conflict(format!(
+                    "container {} has no network namespace of its own to connect",
+                    record.name
+                )));
+            }
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !executor::link_exists(n, Some(&path)).unwrap_or(true))
+                .unwrap_or_else(|| "eth9".into());
+            if let Err(e) = self.attach_endpoint(&mut record, &net.name, &path, &ifname, false) {
+                self.detach_endpoint(&mut record, &net.name, Some(&path));
+                return Err(e);
+            }
+            if user_defined(&net.name) {
+                if let Some(d) = self.dns() {
+                    if let Err(e) = d.attach(record.id.as_str(), &path) {
+                        tracing::warn!(container = %id, error = %e, "starting the embedded DNS for the container");
+                    }
+                }
+            }
+            self.write_network_files(&record)?;
+        }
+        self.save_container(&record)?;
+        Ok(())
+    }
+
+    pub(crate) fn disconnect_network_impl(&self, network: &str, container: &str, force: bool) -> EngineResult<()> {
+        let id = self.lookup_container(container)?.id.to_string();
+        let _g = self.containers.lock(&id);
+        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = self
+            .load_container(&id)?
+            .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+        let key = match self.network_record(network) {
+            Ok(net) => {
+                if net.name == "host" || record.host_config.network_mode == "host" {
+                    return Err(EngineError::InvalidArgument(
+                        "container cannot be disconnected from host network or connected to host network".into(),
+                    ));
+                }
+                record
+                    .networks
+                    .iter()
+                    .find(|(k, s)| s.network_id == net.id || **k == net.name)
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| {
+                        EngineError::InvalidArgument(format!(
+                            "container {} is not connected to network {}",
+                            record.id, net.name
+                        ))
+                    })?
+            }
+            // `-f` takes a container off a network that is gone.
+            Err(e) if force && record.networks.contains_key(network) => {
+                tracing::info!(network, error = %e, "force-disconnecting from a network that cannot be found");
+                network.to_string()
+            }
+            Err(e) => return Err(e),
+        };
+        let path = (!record.sandbox_key.is_empty()).then(|| PathBuf::from(&record.sandbox_key));
+        self.detach_endpoint(&mut record, &key, path.as_deref());
+        record.networks.remove(&key);
+        let running = matches!(record.state.status, Status::Running | Status::Paused);
+        if running {
+            if !record.networks.keys().any(|n| user_defined(n)) {
+                if let Some(d) = self.networks.dns.get() {
+                    d.detach(record.id.as_str());
+                }
+            }
+            self.write_network_files(&record)?;
+        }
+        self.save_container(&record)?;
+        Ok(())
+    }
+
+    /// Docker's checks of what a container asks of one network.
+    fn check_endpoint_settings(&self, net: &NetworkRecord, s: &EndpointSettings) -> EngineResult<()> {
+        if let Some(ip) = s.ipam_config.as_ref().map(|c| c.ipv4_address.as_str()).filter(|a| !a.is_empty()) {
+            if !user_defined(&net.name) {
+                return Err(EngineError::InvalidArgument(
+                    "user specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            if self.auto_subnet(&net.id)? {
+                return Err(EngineError::InvalidArgument(
+                    "user specified IP address is supported only when connecting to networks with user configured subnets"
+                        .into(),
+                ));
+            }
+            let addr: Ipv4Addr =
+                ip.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {ip}")))?;
+            if !Pool::of(net).is_some_and(|p| p.subnet.contains(addr)) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid endpoint settings:\nno configured subnet or ip-range contain the IP address {ip}"
+                )));
+            }
+        }
+        if s.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !user_defined(&net.name) {
+            return Err(EngineError::InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks".into(),
+            ));
+        }
+        if !s.mac_address.is_empty() {
+            executor::parse_mac(&s.mac_address).map_err(net_err("--mac-address"))?;
+        }
+        Ok(())
+    }
+
+    // ---- daemon start ----
 
     /// At daemon start, before containers are re-adopted: the predefined
     /// networks `bridge` (berth0, 172.17.0.0/16), `host` and `none` exist,
     /// and the default bridge's link and NAT are in place.
     pub(crate) fn init_networks(&self) -> EngineResult<()> {
+        // The namespace directory is a daemon-lifetime mount made before any
+        // container needs it. An engine without network drivers (unit tests
+        // on the host) makes no namespaces and so mounts nothing.
+        if !self.drivers.network.names().is_empty() {
+            self.prepare_netns_dir()?;
+        }
+        let existing = self.network_records()?;
+        for name in PREDEFINED {
+            if existing.iter().any(|n| n.name == name) {
+                continue;
+            }
+            let mut options = BTreeMap::new();
+            let (driver, config) = match name {
+                "bridge" => {
+                    for (k, v) in [
+                        ("com.docker.network.bridge.default_bridge", "true"),
+                        ("com.docker.network.bridge.enable_icc", "true"),
+                        ("com.docker.network.bridge.enable_ip_masquerade", "true"),
+                        ("com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"),
+                        ("com.docker.network.bridge.name", DEFAULT_BRIDGE_NAME),
+                        ("com.docker.network.driver.mtu", "1500"),
+                    ] {
+                        options.insert(k.to_string(), v.to_string());
+                    }
+                    let entry = IpamConfigEntry {
+                        subnet: ipam::DEFAULT_BRIDGE_SUBNET.into(),
+                        ip_range: String::new(),
+                        gateway: DEFAULT_BRIDGE_GATEWAY.into(),
+                    };
+                    ("bridge", vec![entry])
+                }
+                "host" => ("host", vec![]),
+                _ => ("null", vec![]),
+            };
+            let record = NetworkRecord {
+                name: name.into(),
+                id: random_id()?,
+                created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                scope: "local".into(),
+                driver: driver.into(),
+                enable_ipv6: false,
+                ipam: crate::model::network::Ipam { driver: "default".into(), options: None, config },
+                internal: false,
+                attachable: false,
+                options,
+                labels: BTreeMap::new(),
+            };
+            // The default bridge's subnet is fixed, like a user-configured one, but
+            // Docker refuses `--ip` there for being the default network anyway.
+            self.store_network(&record, true)?;
+        }
+        // Every network's driver learns it again and its host side is (re)made.
+        for net in self.network_records()? {
+            let Some(driver) = self.drivers.network.get(&net.driver) else {
+                tracing::warn!(network = %net.name, driver = %net.driver, "no driver for the network; its containers cannot start");
+                continue;
+            };
+            let applied = driver
+                .create_network(&Self::create_request(&net))
+                .map_err(|e| driver_error(&format!("network {}", net.name), e))
+                .and_then(|plan| self.apply_plan(&plan, None, &format!("setting up network {}", net.name)));
+            match applied {
+                Ok(a) => a.keep(),
+                Err(e) => {
+                    tracing::warn!(network = %net.name, error = %e, "setting up the network at daemon start")
+                }
+            }
+        }
+        // Allocations and namespaces a crash left behind.
+        let containers = self.store.read()?.containers()?;
+        let endpoints: BTreeSet<String> = containers
+            .iter()
+            .flat_map(|c| c.networks.values().map(|s| s.endpoint_id.clone()))
+            .filter(|e| !e.is_empty())
+            .collect();
+        self.networks.ipam.retain(&self.store, &|e| endpoints.contains(e))?;
+        let keys: BTreeSet<String> =
+            containers.iter().map(|c| c.sandbox_key.clone()).filter(|k| !k.is_empty()).collect();
+        if let Ok(entries) = fs::read_dir(netns::netns_dir(&self.config.run)) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if !keys.contains(&p.to_string_lossy().into_owned()) {
+                    if let Err(err) = netns::remove(&p) {
+                        tracing::warn!(path = %p.display(), error = %err, "removing a network namespace no container uses");
+                    }
+                }
+            }
+        }
         Ok(())
     }
+
+    // ---- container hooks ----
 
     /// At create: resolves `HostConfig.NetworkMode` (default `bridge`) and
     /// `NetworkingConfig` into `record.networks`, validating what Docker
@@ -56,10 +759,87 @@ impl Engine {
     /// Returns warnings. Writes nothing.
     pub(crate) fn plan_container_networks(
         &self,
-        _record: &mut ContainerRecord,
-        _networking: &NetworkingConfig,
+        record: &mut ContainerRecord,
+        networking: &NetworkingConfig,
     ) -> EngineResult<Vec<String>> {
-        Ok(Vec::new())
+        let mut warnings = Vec::new();
+        let hc = &mut record.host_config;
+        if matches!(hc.network_mode.as_str(), "" | "default") {
+            hc.network_mode = "bridge".into();
+        }
+        let has_ports = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports;
+        let has_links = hc.links.as_ref().is_some_and(|l| !l.is_empty());
+        let mode = crate::container::parse_network_mode(&hc.network_mode)?;
+        record.networks.clear();
+        let net_name = match mode {
+            NetworkMode::Host => {
+                if has_links {
+                    return Err(EngineError::InvalidArgument(
+                        "conflicting options: host type networking can't be used with links. This would result in undefined behavior".into(),
+                    ));
+                }
+                if has_ports {
+                    warnings.push(HOST_PORTS_WARNING.to_string());
+                }
+                "host".to_string()
+            }
+            NetworkMode::None => "none".to_string(),
+            NetworkMode::Container(_) => {
+                if has_ports {
+                    return Err(EngineError::InvalidArgument(
+                        "conflicting options: port publishing and the container type network mode".into(),
+                    ));
+                }
+                return Ok(warnings);
+            }
+            NetworkMode::Network(ref n) => n.clone(),
+        };
+        let primary = self.network_record(&net_name)?;
+        let lookup_settings = |net: &NetworkRecord| -> EndpointSettings {
+            networking
+                .endpoints_config
+                .iter()
+                .find(|(k, _)| {
+                    **k == net.name
+                        || **k == net.id
+                        || (k.len() >= 12 && net.id.starts_with(k.as_str()))
+                        || **k == net_name
+                })
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
+        };
+        let mut settings = lookup_settings(&primary);
+        self.check_endpoint_settings(&primary, &settings)?;
+        settings.network_id = primary.id.clone();
+        let primary_key = primary.name.clone();
+        record.networks.insert(primary_key.clone(), settings);
+        // More networks at create (API 1.44+), for bridge-like modes only.
+        for (key, s) in &networking.endpoints_config {
+            let net = self.network_record(key)?;
+            if net.id == primary.id {
+                continue;
+            }
+            if !matches!(mode, NetworkMode::Network(_)) || !user_defined(&net.name) && net.name != "bridge" {
+                return Err(EngineError::InvalidArgument(format!(
+                    "Container cannot be connected to network endpoints: {}, {}",
+                    primary.name, net.name
+                )));
+            }
+            self.check_endpoint_settings(&net, s)?;
+            let mut s = s.clone();
+            s.network_id = net.id.clone();
+            record.networks.insert(net.name.clone(), s);
+        }
+        for link in record.host_config.links.iter().flatten() {
+            let (name, _) = split_link(link);
+            if self.lookup_container(&name).is_err() {
+                return Err(EngineError::InvalidArgument(format!("could not get container for {name}")));
+            }
+        }
+        if let Some(mac) = record.config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            executor::parse_mac(mac).map_err(net_err("--mac-address"))?;
+        }
+        Ok(warnings)
     }
 
     /// At start, before the spec is built: the container's namespace
@@ -68,30 +848,653 @@ impl Engine {
     /// fields of `record` (networks, ports, sandbox_key). All or nothing: on
     /// error everything it did is undone.
     pub(crate) fn setup_container_network(&self, record: &mut ContainerRecord) -> EngineResult<NetnsMode> {
-        use crate::container::NetworkMode;
-        use crate::model::container::Status;
-        Ok(match crate::container::parse_network_mode(&record.host_config.network_mode)?.0 {
-            NetworkMode::None => NetnsMode::New,
-            NetworkMode::Host => NetnsMode::Host,
+        let mode = crate::container::parse_network_mode(&record.host_config.network_mode)?;
+        match mode {
+            NetworkMode::None => return Ok(NetnsMode::New),
+            NetworkMode::Host => return Ok(NetnsMode::Host),
             NetworkMode::Container(other) => {
                 let o = self.lookup_container(&other)?;
                 if !matches!(o.state.status, Status::Running | Status::Paused) || o.state.pid <= 0 {
-                    return Err(crate::engine::EngineError::Conflict(format!(
+                    return Err(EngineError::Conflict(format!(
                         "cannot join network namespace of a non running container: {}",
                         o.id
                     )));
                 }
-                NetnsMode::Join(std::path::PathBuf::from(format!("/proc/{}/ns/net", o.state.pid)))
+                if !o.sandbox_key.is_empty() && netns::is_netns(Path::new(&o.sandbox_key)) {
+                    return Ok(NetnsMode::Join(PathBuf::from(&o.sandbox_key)));
+                }
+                return Ok(NetnsMode::Join(PathBuf::from(format!("/proc/{}/ns/net", o.state.pid))));
             }
-        })
+            NetworkMode::Network(_) => {}
+        }
+        for link in record.host_config.links.iter().flatten() {
+            let (name, alias) = split_link(link);
+            let other = self
+                .lookup_container(&name)
+                .map_err(|_| EngineError::InvalidArgument(format!("could not get container for {name}")))?;
+            if !matches!(other.state.status, Status::Running | Status::Paused) {
+                return Err(EngineError::Conflict(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    other.name, record.name
+                )));
+            }
+        }
+        match self.setup_network_namespace(record) {
+            Ok(path) => Ok(NetnsMode::Join(path)),
+            Err(e) => {
+                self.teardown_container_network(record);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes `<run>/netns` a shared mount point, once per engine.
+    fn prepare_netns_dir(&self) -> EngineResult<()> {
+        if self.networks.netns_ready.get().is_none() {
+            netns::prepare_dir(&self.config.run).map_err(net_err("preparing the network namespace directory"))?;
+            let _ = self.networks.netns_ready.set(());
+        }
+        Ok(())
+    }
+
+    fn setup_network_namespace(&self, record: &mut ContainerRecord) -> EngineResult<PathBuf> {
+        self.prepare_netns_dir()?;
+        let path = netns::netns_path(&self.config.run, record.id.as_str());
+        netns::create(&path).map_err(net_err("creating the container's network namespace"))?;
+        record.sandbox_key = path.to_string_lossy().into_owned();
+        // The network the mode names first (eth0), then the others by name.
+        let mode = record.host_config.network_mode.clone();
+        let mut order: Vec<String> = record.networks.keys().cloned().collect();
+        order.sort_by_key(|k| {
+            let s = &record.networks[k];
+            let primary = *k == mode || s.network_id == mode || (mode.len() >= 12 && s.network_id.starts_with(&mode));
+            (!primary, k.clone())
+        });
+        for (i, key) in order.iter().enumerate() {
+            self.attach_endpoint(record, key, &path, &format!("eth{i}"), i == 0)?;
+        }
+        self.publish_ports(record)?;
+        if record.networks.keys().any(|n| user_defined(n)) {
+            if let Some(d) = self.dns() {
+                d.attach(record.id.as_str(), &path).map_err(net_err("starting the embedded DNS"))?;
+            }
+        }
+        self.write_network_files(record)?;
+        self.refresh_linking_containers(record);
+        Ok(path)
+    }
+
+    /// Creates and joins the endpoint of `record` on network `key`.
+    fn attach_endpoint(
+        &self,
+        record: &mut ContainerRecord,
+        key: &str,
+        path: &Path,
+        ifname: &str,
+        primary: bool,
+    ) -> EngineResult<()> {
+        let settings = record.networks.get(key).cloned().unwrap_or_default();
+        let net = self.network_record(if settings.network_id.is_empty() { key } else { &settings.network_id })?;
+        let driver = self.driver_of(&net)?;
+        let pool =
+            Pool::of(&net).ok_or_else(|| EngineError::Internal(format!("network {} has no IPv4 subnet", net.name)))?;
+        let wanted = settings
+            .ipam_config
+            .as_ref()
+            .map(|c| c.ipv4_address.as_str())
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse::<Ipv4Addr>().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {a}")))
+            })
+            .transpose()?;
+        let endpoint_id = random_id()?;
+        // Recorded first: from here teardown releases what this makes.
+        if let Some(s) = record.networks.get_mut(key) {
+            s.endpoint_id = endpoint_id.clone();
+            s.network_id = net.id.clone();
+        }
+        let ip = self.networks.ipam.allocate(&self.store, &net, &endpoint_id, wanted)?;
+        let mac = if !settings.mac_address.is_empty() {
+            Some(settings.mac_address.clone())
+        } else if primary {
+            record.config.mac_address.clone().filter(|m| !m.is_empty())
+        } else {
+            None
+        };
+        let info = driver
+            .create_endpoint(&EndpointCreateRequest {
+                network_id: net.id.clone(),
+                endpoint_id: endpoint_id.clone(),
+                address: Some(format!("{ip}/{}", pool.subnet.prefix)),
+                address_v6: None,
+                mac_address: mac,
+                options: settings.driver_opts.clone().unwrap_or_default(),
+            })
+            .map_err(|e| driver_error(&format!("network {}", net.name), e))?;
+        let plan = driver
+            .join(&JoinRequest {
+                network_id: net.id.clone(),
+                endpoint_id: endpoint_id.clone(),
+                sandbox_key: path.to_string_lossy().into_owned(),
+                interface_name: ifname.to_string(),
+                options: BTreeMap::new(),
+            })
+            .map_err(|e| driver_error(&format!("network {}", net.name), e))?;
+        self.apply_plan(&plan, Some(path), &format!("connecting to network {}", net.name))?.keep();
+        let short = record.id.short().to_string();
+        if user_defined(&net.name) {
+            let mut names = vec![record.name.to_ascii_lowercase(), short.clone()];
+            names.extend(settings.aliases.iter().flatten().map(|a| a.to_ascii_lowercase()));
+            self.networks
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(record.id.to_string())
+                .or_default()
+                .push(LiveEndpoint { network_id: net.id.clone(), endpoint_id: endpoint_id.clone(), ip, names });
+        }
+        if let Some(s) = record.networks.get_mut(key) {
+            s.ip_address = ip.to_string();
+            s.ip_prefix_len = pool.subnet.prefix;
+            s.gateway =
+                if net.internal { String::new() } else { pool.gateway.map(|g| g.to_string()).unwrap_or_default() };
+            s.mac_address = info.mac_address.unwrap_or_default();
+            if user_defined(&net.name) {
+                let mut names = vec![record.name.clone(), short];
+                names.extend(s.aliases.clone().unwrap_or_default());
+                names.retain(|n| !n.is_empty());
+                names.dedup();
+                s.dns_names = Some(names);
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves and deletes the endpoint of `record` on network `key` and
+    /// frees its address; clears its runtime fields. Logs what fails.
+    fn detach_endpoint(&self, record: &mut ContainerRecord, key: &str, sandbox: Option<&Path>) {
+        let Some(s) = record.networks.get(key).cloned() else {
+            return;
+        };
+        if s.endpoint_id.is_empty() {
+            return;
+        }
+        let id = record.id.to_string();
+        {
+            let mut live = self.networks.live.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = live.get_mut(&id) {
+                list.retain(|e| e.endpoint_id != s.endpoint_id);
+                if list.is_empty() {
+                    live.remove(&id);
+                }
+            }
+        }
+        match self.network_record(if s.network_id.is_empty() { key } else { &s.network_id }) {
+            Ok(net) => {
+                if let Ok(driver) = self.driver_of(&net) {
+                    match driver.leave(&net.id, &s.endpoint_id) {
+                        Ok(plan) => {
+                            let sandbox = sandbox.filter(|p| netns::is_netns(p));
+                            let plan = match sandbox {
+                                Some(_) => plan,
+                                // Steps in a namespace that is gone went with it.
+                                None => NetworkPlan {
+                                    actions: plan.actions.into_iter().filter(|a| !acts_in_sandbox(a)).collect(),
+                                },
+                            };
+                            match self.apply_plan(&plan, sandbox, &format!("leaving network {}", net.name)) {
+                                Ok(a) => a.keep(),
+                                Err(e) => {
+                                    tracing::warn!(container = %id, network = %net.name, error = %e, "removing the container's interface")
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %id, network = %net.name, error = %e, "the driver's leave failed")
+                        }
+                    }
+                    if let Err(e) = driver.delete_endpoint(&net.id, &s.endpoint_id) {
+                        tracing::warn!(container = %id, network = %net.name, error = %e, "deleting the endpoint");
+                    }
+                }
+                if let Err(e) = self.networks.ipam.release(&self.store, &net.id, &s.endpoint_id) {
+                    tracing::warn!(container = %id, network = %net.name, error = %e, "releasing the container's address");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(container = %id, network = key, error = %e, "the network of an endpoint is gone")
+            }
+        }
+        if let Some(s) = record.networks.get_mut(key) {
+            s.endpoint_id.clear();
+            s.ip_address.clear();
+            s.ip_prefix_len = 0;
+            s.gateway.clear();
+            s.mac_address.clear();
+            s.dns_names = None;
+        }
+    }
+
+    /// The address of the container's first network (the one ports and links use).
+    fn primary_address(record: &ContainerRecord) -> Option<Ipv4Addr> {
+        let mode = &record.host_config.network_mode;
+        let first = record
+            .networks
+            .iter()
+            .find(|(k, s)| *k == mode || s.network_id == *mode)
+            .or_else(|| record.networks.iter().find(|(_, s)| !s.ip_address.is_empty()));
+        first.and_then(|(_, s)| s.ip_address.parse().ok())
+    }
+
+    /// `-p` and `-P`: proxies and NAT rules to the container's first address.
+    fn publish_ports(&self, record: &mut ContainerRecord) -> EngineResult<()> {
+        let hc = &record.host_config;
+        let mut requests = ports::requests_from_port_map(&hc.port_bindings.clone().unwrap_or_default())
+            .map_err(net_err("published ports"))?;
+        let exposed: Vec<String> =
+            record.config.exposed_ports.as_ref().map(|e| e.keys().cloned().collect()).unwrap_or_default();
+        if hc.publish_all_ports {
+            for key in &exposed {
+                let Ok((port, proto)) = ports::parse_port_key(key) else {
+                    continue;
+                };
+                if !requests.iter().any(|r| r.container_port == port && r.proto == proto) {
+                    requests.push(ports::PortRequest {
+                        proto,
+                        host_ip: None,
+                        host_port: 0,
+                        host_port_end: None,
+                        container_port: port,
+                    });
+                }
+            }
+        }
+        if requests.is_empty() {
+            record.ports = ports::ports_settings(&[], &exposed);
+            return Ok(());
+        }
+        let ip = Self::primary_address(record)
+            .ok_or_else(|| EngineError::InvalidArgument("published ports need a network with an address".into()))?;
+        let published =
+            self.networks.ports.publish(record.id.as_str(), ip, &requests).map_err(net_err("publishing ports"))?;
+        let mut all_exposed = exposed;
+        all_exposed.extend(requests.iter().map(|r| ports::port_key(&r.proto, r.container_port)));
+        record.ports = ports::ports_settings(&published, &all_exposed);
+        let plan = NetworkPlan {
+            actions: published
+                .iter()
+                .flat_map(ports::nat_rules)
+                .map(|rule| NetAction::AddFirewallRule { rule })
+                .collect(),
+        };
+        self.apply_plan(&plan, None, "adding the NAT rules of published ports")?.keep();
+        Ok(())
+    }
+
+    /// What `record.ports` says is published, for teardown and re-adoption.
+    fn published_ports(record: &ContainerRecord) -> Vec<PublishedPort> {
+        let Some(ip) = Self::primary_address(record) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, bindings) in &record.ports {
+            let Ok((port, proto)) = ports::parse_port_key(key) else {
+                continue;
+            };
+            for b in bindings.iter().flatten() {
+                let Ok(host_port) = b.host_port.parse::<u16>() else {
+                    continue;
+                };
+                let host_ip = b.host_ip.parse::<std::net::IpAddr>().ok().filter(|a| !a.is_unspecified());
+                out.push(PublishedPort {
+                    proto: proto.clone(),
+                    host_ip,
+                    host_port,
+                    container_ip: ip,
+                    container_port: port,
+                });
+            }
+        }
+        out
+    }
+
+    /// `hosts` and `resolv.conf` of a container on bridge-like networks.
+    fn write_network_files(&self, record: &ContainerRecord) -> EngineResult<()> {
+        self.write_network_files_with(record, None)
+    }
+
+    /// `write_network_files`, with `fresh` standing in for its stored record
+    /// (a linked container whose new address is not stored yet).
+    fn write_network_files_with(&self, record: &ContainerRecord, fresh: Option<&ContainerRecord>) -> EngineResult<()> {
+        let dir = self.container_dir(record.id.as_str());
+        let hc = &record.host_config;
+        let mut hosts =
+            crate::container::hosts_file(&record.config.hostname, None, hc.extra_hosts.as_deref().unwrap_or_default())?;
+        for line in self.link_lines(record, fresh) {
+            hosts.push_str(&line);
+        }
+        if let Some(ip) = Self::primary_address(record) {
+            hosts.push_str(&format!("{ip}\t{}\n", record.config.hostname));
+        }
+        write_in_place(&dir.join("hosts"), hosts.as_bytes())?;
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = if record.networks.keys().any(|n| user_defined(n)) {
+            // The embedded DNS answers at 127.0.0.11 and forwards the rest.
+            let base = crate::container::resolv_conf(
+                &host_resolv,
+                &[],
+                hc.dns_search.as_deref().unwrap_or_default(),
+                hc.dns_options.as_deref().unwrap_or_default(),
+            );
+            let mut out = format!("nameserver {}\n", super::dns::DNS_ADDRESS);
+            let mut has_options = false;
+            for line in base.lines().filter(|l| !l.starts_with("nameserver")) {
+                if line.starts_with("options") {
+                    has_options = true;
+                    out.push_str(&format!("{line} ndots:0\n"));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            if !has_options {
+                out.push_str("options ndots:0\n");
+            }
+            out
+        } else {
+            crate::container::resolv_conf(
+                &host_resolv,
+                hc.dns.as_deref().unwrap_or_default(),
+                hc.dns_search.as_deref().unwrap_or_default(),
+                hc.dns_options.as_deref().unwrap_or_default(),
+            )
+        };
+        write_in_place(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        Ok(())
+    }
+
+    /// `/etc/hosts` lines of `record`'s `--link`s to running containers:
+    /// `IP\talias shortid name`, as Docker writes them.
+    fn link_lines(&self, record: &ContainerRecord, fresh: Option<&ContainerRecord>) -> Vec<String> {
+        let mut out = Vec::new();
+        for link in record.host_config.links.iter().flatten() {
+            let (name, alias) = split_link(link);
+            let Ok(mut other) = self.lookup_container(&name) else {
+                continue;
+            };
+            if let Some(f) = fresh.filter(|f| f.id == other.id) {
+                other = f.clone();
+            }
+            let ip = other.networks.values().find(|s| !s.ip_address.is_empty()).map(|s| s.ip_address.clone());
+            if let Some(ip) = ip {
+                let mut names = vec![alias.clone()];
+                for n in [other.id.short().to_string(), other.name.clone()] {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                out.push(format!("{ip}\t{}\n", names.join(" ")));
+            }
+        }
+        out
+    }
+
+    /// Docker's environment variables of `record`'s `--link`s (`ALIAS_NAME`,
+    /// `ALIAS_PORT_80_TCP...`, `ALIAS_ENV_...`), for the process spec.
+    pub(crate) fn link_env(&self, record: &ContainerRecord) -> Vec<String> {
+        let mut env = Vec::new();
+        for link in record.host_config.links.iter().flatten() {
+            let (name, alias) = split_link(link);
+            let Ok(other) = self.lookup_container(&name) else {
+                continue;
+            };
+            let prefix = alias.to_ascii_uppercase().replace('-', "_");
+            env.push(format!("{prefix}_NAME=/{}/{alias}", record.name));
+            let ip = other.networks.values().find(|s| !s.ip_address.is_empty()).map(|s| s.ip_address.clone());
+            if let Some(ip) = ip {
+                let mut ports: Vec<(u16, String)> = other
+                    .config
+                    .exposed_ports
+                    .iter()
+                    .flat_map(|m| m.keys())
+                    .filter_map(|k| ports::parse_port_key(k).ok())
+                    .collect();
+                ports.sort();
+                if let Some((p, proto)) = ports.first() {
+                    env.push(format!("{prefix}_PORT={proto}://{ip}:{p}"));
+                }
+                for (p, proto) in &ports {
+                    let base = format!("{prefix}_PORT_{p}_{}", proto.to_ascii_uppercase());
+                    env.push(format!("{base}={proto}://{ip}:{p}"));
+                    env.push(format!("{base}_ADDR={ip}"));
+                    env.push(format!("{base}_PORT={p}"));
+                    env.push(format!("{base}_PROTO={proto}"));
+                }
+            }
+            for kv in other.config.env.iter().flatten() {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                // Docker leaves out what every image sets.
+                if k == "HOME" || k == "PATH" {
+                    continue;
+                }
+                env.push(format!("{prefix}_ENV_{k}={v}"));
+            }
+        }
+        env
+    }
+
+    /// Rewrites `/etc/hosts` of every running container linking to `record`
+    /// (its address may have changed).
+    fn refresh_linking_containers(&self, record: &ContainerRecord) {
+        let Ok(all) = self.store.read().and_then(|t| t.containers()) else {
+            return;
+        };
+        for c in all {
+            if c.id == record.id || !matches!(c.state.status, Status::Running | Status::Paused) {
+                continue;
+            }
+            let links_here = c.host_config.links.iter().flatten().any(|l| {
+                let (name, _) = split_link(l);
+                name == record.name || record.id.as_str().starts_with(&name)
+            });
+            if links_here {
+                if let Err(e) = self.write_network_files_with(&c, Some(record)) {
+                    tracing::warn!(container = %c.id, error = %e, "rewriting /etc/hosts for a linked container's new address");
+                }
+            }
+        }
     }
 
     /// After the container's process is gone (exit, failed start, removal):
     /// undoes `setup_container_network` and clears the runtime fields.
     /// Idempotent; logs what it cannot undo.
-    pub(crate) fn teardown_container_network(&self, _record: &mut ContainerRecord) {}
+    pub(crate) fn teardown_container_network(&self, record: &mut ContainerRecord) {
+        let id = record.id.to_string();
+        if let Some(d) = self.networks.dns.get() {
+            if record.networks.keys().any(|n| user_defined(n)) {
+                d.detach(&id);
+            }
+        }
+        let published = Self::published_ports(record);
+        if !published.is_empty() {
+            let plan = NetworkPlan {
+                actions: published
+                    .iter()
+                    .flat_map(ports::nat_rules)
+                    .map(|rule| NetAction::DeleteFirewallRule { rule })
+                    .collect(),
+            };
+            match self.apply_plan(&plan, None, "removing the NAT rules of published ports") {
+                Ok(a) => a.keep(),
+                Err(e) => tracing::warn!(container = %id, error = %e, "removing NAT rules"),
+            }
+            self.networks.ports.unpublish(&id);
+        }
+        let path = netns::netns_path(&self.config.run, &id);
+        let keys: Vec<String> = record.networks.keys().cloned().collect();
+        for key in keys {
+            self.detach_endpoint(record, &key, Some(&path));
+        }
+        if let Err(e) = netns::remove(&path) {
+            tracing::warn!(container = %id, error = %e, "removing the container's network namespace");
+        }
+        record.sandbox_key.clear();
+        record.ports.clear();
+    }
 
     /// At daemon start, for a container still running: re-opens its DNS
     /// sockets and port proxies (kernel state survived the daemon).
-    pub(crate) fn readopt_container_network(&self, _record: &ContainerRecord) {}
+    pub(crate) fn readopt_container_network(&self, record: &ContainerRecord) {
+        let id = record.id.to_string();
+        for (key, s) in &record.networks {
+            if s.endpoint_id.is_empty() {
+                continue;
+            }
+            // The driver learns the endpoint again (its memory died with the old daemon).
+            let Ok(net) = self.network_record(if s.network_id.is_empty() { key } else { &s.network_id }) else {
+                continue;
+            };
+            let Ok(driver) = self.driver_of(&net) else {
+                continue;
+            };
+            let address = (!s.ip_address.is_empty()).then(|| format!("{}/{}", s.ip_address, s.ip_prefix_len));
+            let req = EndpointCreateRequest {
+                network_id: net.id.clone(),
+                endpoint_id: s.endpoint_id.clone(),
+                address,
+                address_v6: None,
+                mac_address: (!s.mac_address.is_empty()).then(|| s.mac_address.clone()),
+                options: s.driver_opts.clone().unwrap_or_default(),
+            };
+            if let Err(e) = driver.create_endpoint(&req) {
+                tracing::warn!(container = %id, network = %net.name, error = %e, "re-registering the endpoint with its driver");
+            }
+            if let (true, Ok(ip)) = (user_defined(&net.name), s.ip_address.parse::<Ipv4Addr>()) {
+                let mut names = vec![record.name.to_ascii_lowercase(), record.id.short().to_string()];
+                names.extend(s.aliases.iter().flatten().map(|a| a.to_ascii_lowercase()));
+                self.networks
+                    .live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id.clone())
+                    .or_default()
+                    .push(LiveEndpoint { network_id: net.id.clone(), endpoint_id: s.endpoint_id.clone(), ip, names });
+            }
+        }
+        if !record.sandbox_key.is_empty() && record.networks.keys().any(|n| user_defined(n)) {
+            if let Some(d) = self.dns() {
+                if let Err(e) = d.attach(&id, Path::new(&record.sandbox_key)) {
+                    tracing::warn!(container = %id, error = %e, "re-attaching the embedded DNS");
+                }
+            }
+        }
+        let published = Self::published_ports(record);
+        if !published.is_empty() {
+            if let Err(e) = self.networks.ports.readopt(&id, &published) {
+                tracing::warn!(container = %id, error = %e, "re-publishing ports");
+            }
+        }
+    }
+
+    /// The embedded DNS's answer: addresses of containers named `name` (name,
+    /// short or full ID, alias) on the user-defined networks `asking` is on.
+    pub(crate) fn dns_lookup(&self, asking: &str, name: &str) -> Vec<Ipv4Addr> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let live = self.networks.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mine) = live.get(asking) else {
+            return Vec::new();
+        };
+        let nets: BTreeSet<&str> = mine.iter().map(|e| e.network_id.as_str()).collect();
+        let mut out = Vec::new();
+        for (container, eps) in live.iter() {
+            for e in eps.iter().filter(|e| nets.contains(e.network_id.as_str())) {
+                let hit = e.names.iter().any(|n| *n == name) || (name.len() >= 12 && container.starts_with(&name));
+                if hit && !out.contains(&e.ip) {
+                    out.push(e.ip);
+                }
+            }
+        }
+        // A stable order; the DNS server rotates it per query.
+        out.sort();
+        out
+    }
+}
+
+/// Whether a plan step acts inside the container's namespace.
+fn acts_in_sandbox(a: &NetAction) -> bool {
+    use crate::model::network::Netns;
+    match a {
+        NetAction::CreateLink { ns, .. }
+        | NetAction::DeleteLink { ns, .. }
+        | NetAction::AddAddress { ns, .. }
+        | NetAction::SetUp { ns, .. }
+        | NetAction::AddRoute { ns, .. }
+        | NetAction::Sysctl { ns, .. } => *ns == Netns::Sandbox,
+        NetAction::MoveToSandbox { .. } => true,
+        _ => false,
+    }
+}
+
+/// The host's resolvers the embedded DNS forwards to (loopback ones do not
+/// answer from a container's namespace).
+fn host_resolvers() -> Vec<SocketAddr> {
+    let conf = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    conf.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then(|| f.next()).flatten()
+        })
+        .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+fn label_matches(labels: &BTreeMap<String, String>, v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+        None => labels.contains_key(v),
+    }
+}
+
+/// `until=` of prune: a timestamp (RFC 3339, unix seconds) or a duration ago (`24h`, `10m`).
+fn parse_until(v: &str) -> EngineResult<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok(secs as i64);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len()));
+    let n: f64 = num.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid until value {v:?}")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(EngineError::InvalidArgument(format!("invalid until value {v:?}: use e.g. 24h or a timestamp")))
+        }
+    };
+    Ok(chrono::Utc::now().timestamp() - secs as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_split_like_docker() {
+        assert_eq!(split_link("db:mysql"), ("db".to_string(), "mysql".to_string()));
+        assert_eq!(split_link("/db:/web/mysql"), ("db".to_string(), "mysql".to_string()));
+        assert_eq!(split_link("db"), ("db".to_string(), "db".to_string()));
+    }
+
+    #[test]
+    fn until_values() {
+        assert!(parse_until("24h").unwrap() < chrono::Utc::now().timestamp());
+        assert_eq!(parse_until("2024-01-01T00:00:00Z").unwrap(), 1704067200);
+        assert!(parse_until("soon").is_err());
+    }
 }

@@ -728,7 +728,13 @@ fn init_steps(spec: &Spec, rootfs: &Path, chan: &Channel, stdio: Stdio) -> Resul
     let has_stdin = stdio.stdin.is_some();
     drop(stdio);
     // 4. Nothing mounted from here on may propagate back to the host.
-    rootfs::mount_raw(None, b"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| fatal("making / private", e))?;
+    // (vol-core) A slave root still receives the host's mount events, which a
+    // `bind-propagation=(r)slave` volume needs; nothing flows back either way.
+    let root_flag = match linux.rootfs_propagation().as_deref() {
+        Some("rslave") | Some("slave") => libc::MS_REC | libc::MS_SLAVE,
+        _ => libc::MS_REC | libc::MS_PRIVATE,
+    };
+    rootfs::mount_raw(None, b"/", None, root_flag, None).map_err(|e| fatal("making / private", e))?;
     // 5. The rootfs becomes a mount of its own (pivot_root needs one).
     let rb = rootfs.as_os_str().as_bytes();
     rootfs::mount_raw(Some(rb), rb, None, libc::MS_BIND | libc::MS_REC, None).map_err(|e| fatal("binding the rootfs", e))?;

@@ -15,6 +15,7 @@ use oci_spec::runtime::{
 };
 
 use crate::model::container::ContainerRecord;
+use crate::model::volume::MountPoint;
 
 use super::{caps, RuntimeError};
 
@@ -79,6 +80,9 @@ pub struct SpecInputs<'a> {
     /// Volumes, binds and tmpfs mounts with their host sources, from
     /// `Engine::mount_container_volumes`, in the order they are mounted.
     pub volume_mounts: Vec<crate::model::volume::MountPoint>,
+    /// Docker's `--link` variables (`ALIAS_NAME`, `ALIAS_PORT_...`), from
+    /// `Engine::link_env`; the image's and the container's env override them.
+    pub link_env: Vec<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> RuntimeError {
@@ -112,6 +116,7 @@ fn environment(inputs: &SpecInputs<'_>, hostname: &str) -> Vec<String> {
     if cfg.tty {
         env.push("TERM=xterm".to_string());
     }
+    merge_env(&mut env, &inputs.link_env);
     if let Some(image_env) = inputs.image_config.config().as_ref().and_then(|c| c.env().clone()) {
         merge_env(&mut env, &image_env);
     }
@@ -541,80 +546,62 @@ fn user_devices(record: &ContainerRecord) -> Result<(Vec<LinuxDevice>, Vec<Linux
     Ok((nodes, rules))
 }
 
-/// `--mount type=bind|tmpfs` (Docker's Mount objects); volumes come with the volume driver.
-fn request_mounts(record: &ContainerRecord) -> Result<Vec<Mount>, RuntimeError> {
-    let mut out = Vec::new();
-    for m in record.host_config.mounts.iter().flatten() {
-        if !m.target.starts_with('/') {
-            return Err(invalid(format!("invalid mount config: mount path must be absolute: {:?}", m.target)));
+/// The OCI mounts of the container's volumes, binds and tmpfs mounts, as
+/// `Engine::mount_container_volumes` resolved them (host sources, parents
+/// before children). Parsing `-v`/`--mount`/`--tmpfs` is the volume
+/// module's; this only says how each kind is mounted, as Docker does: a
+/// recursive bind (read-only by remount, with the asked propagation), or a
+/// tmpfs with `noexec,nosuid,nodev` unless the options say otherwise.
+fn volume_mounts(points: &[MountPoint]) -> Result<Vec<Mount>, RuntimeError> {
+    let mut out = Vec::with_capacity(points.len());
+    for p in points {
+        if !p.destination.starts_with('/') {
+            return Err(invalid(format!("invalid mount config: mount path must be absolute: {:?}", p.destination)));
         }
-        match m.kind.as_str() {
-            "bind" => {
-                if !m.source.starts_with('/') {
-                    return Err(invalid(format!("invalid mount config for type \"bind\": invalid mount path: {:?} mount path must be absolute", m.source)));
+        match p.kind.as_str() {
+            "bind" | "volume" => {
+                if !p.source.starts_with('/') {
+                    return Err(invalid(format!(
+                        "mount at {}: the {} has no absolute host source ({:?})",
+                        p.destination, p.kind, p.source
+                    )));
                 }
-                if !Path::new(&m.source).exists() {
-                    return Err(invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
+                let mut options = vec!["rbind"];
+                if !p.rw {
+                    options.push("ro");
                 }
-                let ro = if m.read_only { "ro" } else { "rw" };
-                out.push(mount(&m.target, "bind", &m.source, &["rbind", ro]));
+                if !p.propagation.is_empty() {
+                    options.push(&p.propagation);
+                }
+                out.push(mount(&p.destination, "bind", &p.source, &options));
             }
             "tmpfs" => {
-                let opts = m.tmpfs_options.as_ref();
-                let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
-                if let Some(size) = opts.and_then(|o| o.get("SizeBytes")).and_then(|s| s.as_i64()).filter(|s| *s > 0) {
-                    options.push(format!("size={size}"));
+                let mut options = vec!["noexec", "nosuid", "nodev"];
+                // Later words win in the runtime (`exec` clears `noexec`).
+                options.extend(p.tmpfs_options.split(',').filter(|o| !o.is_empty()));
+                if !p.rw && !options.contains(&"ro") {
+                    options.push("ro");
                 }
-                if let Some(mode) = opts.and_then(|o| o.get("Mode")).and_then(|s| s.as_u64()) {
-                    options.push(format!("mode={mode:o}"));
-                }
-                if m.read_only {
-                    options.push("ro".to_string());
-                }
-                let refs: Vec<&str> = options.iter().map(String::as_str).collect();
-                out.push(mount(&m.target, "tmpfs", "tmpfs", &refs));
+                out.push(mount(&p.destination, "tmpfs", "tmpfs", &options));
             }
-            other => return Err(invalid(format!("mount type {other:?} is not supported yet"))),
+            other => return Err(invalid(format!("mount at {}: unknown mount type {other:?}", p.destination))),
         }
     }
     Ok(out)
 }
 
-/// Bind mounts of `--volume /host:/ctr[:ro]` with absolute host paths.
-fn bind_mounts(record: &ContainerRecord) -> Result<Vec<Mount>, RuntimeError> {
-    let mut out = Vec::new();
-    for b in record.host_config.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => return Err(invalid(format!("invalid volume specification: {b:?}"))),
-        };
-        if !src.starts_with('/') {
-            return Err(invalid(format!("named volumes are not supported yet: {b:?}")));
-        }
-        if !dst.starts_with('/') {
-            return Err(invalid(format!("invalid volume specification: {b:?}: the container path must be absolute")));
-        }
-        let mut options = vec!["rbind"];
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o {
-                "ro" | "rw" => options.push(o),
-                "z" | "Z" | "rprivate" | "private" => {}
-                _ => return Err(invalid(format!("invalid mode {o:?} in volume specification {b:?}"))),
-            }
-        }
-        out.push(mount(dst, "bind", src, &options));
+/// Docker's root propagation: shared when a mount asks for shared
+/// propagation, slave when one asks for slave, else private (a shared or
+/// slave bind only receives events if the root lets them through).
+fn rootfs_propagation(points: &[MountPoint]) -> &'static str {
+    let has = |words: &[&str]| points.iter().any(|p| words.contains(&p.propagation.as_str()));
+    if has(&["shared", "rshared"]) {
+        "rshared"
+    } else if has(&["slave", "rslave"]) {
+        "rslave"
+    } else {
+        "rprivate"
     }
-    for (dst, opts) in record.host_config.tmpfs.iter().flatten() {
-        if !dst.starts_with('/') {
-            return Err(invalid(format!("invalid --tmpfs {dst:?}: the path must be absolute")));
-        }
-        let mut options = vec!["nosuid", "nodev", "noexec"];
-        options.extend(opts.split(',').filter(|o| !o.is_empty()));
-        out.push(mount(dst, "tmpfs", "tmpfs", &options));
-    }
-    Ok(out)
 }
 
 /// The OCI spec for a container.
@@ -711,6 +698,8 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, RuntimeError> {
     let shm_opt = format!("size={shm_size}");
     let sys_opts: &[&str] = if hc.privileged { &["nosuid", "noexec", "nodev", "rw"] } else { &["nosuid", "noexec", "nodev", "ro"] };
     let cgroup_opts: &[&str] = if hc.privileged { &["nosuid", "noexec", "nodev", "relatime", "rw"] } else { &["nosuid", "noexec", "nodev", "relatime", "ro"] };
+    // A user mount at one of these paths replaces the default one, as in Docker.
+    let user_dests: HashSet<&str> = inputs.volume_mounts.iter().map(|m| m.destination.as_str()).collect();
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
@@ -720,12 +709,15 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, RuntimeError> {
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt]),
     ];
+    mounts.retain(|m| !user_dests.contains(m.destination().to_string_lossy().as_ref()) || m.destination() == Path::new("/proc"));
     for (dest, file) in [("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname"), ("/etc/hosts", "hosts")] {
+        if user_dests.contains(dest) {
+            continue;
+        }
         let src = inputs.container_dir.join(file);
         mounts.push(mount(dest, "bind", &src.to_string_lossy(), &["rbind", "rprivate"]));
     }
-    mounts.extend(bind_mounts(record)?);
-    mounts.extend(request_mounts(record)?);
+    mounts.extend(volume_mounts(&inputs.volume_mounts)?);
 
     // linux
     let mut namespaces = Vec::new();
@@ -772,7 +764,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, RuntimeError> {
         }
         linux.set_sysctl(Some(sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
     }
-    linux.set_rootfs_propagation(Some("rprivate".to_string()));
+    linux.set_rootfs_propagation(Some(rootfs_propagation(&inputs.volume_mounts).to_string()));
 
     let mut root = Root::default();
     root.set_path(inputs.rootfs.clone());
@@ -882,6 +874,7 @@ mod tests {
             netns,
             cgroup_parent: "berth".into(),
             volume_mounts: Vec::new(),
+            link_env: Vec::new(),
         })
     }
 
@@ -927,6 +920,7 @@ mod tests {
             netns: NetnsMode::New,
             cgroup_parent: "berth".into(),
             volume_mounts: Vec::new(),
+            link_env: Vec::new(),
         })
         .expect("spec");
         let p = spec.process().as_ref().expect("process");
@@ -1106,8 +1100,7 @@ mod tests {
     }
 
     #[test]
-    fn devices_and_mount_requests() {
-        use crate::model::container::MountRequest;
+    fn devices() {
         let dev = serde_json::json!({"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "rw"});
         let hc = HostConfig { devices: Some(vec![dev]), ..Default::default() };
         let spec = build_with(ContainerConfig::default(), hc, NetnsMode::New).expect("spec");
@@ -1119,20 +1112,81 @@ mod tests {
         let bad = serde_json::json!({"PathOnHost": "/etc/passwd"});
         let hc = HostConfig { devices: Some(vec![bad]), ..Default::default() };
         assert!(build_with(ContainerConfig::default(), hc, NetnsMode::New).expect_err("not a device").to_string().contains("not a device"));
+    }
 
-        let m = |kind: &str, source: &str| MountRequest { target: "/data".into(), source: source.into(), kind: kind.into(), read_only: true, ..Default::default() };
-        let hc = HostConfig { mounts: Some(vec![m("bind", "/tmp"), m("tmpfs", "")]), ..Default::default() };
-        let spec = build_with(ContainerConfig::default(), hc, NetnsMode::New).expect("spec");
+    fn build_with_mounts(points: Vec<MountPoint>) -> Result<Spec, RuntimeError> {
+        let rec = record(ContainerConfig::default(), HostConfig::default());
+        let img = image(r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+        build(&SpecInputs {
+            record: &rec,
+            image_config: &img,
+            rootfs: "/r".into(),
+            container_dir: "/c".into(),
+            netns: NetnsMode::New,
+            cgroup_parent: "berth".into(),
+            volume_mounts: points,
+            link_env: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn volume_bind_and_tmpfs_mounts() {
+        let point = |kind: &str, source: &str, dest: &str, rw: bool| MountPoint {
+            kind: kind.into(),
+            source: source.into(),
+            destination: dest.into(),
+            rw,
+            ..Default::default()
+        };
+        let mut bind = point("bind", "/srv/host", "/data", false);
+        bind.propagation = "rslave".into();
+        let vol = point("volume", "/var/lib/berth/volumes/v/_data", "/data/v", true);
+        let mut tmp = point("tmpfs", "", "/scratch", true);
+        tmp.tmpfs_options = "size=1m,exec".into();
+        let mut ro_tmp = point("tmpfs", "", "/ro", false);
+        ro_tmp.tmpfs_options = "mode=700".into();
+        let spec = build_with_mounts(vec![bind, vol, tmp, ro_tmp]).expect("spec");
         let mounts = spec.mounts().as_ref().expect("mounts");
-        let n = mounts.len();
-        assert_eq!(mounts[n - 2].source().as_deref(), Some(Path::new("/tmp")));
-        assert!(mounts[n - 2].options().as_ref().expect("o").contains(&"ro".to_string()));
-        assert_eq!(mounts[n - 1].typ().as_deref(), Some("tmpfs"));
-        let hc = HostConfig { mounts: Some(vec![m("bind", "/no/such/dir")]), ..Default::default() };
-        let err = build_with(ContainerConfig::default(), hc, NetnsMode::New).expect_err("missing source");
-        assert!(err.to_string().contains("bind source path does not exist"), "{err}");
-        let hc = HostConfig { mounts: Some(vec![m("volume", "v")]), ..Default::default() };
-        assert!(build_with(ContainerConfig::default(), hc, NetnsMode::New).is_err());
+        let find = |d: &str| mounts.iter().find(|m| m.destination() == Path::new(d)).expect(d).clone();
+        let opts = |m: &Mount| m.options().clone().unwrap_or_default();
+        let b = find("/data");
+        assert_eq!((b.typ().as_deref(), b.source().as_deref()), (Some("bind"), Some(Path::new("/srv/host"))));
+        assert_eq!(opts(&b), vec!["rbind", "ro", "rslave"]);
+        let v = find("/data/v");
+        assert_eq!(opts(&v), vec!["rbind"]);
+        assert_eq!(v.source().as_deref(), Some(Path::new("/var/lib/berth/volumes/v/_data")));
+        let t = find("/scratch");
+        assert_eq!(t.typ().as_deref(), Some("tmpfs"));
+        assert_eq!(opts(&t), vec!["noexec", "nosuid", "nodev", "size=1m", "exec"]);
+        assert_eq!(opts(&find("/ro")), vec!["noexec", "nosuid", "nodev", "mode=700", "ro"]);
+        // User mounts come after the defaults, in the order given (parents first).
+        let pos = |d: &str| mounts.iter().position(|m| m.destination() == Path::new(d)).expect(d);
+        assert!(pos("/etc/hosts") < pos("/data") && pos("/data") < pos("/data/v"));
+
+        // A user mount replaces Docker's default one at the same path.
+        let spec = build_with_mounts(vec![point("bind", "/h/hosts", "/etc/hosts", true), point("tmpfs", "", "/dev/shm", true)])
+            .expect("spec");
+        let mounts = spec.mounts().as_ref().expect("mounts");
+        assert_eq!(mounts.iter().filter(|m| m.destination() == Path::new("/etc/hosts")).count(), 1);
+        assert_eq!(mounts.iter().filter(|m| m.destination() == Path::new("/dev/shm")).count(), 1);
+        assert_eq!(
+            mounts.iter().find(|m| m.destination() == Path::new("/etc/hosts")).and_then(|m| m.source().clone()),
+            Some(PathBuf::from("/h/hosts"))
+        );
+
+        let prop = |spec: &Spec| spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
+        assert_eq!(prop(&spec), "rprivate");
+        let mut shared = point("bind", "/s", "/s", true);
+        shared.propagation = "rshared".into();
+        assert_eq!(prop(&build_with_mounts(vec![shared]).expect("spec")), "rshared");
+        let mut slave = point("bind", "/s", "/s", true);
+        slave.propagation = "slave".into();
+        assert_eq!(prop(&build_with_mounts(vec![slave]).expect("spec")), "rslave");
+
+        let err = build_with_mounts(vec![point("volume", "", "/x", true)]).expect_err("no source");
+        assert!(err.to_string().contains("/x"), "{err}");
+        assert!(build_with_mounts(vec![point("bind", "/a", "rel", true)]).is_err());
+        assert!(build_with_mounts(vec![point("npipe", "/a", "/b", true)]).is_err());
     }
 
     #[test]

@@ -121,6 +121,28 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShimErro
     move |source| ShimError::Io { context, source }
 }
 
+/// Name of the shim binary, installed next to `berth`.
+pub const SHIM_BINARY: &str = "berth-shim";
+
+/// The shim to start for a daemon running `berth_exe`: the small `berth-shim`
+/// beside it when there is one (an idle shim then stays under 2 MiB
+/// resident instead of mapping the whole CLI and server), else `berth shim`.
+fn shim_command(berth_exe: &Path) -> (PathBuf, std::process::Command) {
+    let small = berth_exe.with_file_name(SHIM_BINARY);
+    if is_executable(&small) {
+        let cmd = std::process::Command::new(&small);
+        return (small, cmd);
+    }
+    let mut cmd = std::process::Command::new(berth_exe);
+    cmd.arg("shim");
+    (berth_exe.to_path_buf(), cmd)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 impl ShimClient {
     /// Starts a detached shim for `options` and returns once the container
     /// process is created (not yet started) and the socket answers.
@@ -157,9 +179,8 @@ impl ShimClient {
         // SAFETY: pipe2 just returned these two fds, owned by nobody else.
         let (ready_r, ready_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let w = ready_w.as_raw_fd();
-        let mut cmd = std::process::Command::new(berth_exe);
-        cmd.arg("shim")
-            .arg(dir)
+        let (exe, mut cmd) = shim_command(berth_exe);
+        cmd.arg(dir)
             .env(proto::READY_FD_ENV, w.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log)
@@ -178,7 +199,7 @@ impl ShimClient {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(io_err(format!("starting {} shim", berth_exe.display())))?;
+        let mut child = cmd.spawn().map_err(io_err(format!("starting the shim {}", exe.display())))?;
         drop(ready_w);
         // The shim forks once more and its first process exits at once:
         // the shim is then nobody's child the daemon must reap.
@@ -378,4 +399,31 @@ pub fn recorded_exit(state_dir: &Path) -> Option<ExitInfo> {
 /// runs the container and serves its socket until the container exits.
 pub fn run(state_dir: &Path) -> Result<(), ShimError> {
     server::run(state_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_small_shim_beside_the_daemon_is_preferred_and_berth_shim_is_the_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let berth = dir.path().join("berth");
+        std::fs::write(&berth, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&berth, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (exe, cmd) = shim_command(&berth);
+        assert_eq!(exe, berth);
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["shim"]);
+
+        let small = dir.path().join(SHIM_BINARY);
+        std::fs::write(&small, b"#!/bin/sh\n").unwrap();
+        // Not executable: not a shim to start.
+        std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(shim_command(&berth).0, berth);
+        std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (exe, cmd) = shim_command(&berth);
+        assert_eq!(exe, small);
+        assert_eq!(cmd.get_args().count(), 0);
+    }
 }

@@ -32,6 +32,10 @@ use crate::runtime::RuntimeError;
 
 /// How long to wait for output still in flight after the container's init exited.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the shim must have been idle before it trims its code pages:
+/// long enough that the daemon's requests around a start (start, state,
+/// the monitor's wait) are over, so they do not fault the pages back in.
+const TRIM_QUIET: Duration = Duration::from_millis(100);
 /// How long waiters get to receive the exit before the shim goes away.
 const WAITERS_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client that does not read its stream for this long is dropped, so that
@@ -379,6 +383,9 @@ struct State {
     pumps_live: usize,
     /// Clients blocked in `Wait`.
     waiters: usize,
+    /// When the shim last served a request, until its code pages are
+    /// trimmed again (see `trim_code_pages`); `None` once trimmed.
+    busy_at: Option<Instant>,
     execs: HashMap<String, ExecEntry>,
     exec_pids: HashMap<i32, String>,
 }
@@ -588,12 +595,14 @@ impl Shim {
             let shim = self.clone();
             spawn("accept", move || shim.accept_loop());
         }
-        trim_code_pages();
+        lock(&self.st).busy_at = Some(Instant::now());
         self.finish();
         std::process::exit(0);
     }
 
     /// Waits for the init's exit and records it; see the module docs for the order.
+    /// While the container runs, this thread also trims the shim's code
+    /// pages once it has been idle for `TRIM_QUIET` after serving requests.
     fn finish(&self) {
         let code = {
             let mut st = lock(&self.st);
@@ -601,7 +610,19 @@ impl Shim {
                 if let Some(code) = st.init_code {
                     break code;
                 }
-                st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                let Some(busy_at) = st.busy_at else {
+                    st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                };
+                let left = (busy_at + TRIM_QUIET).saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    st.busy_at = None;
+                    drop(st);
+                    trim_code_pages();
+                    st = lock(&self.st);
+                } else {
+                    st = self.cv.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
             }
         };
         // Whatever the container wrote before it died reaches the log and attachers first.
@@ -787,6 +808,7 @@ impl Shim {
 
     /// Serves one connection: one request, then possibly the stream.
     fn handle(self: Arc<Self>, mut conn: UnixStream) {
+        self.mark_busy();
         let request: Request = match proto::read_line(&mut conn) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -827,6 +849,14 @@ impl Shim {
             }
         };
         let _ = proto::write_line(&mut conn, &response);
+        self.mark_busy();
+    }
+
+    /// Notes that a request is being served: the code pages it faults in
+    /// are trimmed again once the shim is idle (see `finish`).
+    fn mark_busy(&self) {
+        lock(&self.st).busy_at = Some(Instant::now());
+        self.cv.notify_all();
     }
 
     fn already_started(&self) -> Response {

@@ -3,7 +3,11 @@
 //! and image `VOLUME`s into mount points, and mounting them through the
 //! volume drivers' plans (with Docker's copy-up into empty volumes).
 
+mod copyup;
 mod ops;
+pub mod parse;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -11,7 +15,7 @@ use crate::container::Filters;
 use crate::engine::{Engine, EngineResult};
 use crate::model::volume::VolumeRecord;
 
-pub use ops::VolumeState;
+pub use ops::{validate_name, VolumeState, ANONYMOUS_LABEL, DEFAULT_DRIVER};
 
 /// `POST /volumes/create`.
 #[derive(Clone, Debug, Default)]

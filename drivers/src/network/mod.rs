@@ -1,0 +1,84 @@
+//! In-tree network drivers: `bridge` (the default), `macvlan`, `host` and
+//! `null` (Docker's driver of the `none` network). They decide; the core's
+//! executor applies their plans (ARCHITECTURE §2).
+
+pub mod bridge;
+pub mod host;
+pub mod macvlan;
+pub mod none;
+
+use std::sync::Arc;
+
+use berth_core::drivers::{DriverError, DriverResult, NetworkDriver, Registry};
+
+pub use bridge::BridgeDriver;
+pub use host::HostDriver;
+pub use macvlan::MacvlanDriver;
+pub use none::NullDriver;
+
+/// Registers every in-tree network driver.
+pub fn register_all(registry: &Registry<dyn NetworkDriver>) {
+    registry.register("bridge", Arc::new(BridgeDriver::default()));
+    registry.register("host", Arc::new(HostDriver));
+    registry.register("null", Arc::new(NullDriver));
+    registry.register("macvlan", Arc::new(MacvlanDriver::default()));
+}
+
+/// Docker's MAC for an IPv4 address: `02:42` and the four address bytes.
+pub fn mac_for(address: &str) -> Option<String> {
+    let ip: std::net::Ipv4Addr = address.split('/').next()?.parse().ok()?;
+    let o = ip.octets();
+    Some(format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]))
+}
+
+/// `a.b.c.d/len` split, checked.
+pub(crate) fn split_cidr(s: &str) -> DriverResult<(std::net::Ipv4Addr, u8)> {
+    let bad = || DriverError::InvalidArgument(format!("invalid address {s:?}: expected IPv4 CIDR like 172.18.0.2/16"));
+    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if len > 32 {
+        return Err(bad());
+    }
+    Ok((ip.parse().map_err(|_| bad())?, len))
+}
+
+/// The link name of an endpoint: `prefix` and as much of the endpoint ID as fits in 15 characters.
+pub(crate) fn link_name(prefix: &str, endpoint_id: &str) -> String {
+    let room = 15usize.saturating_sub(prefix.len());
+    let id: String = endpoint_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(room).collect();
+    format!("{prefix}{id}")
+}
+
+/// `com.docker.network.driver.mtu`, checked.
+pub(crate) fn mtu_option(options: &std::collections::BTreeMap<String, String>) -> DriverResult<Option<u32>> {
+    match options.get("com.docker.network.driver.mtu") {
+        None => Ok(None),
+        Some(v) => match v.parse::<u32>() {
+            Ok(m) if (68..=65535).contains(&m) => Ok(Some(m)),
+            _ => Err(DriverError::InvalidArgument(format!(
+                "invalid MTU {v:?} (com.docker.network.driver.mtu): expected a number from 68 to 65535"
+            ))),
+        },
+    }
+}
+
+/// Whether an interface exists in the caller's network namespace.
+pub(crate) fn interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_and_names_follow_docker() {
+        assert_eq!(mac_for("172.17.0.2/16").as_deref(), Some("02:42:ac:11:00:02"));
+        assert_eq!(link_name("veth", "0123456789abcdef"), "veth0123456789a");
+        assert_eq!(link_name("veth", "0123456789abcdef").len(), 15);
+    }
+}
