@@ -4,7 +4,7 @@
 //! `export`, `events`, `stats`, `update`, `container prune`, and the
 //! `container` group that names them all.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{empty, enc, Client, DaemonError};
 use super::format::{tabwrite, Format};
-use super::images::{filters_json, pretty};
+use super::images::filters_json;
 use super::run::{self, parse_memory, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
 use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
@@ -727,20 +727,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
             None => errors.push(format!("Error: No such object: {name}")),
         }
     }
-    match &format {
-        Some(f) => {
-            for v in &found {
-                println!("{}", f.render(v)?);
-            }
-        }
-        None => println!("{}", pretty(&Value::Array(found))?),
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::from(1))
-    }
+    super::format::print_inspected(found, &errors, format.as_ref())
 }
 
 /// `berth exec`.
@@ -1315,11 +1302,8 @@ pub async fn update(client: &Client, args: &UpdateArgs) -> Result<ExitCode> {
 /// `berth container prune`.
 pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     if !args.force {
-        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        if !super::format::confirm("WARNING! This will remove all stopped containers.")? {
+            // docker: declining is not an error, nothing is removed.
             return Ok(ExitCode::SUCCESS);
         }
     }

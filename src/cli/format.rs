@@ -256,3 +256,33 @@ mod tests {
         assert_eq!(out, "x\ty\n");
     }
 }
+
+/// Prints what `inspect` found — one rendered line per object with `-f`, a
+/// JSON array otherwise — then the errors; exit status 1 when any.
+pub fn print_inspected(found: Vec<serde_json::Value>, errors: &[String], format: Option<&Format>) -> Result<std::process::ExitCode> {
+    match format {
+        Some(f) => {
+            for v in &found {
+                println!("{}", f.render(v)?);
+            }
+        }
+        None => println!("{}", super::images::pretty(&serde_json::Value::Array(found))?),
+    }
+    if errors.is_empty() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}", errors.join("\n"));
+        Ok(std::process::ExitCode::from(1))
+    }
+}
+
+/// Docker's prune prompt: `warning`, then "Are you sure you want to
+/// continue? [y/N]"; true for `y` or `yes`.
+pub fn confirm(warning: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}

@@ -1,7 +1,7 @@
 //! Image commands: `images`, `image ls|inspect|history|load|save|import|tag|rm|prune|mount|unmount`,
 //! and their top-level aliases `history load save import tag rmi`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -366,20 +366,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    match &format {
-        Some(f) => {
-            for v in &found {
-                println!("{}", f.render(v)?);
-            }
-        }
-        None => println!("{}", pretty(&Value::Array(found))?),
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::FAILURE)
-    }
+    super::format::print_inspected(found, &errors, format.as_ref())
 }
 
 /// `berth history`.
@@ -667,11 +654,7 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
         } else {
             "WARNING! This will remove all dangling images."
         };
-        print!("{warning}\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        if !super::format::confirm(warning)? {
             // docker: declining is not an error, nothing is removed.
             return Ok(ExitCode::SUCCESS);
         }

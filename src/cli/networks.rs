@@ -4,7 +4,6 @@
 //! into the API's JSON the way the docker CLI does it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::process::ExitCode;
 
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::client::{enc, Client};
 use super::format::Format;
-use super::images::{filters_json, pretty};
+use super::images::filters_json;
 use super::units::go_time;
 
 /// `berth network ...`.
@@ -293,20 +292,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    match &format {
-        Some(f) => {
-            for v in &found {
-                println!("{}", f.render(v)?);
-            }
-        }
-        None => println!("{}", pretty(&Value::Array(found))?),
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::from(1))
-    }
+    super::format::print_inspected(found, &errors, format.as_ref())
 }
 
 /// `KEY=VALUE` pairs of repeated flags (`--label`, `-o`); a bare key has an empty value.
@@ -441,11 +427,8 @@ pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
 /// `berth network prune`.
 pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     if !args.force {
-        print!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        if !super::format::confirm("WARNING! This will remove all custom networks not used by at least one container.")? {
+            // docker: declining is not an error, nothing is removed.
             return Ok(ExitCode::SUCCESS);
         }
     }

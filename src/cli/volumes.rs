@@ -3,7 +3,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::client::{empty, enc, Client};
 use super::format::Format;
-use super::images::{filters_json, pretty};
+use super::images::filters_json;
 use super::units::human_size4;
 
 /// `berth volume ...`.
@@ -286,20 +285,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    match &format {
-        Some(f) => {
-            for v in &found {
-                println!("{}", f.render(v)?);
-            }
-        }
-        None => println!("{}", pretty(&Value::Array(found))?),
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::FAILURE)
-    }
+    super::format::print_inspected(found, &errors, format.as_ref())
 }
 
 /// `berth volume rm`.
@@ -337,11 +323,7 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     let filters = prune_filters(args)?;
     if !args.force {
         let what = if args.all { "all local volumes" } else { "anonymous local volumes" };
-        print!("WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        if !super::format::confirm(&format!("WARNING! This will remove {what} not used by at least one container."))? {
             // docker: declining is not an error, nothing is removed.
             return Ok(ExitCode::SUCCESS);
         }

@@ -21,7 +21,7 @@ use berth_core::model::network::{
     NetworkPlan,
 };
 
-use super::{link_name, mac_for, mtu_option, split_cidr};
+use super::{link_name, mtu_option, split_cidr};
 
 /// `-o` key naming the bridge.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
@@ -194,17 +194,7 @@ impl NetworkDriver for BridgeDriver {
         if !st.networks.contains_key(&request.network_id) {
             return Err(DriverError::NotFound(format!("network {} not found", request.network_id)));
         }
-        let address = request
-            .address
-            .clone()
-            .ok_or_else(|| DriverError::InvalidArgument("a bridge endpoint needs an IPv4 address".into()))?;
-        split_cidr(&address)?;
-        let mac = match request.mac_address.as_deref().filter(|m| !m.is_empty()) {
-            Some(m) => m.to_ascii_lowercase(),
-            None => {
-                mac_for(&address).ok_or_else(|| DriverError::InvalidArgument(format!("invalid address {address}")))?
-            }
-        };
+        let (address, mac) = super::endpoint_address_and_mac(request, "bridge")?;
         st.endpoints.insert(
             request.endpoint_id.clone(),
             Endpoint { network_id: request.network_id.clone(), address: address.clone(), mac: mac.clone() },

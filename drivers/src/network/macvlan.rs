@@ -15,7 +15,7 @@ use berth_core::model::network::{
     EndpointCreateRequest, EndpointInfo, JoinRequest, LinkKind, NetAction, Netns, NetworkCreateRequest, NetworkPlan,
 };
 
-use super::{interface_exists, link_name, mac_for, mtu_option, split_cidr};
+use super::{interface_exists, link_name, mtu_option, split_cidr};
 
 #[derive(Clone, Debug)]
 struct Net {
@@ -169,17 +169,7 @@ impl NetworkDriver for MacvlanDriver {
         if !st.networks.contains_key(&request.network_id) {
             return Err(DriverError::NotFound(format!("network {} not found", request.network_id)));
         }
-        let address = request
-            .address
-            .clone()
-            .ok_or_else(|| DriverError::InvalidArgument("a macvlan endpoint needs an IPv4 address".into()))?;
-        split_cidr(&address)?;
-        let mac = match request.mac_address.as_deref().filter(|m| !m.is_empty()) {
-            Some(m) => m.to_ascii_lowercase(),
-            None => {
-                mac_for(&address).ok_or_else(|| DriverError::InvalidArgument(format!("invalid address {address}")))?
-            }
-        };
+        let (address, mac) = super::endpoint_address_and_mac(request, "macvlan")?;
         st.endpoints.insert(
             request.endpoint_id.clone(),
             Endpoint {

@@ -3,7 +3,6 @@
 //! executor applies their plans (ARCHITECTURE §2).
 
 pub mod bridge;
-pub mod host;
 pub mod macvlan;
 pub mod none;
 
@@ -12,16 +11,33 @@ use std::sync::Arc;
 use berth_core::drivers::{DriverError, DriverResult, NetworkDriver, Registry};
 
 pub use bridge::BridgeDriver;
-pub use host::HostDriver;
 pub use macvlan::MacvlanDriver;
-pub use none::NullDriver;
+pub use none::InertDriver;
 
 /// Registers every in-tree network driver.
 pub fn register_all(registry: &Registry<dyn NetworkDriver>) {
     registry.register("bridge", Arc::new(BridgeDriver::default()));
-    registry.register("host", Arc::new(HostDriver));
-    registry.register("null", Arc::new(NullDriver));
+    registry.register("host", Arc::new(InertDriver("host")));
+    registry.register("null", Arc::new(InertDriver("null")));
     registry.register("macvlan", Arc::new(MacvlanDriver::default()));
+}
+
+/// The address an endpoint request must carry (checked) and its MAC: the
+/// one asked for, or Docker's derived from the address.
+pub fn endpoint_address_and_mac(
+    request: &berth_core::model::network::EndpointCreateRequest,
+    kind: &str,
+) -> DriverResult<(String, String)> {
+    let address = request
+        .address
+        .clone()
+        .ok_or_else(|| DriverError::InvalidArgument(format!("a {kind} endpoint needs an IPv4 address")))?;
+    split_cidr(&address)?;
+    let mac = match request.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => m.to_ascii_lowercase(),
+        None => mac_for(&address).ok_or_else(|| DriverError::InvalidArgument(format!("invalid address {address}")))?,
+    };
+    Ok((address, mac))
 }
 
 /// Docker's MAC for an IPv4 address: `02:42` and the four address bytes.

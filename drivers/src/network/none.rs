@@ -1,14 +1,18 @@
-//! `null` (the `none` network): the container gets a namespace with only `lo`.
+//! The drivers with nothing to set up: `null` (Docker's driver of the `none`
+//! network: the container gets a namespace with only `lo`) and `host` (the
+//! container shares the daemon's namespace; the engine runs it without one).
+//! Both exist so `network ls` and `inspect` show the predefined networks with
+//! a driver, as Docker does.
 
 use berth_core::drivers::{DriverResult, NetworkCapabilities, NetworkDriver};
 use berth_core::model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
 
-/// The `null` driver.
-pub struct NullDriver;
+/// A driver whose every call is a no-op, under the name it is registered as.
+pub struct InertDriver(pub &'static str);
 
-impl NetworkDriver for NullDriver {
+impl NetworkDriver for InertDriver {
     fn name(&self) -> &str {
-        "null"
+        self.0
     }
 
     fn capabilities(&self) -> NetworkCapabilities {
