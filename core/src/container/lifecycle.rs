@@ -382,7 +382,7 @@ impl Engine {
     /// Removes a previous run's state dir (never while a shim uses it).
     fn clean_state_dir(&self, state_dir: &Path) {
         let rootfs = state_dir.join("rootfs");
-        if super::is_mounted(&rootfs) {
+        if crate::runtime::mount::is_mount_point(&rootfs) {
             if let Err(e) = crate::runtime::mount::unmount(&rootfs) {
                 tracing::warn!(path = %rootfs.display(), error = %e, "unmounting a leftover rootfs");
             }

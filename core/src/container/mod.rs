@@ -18,7 +18,6 @@ mod tests;
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 
 use crate::drivers::DriverError;
 use crate::engine::{Engine, EngineError, EngineResult};
@@ -47,15 +46,6 @@ pub(crate) fn random_bytes(n: usize) -> EngineResult<Vec<u8>> {
     let mut f = std::fs::File::open("/dev/urandom").map_err(|e| EngineError::io("opening /dev/urandom", e))?;
     f.read_exact(&mut buf).map_err(|e| EngineError::io("reading /dev/urandom", e))?;
     Ok(buf)
-}
-
-/// Whether `target` is a mount point in this mount namespace.
-pub(crate) fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let want = target.to_string_lossy();
-    // Field 5 is the mount point, with spaces and friends octal-escaped.
-    let escaped = want.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
 }
 
 /// `ps` filters (`-f status=exited`, `name=`, `id=`, `label=`, `ancestor=`,

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
 use serde_json::Map;
@@ -156,15 +156,6 @@ enum Matched {
     Digest(String),
     /// By full ID or ID prefix.
     Id,
-}
-
-/// Whether a path is a mount point, from /proc/self/mountinfo.
-fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let want = target.to_string_lossy();
-    // Field 5 is the mount point, with spaces and friends octal-escaped.
-    let escaped = want.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
 }
 
 impl Engine {
@@ -1023,7 +1014,7 @@ impl Engine {
             }
         }
         let mount = self.image_mount_target(&id);
-        if is_mounted(&mount) {
+        if crate::runtime::mount::is_mount_point(&mount) {
             if !force {
                 return Err(EngineError::Conflict(format!(
                     "conflict: unable to delete {} (must be forced) - image is mounted at {}; unmount it first",
@@ -1131,7 +1122,7 @@ impl Engine {
             .filter(|i| {
                 (all || i.repo_tags.is_empty())
                     && self.containers_using(&i.id) == 0
-                    && !is_mounted(&self.image_mount_target(&i.id))
+                    && !crate::runtime::mount::is_mount_point(&self.image_mount_target(&i.id))
             })
             .collect();
         let mut items = Vec::new();
@@ -1201,7 +1192,7 @@ impl Engine {
         })?;
         drop(tx);
         let target = self.image_mount_target(&id);
-        if is_mounted(&target) {
+        if crate::runtime::mount::is_mount_point(&target) {
             return Ok(target);
         }
         fs::create_dir_all(&target).map_err(|e| EngineError::io(format!("creating {}", target.display()), e))?;
@@ -1216,7 +1207,7 @@ impl Engine {
         let _m = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (id, _) = self.resolve(&self.store.read()?, name)?;
         let target = self.image_mount_target(&id);
-        if !is_mounted(&target) {
+        if !crate::runtime::mount::is_mount_point(&target) {
             return Err(EngineError::InvalidArgument(format!("image {} is not mounted", id.short())));
         }
         crate::runtime::mount::unmount(&target).map_err(|e| {

@@ -35,34 +35,6 @@ pub fn netns_path(run: &Path, id: &str) -> PathBuf {
     netns_dir(run).join(id)
 }
 
-/// Whether `path` is a mount point (a mountinfo entry names it).
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/thread-self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|mp| unescape_mountinfo(mp) == want))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Whether `path` holds a network namespace (an nsfs bind mount).
 pub fn is_netns(path: &Path) -> bool {
     // NSFS_MAGIC: only a bind-mounted namespace file has it.
@@ -75,7 +47,7 @@ pub fn is_netns(path: &Path) -> bool {
 pub fn prepare_dir(run: &Path) -> Result<(), NetError> {
     let dir = netns_dir(run);
     fs::create_dir_all(&dir).map_err(|e| NetError::io(format!("creating {}", dir.display()), e))?;
-    if !is_mount_point(&dir) {
+    if !crate::runtime::mount::is_mount_point(&dir) {
         mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| NetError::io(format!("bind-mounting {} onto itself", dir.display()), e.into()))?;
     }
@@ -239,7 +211,7 @@ pub(crate) mod tests {
             let dir = tempfile::tempdir().unwrap();
             prepare_dir(dir.path()).unwrap();
             prepare_dir(dir.path()).unwrap();
-            assert!(is_mount_point(&netns_dir(dir.path())));
+            assert!(crate::runtime::mount::is_mount_point(&netns_dir(dir.path())));
             let p = netns_path(dir.path(), "c1");
             create(&p).unwrap();
             assert!(is_netns(&p));
@@ -259,7 +231,5 @@ pub(crate) mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

@@ -397,6 +397,35 @@ fn overlay_legacy(lower: &[PathBuf], upper: Option<&Path>, work: Option<&Path>, 
     })
 }
 
+/// Whether `target` is a mount point in the calling thread's mount namespace
+/// (`thread-self`: the daemon has one namespace; tests make one per thread).
+pub fn is_mount_point(target: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return false;
+    };
+    let want = target.as_os_str().as_encoded_bytes();
+    // Field 5 is the mount point.
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|field| unescape_mountinfo(field) == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+pub fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

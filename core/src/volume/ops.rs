@@ -94,41 +94,6 @@ fn no_such_volume(name: &str) -> EngineError {
     EngineError::NotFound(format!("get {name}: no such volume"))
 }
 
-/// Whether `target` is a mount point in this thread's mount namespace
-/// (thread-self: the daemon has one namespace, tests make one per thread).
-pub(crate) fn is_mount_point(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/thread-self/mountinfo") else {
-        return false;
-    };
-    let want = target.as_os_str().as_encoded_bytes();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|field| unescape_mountinfo(field) == want)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(b[i + 1] - b'0') * 64
-                + u32::from(b[i + 2] - b'0') * 8
-                + u32::from(b[i + 3] - b'0');
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -817,7 +782,7 @@ impl Engine {
                 if let Some(done) = inner.host_mounts.get(name) {
                     done.clone()
                 } else {
-                    if !is_mount_point(&point_dir) {
+                    if !crate::runtime::mount::is_mount_point(&point_dir) {
                         let made = std::fs::create_dir_all(&point_dir)
                             .map_err(|e| {
                                 EngineError::io(
@@ -877,7 +842,7 @@ impl Engine {
         }
         if last {
             if let Some(point) = inner.host_mounts.get(name).cloned() {
-                if is_mount_point(&point) {
+                if crate::runtime::mount::is_mount_point(&point) {
                     if let Err(e) = crate::runtime::mount::unmount(&point) {
                         // Kept in host_mounts: the driver refuses to remove a mounted volume.
                         tracing::warn!(volume = %name, path = %point.display(), error = %e, "unmounting a volume nobody uses");
@@ -909,7 +874,7 @@ impl Engine {
             .run
             .join("volumes")
             .join(format!(".copyup-{}", record.id));
-        if is_mount_point(&dir) {
+        if crate::runtime::mount::is_mount_point(&dir) {
             let _ = crate::runtime::mount::unmount(&dir);
         }
         std::fs::create_dir_all(&dir)
@@ -1183,7 +1148,7 @@ impl Engine {
                 .join(&v.name)];
             candidates.extend(driver.path(&v.name).ok().flatten());
             for point in candidates {
-                if is_mount_point(&point) {
+                if crate::runtime::mount::is_mount_point(&point) {
                     match crate::runtime::mount::unmount(&point) {
                         Ok(()) => {
                             tracing::info!(volume = %v.name, path = %point.display(), "unmounted a volume no container uses")

@@ -204,40 +204,6 @@ fn plan_for(opts: &OptsConfig, data: &Path) -> DriverResult<MountSpec> {
     })
 }
 
-/// Whether `target` is a mount point (per /proc/self/mountinfo).
-fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = target.as_os_str().as_encoded_bytes();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|field| unescape_mountinfo(field) == want)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// RFC 3339 (UTC, seconds) of a Unix time, as Docker prints `CreatedAt`.
 fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -422,7 +388,7 @@ impl VolumeDriver for LocalDriver {
         self.require(name)?;
         let active = self.lock();
         let data = self.data_path(name);
-        if active.get(name).is_some_and(|c| !c.is_empty()) || is_mounted(&data) {
+        if active.get(name).is_some_and(|c| !c.is_empty()) || berth_core::runtime::mount::is_mount_point(&data) {
             return Err(DriverError::Conflict("volume has active mounts".into()));
         }
         // Out of sight first, so a crash never leaves half a volume visible.
@@ -575,9 +541,9 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), b"/a b");
-        assert_eq!(unescape_mountinfo("/plain"), b"/plain");
-        assert_eq!(unescape_mountinfo("/end\\"), b"/end\\");
+        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/a\\040b"), b"/a b");
+        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/plain"), b"/plain");
+        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/end\\"), b"/end\\");
     }
 
     #[test]
