@@ -25,6 +25,7 @@ use crate::cli::containers::{
 use crate::cli::networks::{NetworkCommand, PortArgs};
 use crate::cli::run::{AttachArgs, CreateArgs, RunArgs, StartArgs};
 use crate::cli::system::{FormatArgs, SystemCommand};
+use crate::cli::plugins::PluginCommand;
 use crate::cli::volumes::VolumeCommand;
 
 /// A container engine for Linux, compatible with the docker CLI.
@@ -138,6 +139,9 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
 fn main() -> ExitCode {

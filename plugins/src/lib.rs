@@ -1,2 +1,41 @@
-//! berth-plugins: the plugin host. WebAssembly components and native dylibs
-//! become drivers of the core's traits here (the plugin issue builds it).
+//! berth-plugins: the plugin host. WebAssembly components (`wasm`) and native
+//! dylibs (`dylib`) become volume and network drivers of the core's traits
+//! (`adapter`), their plans checked against the grant in `plugin.toml`
+//! (`check`, `manifest`) before the engine executes anything; `manager`
+//! installs, enables and loads them.
+//!
+//! This crate must never execute a plan itself, and never hand the engine a
+//! plan it has not checked: the engine trusts what comes out of an adapter
+//! as much as what comes out of an in-tree driver.
+
+pub mod adapter;
+pub mod check;
+pub mod dylib;
+pub mod manager;
+pub mod manifest;
+pub mod wasm;
+
+pub use adapter::{Backend, PluginNetworkDriver, PluginVolumeDriver};
+pub use manager::{read_manifest_from_dir, read_manifest_from_tar, InstallOptions, LoadStats, PluginInfo, PluginManager};
+pub use manifest::{Kind, Manifest, Runtime};
+
+/// Errors of plugin management; the messages are what users see. The API
+/// maps them to 404, 409, 400 and 500.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl PluginError {
+    /// An I/O failure with what was being done.
+    pub(crate) fn io(context: impl std::fmt::Display, e: std::io::Error) -> PluginError {
+        PluginError::Internal(format!("{context}: {e}"))
+    }
+}

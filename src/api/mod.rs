@@ -10,7 +10,7 @@ mod error;
 mod hijack;
 mod images;
 mod networks;
-mod objects;
+mod plugins;
 pub mod server;
 mod stream;
 mod system;
@@ -40,13 +40,15 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The daemon's stable ID (`info`'s `ID`), kept in `<root>/engine-id`.
     pub id: Arc<str>,
+    /// Installed plugins (`<root>/plugins`).
+    pub plugins: Arc<berth_plugins::PluginManager>,
 }
 
 impl AppState {
     /// Builds the state, creating the daemon ID on first start.
-    pub fn new(engine: Arc<Engine>, root: &Path) -> Result<AppState> {
+    pub fn new(engine: Arc<Engine>, plugins: Arc<berth_plugins::PluginManager>, root: &Path) -> Result<AppState> {
         let id = engine_id(root)?;
-        Ok(AppState { engine, id: id.into() })
+        Ok(AppState { engine, id: id.into(), plugins })
     }
 
     /// Runs a blocking engine call off the async threads.
@@ -172,7 +174,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::delete))
         .merge(containers::routes())
         .merge(networks::routes())
-        .merge(objects::routes())
+        .merge(plugins::routes())
         .merge(volumes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

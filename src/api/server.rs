@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_core::drivers::Drivers;
+use berth_plugins::PluginManager;
 use berth_core::{Engine, EngineConfig};
 use clap::Args;
 use nix::fcntl::{Flock, FlockArg};
@@ -177,10 +178,10 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
     create_dir(&loc.run, 0o711, "run")?;
     let guard = lock_run_dir(&loc)?;
 
-    let engine = {
+    let (engine, plugins) = {
         let root = root.clone();
         let run = loc.run.clone();
-        tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
+        tokio::task::spawn_blocking(move || -> Result<(Arc<Engine>, Arc<PluginManager>)> {
             let storage = berth_drivers::storage::select(&root, storage_driver.as_deref())
                 .context("cannot set up the storage driver")?;
             tracing::info!(driver = storage.name(), "storage driver ready");
@@ -190,12 +191,20 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
             drivers.volume.register(berth_drivers::volume::local::NAME, Arc::new(local));
             // Networks: bridge (the default), host, null (`none`), macvlan.
             berth_drivers::network::register_all(&drivers.network);
-            Engine::open(EngineConfig::new(root, run), storage, drivers).context("cannot open the engine state")
+            // Enabled plugins before the engine opens: it re-adopts the
+            // containers, volumes and networks that use their drivers.
+            let plugins = PluginManager::open(root.join("plugins")).context("cannot open the plugin directory")?;
+            for warning in plugins.load_enabled(&drivers) {
+                tracing::warn!("plugin not loaded: {warning}");
+            }
+            let engine =
+                Engine::open(EngineConfig::new(root, run), storage, drivers).context("cannot open the engine state")?;
+            Ok((engine, Arc::new(plugins)))
         })
         .await
         .context("engine start-up panicked")??
     };
-    let state = super::AppState::new(engine, &root)?;
+    let state = super::AppState::new(engine, plugins, &root)?;
     let listener = bind_socket(&loc.socket).await?;
     tracing::info!(socket = %loc.socket.display(), root = %root.display(), run = %loc.run.display(), pid = std::process::id(), "API listening");
 

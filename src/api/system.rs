@@ -292,7 +292,7 @@ pub async fn disk_usage(
             } else {
                 Vec::new()
             };
-            let volumes = if with_volumes { e.list_volumes(&Default::default(), true)? } else { Vec::new() };
+            let volumes = if with_volumes { e.list_volumes(&Default::default(), true)?.volumes } else { Vec::new() };
             Ok((e.image_disk_usage()?, containers, volumes))
         })
         .await?;

@@ -104,7 +104,7 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Js
     filters.dangling()?;
     let filters = filters.into_inner();
     let list = state.blocking(move |e| e.list_volumes(&filters, false)).await?;
-    Ok(Json(json!({ "Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": [] })))
+    Ok(Json(json!({ "Volumes": list.volumes.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": list.warnings })))
 }
 
 /// Body of `POST /volumes/create`.

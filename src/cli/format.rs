@@ -279,8 +279,14 @@ pub fn print_inspected(found: Vec<serde_json::Value>, errors: &[String], format:
 /// Docker's prune prompt: `warning`, then "Are you sure you want to
 /// continue? [y/N]"; true for `y` or `yes`.
 pub fn confirm(warning: &str) -> Result<bool> {
+    println!("{warning}");
+    ask_yes("Are you sure you want to continue?")
+}
+
+/// Asks `question [y/N] ` on the terminal; true for `y` or `yes`.
+pub fn ask_yes(question: &str) -> Result<bool> {
     use std::io::{BufRead, Write};
-    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    print!("{question} [y/N] ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

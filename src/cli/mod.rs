@@ -7,6 +7,7 @@ pub mod format;
 pub mod images;
 pub mod mounts;
 pub mod networks;
+pub mod plugins;
 pub mod run;
 pub mod stdio;
 pub mod system;
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Network(c) => networks::network(&client, c).await,
         Command::Port(a) => networks::port(&client, &a).await,
         Command::Volume(c) => volumes::volume(&client, c).await,
+        Command::Plugin(c) => plugins::plugin(&client, c).await,
     }
 }
 

@@ -21,6 +21,7 @@
 
 pub mod images;
 pub mod net;
+pub mod plugins;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -191,6 +192,22 @@ pub fn poll_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     while !check() {
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child this test started, killing it (by PID) after `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                panic!("process {} still running after {timeout:?}", child.id());
+            }
+            Err(e) => panic!("waiting for process {}: {e}", child.id()),
+        }
     }
 }
 

@@ -42,6 +42,14 @@ pub struct VolumeDetails {
     pub size: Option<i64>,
 }
 
+/// `volume ls`'s answer: the volumes and Docker's `Warnings`.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeListing {
+    pub volumes: Vec<VolumeDetails>,
+    /// One line per volume driver that failed or did not answer in time.
+    pub warnings: Vec<String>,
+}
+
 impl Engine {
     /// `docker volume create`: validates the name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`)
     /// and the driver; creating an existing volume with the same driver
@@ -57,8 +65,15 @@ impl Engine {
 
     /// `docker volume ls` with Docker's filters (`dangling`, `driver`,
     /// `label`, `name`); `size` fills `VolumeDetails::size` (`system df -v`).
-    pub fn list_volumes(&self, filters: &Filters, size: bool) -> EngineResult<Vec<VolumeDetails>> {
+    /// Drivers that fail or do not answer in time are left out with a warning.
+    pub fn list_volumes(&self, filters: &Filters, size: bool) -> EngineResult<VolumeListing> {
         self.list_volumes_impl(filters, size)
+    }
+
+    /// Names of the volumes made with driver `driver` (a plugin that
+    /// `plugin disable` must not pull out from under them).
+    pub fn volumes_of_driver(&self, driver: &str) -> EngineResult<Vec<String>> {
+        self.volumes_of_driver_impl(driver)
     }
 
     /// `docker volume rm [-f]`: refuses a volume in use, naming the containers;

@@ -22,7 +22,7 @@ use crate::model::MountSpec;
 use crate::store::DefinitionTable;
 
 use super::parse::{self, ParsedMount};
-use super::{copyup, VolumeCreate, VolumeDetails};
+use super::{copyup, VolumeCreate, VolumeDetails, VolumeListing};
 
 /// The driver of volumes that name none.
 pub const DEFAULT_DRIVER: &str = "local";
@@ -152,6 +152,36 @@ impl Drop for RootfsView {
     }
 }
 
+/// How long `volume ls` waits for a driver's `List` before leaving it out.
+const LIST_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The drivers' `List` answers (driver -> volume name -> info) and warnings
+/// for those that failed or did not answer in time.
+#[derive(Default)]
+struct DriverListing {
+    answered: BTreeMap<String, BTreeMap<String, crate::model::volume::VolumeInfo>>,
+    warnings: Vec<String>,
+}
+
+/// A driver's answer to `mount`, fetched before the volume lock is taken.
+struct PreparedMount {
+    driver: Arc<dyn VolumeDriver>,
+    plan: crate::model::MountPlan,
+    /// The driver's `Path` for the volume.
+    own: Option<PathBuf>,
+}
+
+/// Tells the drivers of plans that were fetched but never used (a start
+/// that failed part way) that the container does not use their volumes.
+fn release_unused_plans(prepared: &mut HashMap<String, PreparedMount>, record: &ContainerRecord) {
+    for (dest, p) in prepared.drain() {
+        let name = record.mounts.iter().find(|m| m.destination == dest).map_or("", |m| m.name.as_str());
+        if let Err(e) = p.driver.unmount(name, record.id.as_str()) {
+            tracing::warn!(volume = %name, error = %e, "releasing a volume mount that was not used");
+        }
+    }
+}
+
 impl Engine {
     fn volume_driver(&self, name: &str) -> EngineResult<Arc<dyn VolumeDriver>> {
         let name = if name.is_empty() {
@@ -252,13 +282,26 @@ impl Engine {
         used_by: Option<&BTreeSet<String>>,
         size: bool,
     ) -> VolumeDetails {
-        let (mut mountpoint, mut status) = (None, BTreeMap::new());
-        if let Ok(driver) = self.volume_driver(&record.driver) {
-            if let Ok(info) = driver.get(&record.name) {
-                status = info.status;
-                mountpoint = info.mountpoint;
-            }
-            if mountpoint.is_none() {
+        let info = self
+            .volume_driver(&record.driver)
+            .ok()
+            .and_then(|d| d.get(&record.name).ok())
+            .unwrap_or_default();
+        self.volume_details_from(record, info, used_by, size)
+    }
+
+    /// `volume_details` with the driver's `Get` answer already at hand.
+    fn volume_details_from(
+        &self,
+        record: VolumeRecord,
+        info: crate::model::volume::VolumeInfo,
+        used_by: Option<&BTreeSet<String>>,
+        size: bool,
+    ) -> VolumeDetails {
+        let status = info.status;
+        let mut mountpoint = info.mountpoint;
+        if mountpoint.is_none() {
+            if let Ok(driver) = self.volume_driver(&record.driver) {
                 mountpoint = driver.path(&record.name).ok().flatten();
             }
         }
@@ -377,29 +420,78 @@ impl Engine {
         self.delete_volume_record(name)
     }
 
-    /// Stores records for volumes a driver has that the store does not
-    /// (made before a crash lost the record, or by hand), as Docker lists them.
-    fn adopt_driver_volumes(&self) -> EngineResult<()> {
-        let known: BTreeSet<String> = self.volume_records()?.into_iter().map(|r| r.name).collect();
+    /// Every driver's `List`, asked of all drivers at once; a driver that
+    /// fails or does not answer within `LIST_BUDGET` is left out with a
+    /// warning naming it, so one stuck plugin never stalls `volume ls`.
+    fn list_driver_volumes(&self) -> DriverListing {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut asked = BTreeSet::new();
         for driver_name in self.drivers.volume.names() {
             let Some(driver) = self.drivers.volume.get(&driver_name) else {
                 continue;
             };
-            let infos = match driver.list() {
-                Ok(v) => v,
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("volume-list".into())
+                .spawn({
+                    let driver_name = driver_name.clone();
+                    move || {
+                        let _ = tx.send((driver_name, driver.list()));
+                    }
+                });
+            match spawned {
+                Ok(_) => {
+                    asked.insert(driver_name);
+                }
+                Err(e) => tracing::warn!(driver = %driver_name, error = %e, "cannot start a thread to list a volume driver"),
+            }
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + LIST_BUDGET;
+        let mut listing = DriverListing::default();
+        while !asked.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok((driver_name, answer)) = rx.recv_timeout(left) else {
+                break;
+            };
+            asked.remove(&driver_name);
+            match answer {
+                Ok(infos) => {
+                    listing.answered.insert(
+                        driver_name,
+                        infos.into_iter().map(|i| (i.name.clone(), i)).collect(),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(driver = %driver_name, error = %e, "listing a volume driver's volumes");
-                    continue;
+                    listing.warnings.push(format!("volume driver {driver_name} could not list its volumes: {e}"));
                 }
-            };
-            for info in infos {
+            }
+        }
+        for driver_name in asked {
+            tracing::warn!(driver = %driver_name, "a volume driver did not answer List in time");
+            listing.warnings.push(format!(
+                "volume driver {driver_name} did not answer within {}s; its volumes are not listed",
+                LIST_BUDGET.as_secs_f32()
+            ));
+        }
+        listing
+    }
+
+    /// Stores records for volumes a driver has that the store does not
+    /// (made before a crash lost the record, by hand, or by a plugin on its
+    /// own), as Docker lists them. The caller holds the volume lock.
+    fn adopt_driver_volumes(&self, listing: &DriverListing) -> EngineResult<()> {
+        let known: BTreeSet<String> = self.volume_records()?.into_iter().map(|r| r.name).collect();
+        for (driver_name, infos) in &listing.answered {
+            for info in infos.values() {
                 if known.contains(&info.name) || validate_name(&info.name).is_err() {
                     continue;
                 }
                 let record = VolumeRecord {
                     name: info.name.clone(),
                     driver: driver_name.clone(),
-                    created_at: info.created_at.unwrap_or_else(now),
+                    created_at: info.created_at.clone().unwrap_or_else(now),
                     ..Default::default()
                 };
                 self.put_volume_record(&record)?;
@@ -432,7 +524,10 @@ impl Engine {
         let record = match self.volume_record(name)? {
             Some(r) => r,
             None => {
-                self.adopt_driver_volumes()?;
+                drop(inner);
+                let listing = self.list_driver_volumes();
+                inner = self.volumes.lock();
+                self.adopt_driver_volumes(&listing)?;
                 self.volume_record(name)?
                     .ok_or_else(|| no_such_volume(name))?
             }
@@ -442,20 +537,21 @@ impl Engine {
         Ok(self.volume_details(record, usage.get(name), size))
     }
 
-    pub(crate) fn list_volumes_impl(
-        &self,
-        filters: &Filters,
-        size: bool,
-    ) -> EngineResult<Vec<VolumeDetails>> {
+    pub(crate) fn list_volumes_impl(&self, filters: &Filters, size: bool) -> EngineResult<VolumeListing> {
         check_filter_keys(filters, &["dangling", "driver", "label", "name"])?;
         let dangling = bool_filter(filters, "dangling")?;
+        let listing = self.list_driver_volumes();
         let mut inner = self.volumes.lock();
-        self.adopt_driver_volumes()?;
+        self.adopt_driver_volumes(&listing)?;
         let records = self.volume_records()?;
         let usage = self.volume_usage(&mut inner)?;
         drop(inner);
         let mut out = Vec::new();
         for r in records {
+            // Docker leaves out the volumes of a driver that cannot list them.
+            let Some(infos) = listing.answered.get(&r.driver) else {
+                continue;
+            };
             let used = usage.get(&r.name).is_some_and(|u| !u.is_empty());
             if dangling.is_some_and(|d| d == used) {
                 continue;
@@ -470,31 +566,33 @@ impl Engine {
                     continue;
                 }
             }
-            if !filters
-                .get("label")
-                .into_iter()
-                .flatten()
-                .all(|l| label_matches(&r.labels, l))
-            {
+            if !filters.get("label").into_iter().flatten().all(|l| label_matches(&r.labels, l)) {
                 continue;
             }
-            out.push(self.volume_details(r.clone(), usage.get(&r.name), size));
+            let details = match infos.get(&r.name) {
+                // The list answer already says what `get` would.
+                Some(info) => self.volume_details_from(r.clone(), info.clone(), usage.get(&r.name), size),
+                None => self.volume_details(r.clone(), usage.get(&r.name), size),
+            };
+            out.push(details);
         }
         out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
-        Ok(out)
+        Ok(VolumeListing { volumes: out, warnings: listing.warnings })
+    }
+
+    pub(crate) fn volumes_of_driver_impl(&self, driver: &str) -> EngineResult<Vec<String>> {
+        Ok(self.volume_records()?.into_iter().filter(|r| r.driver == driver).map(|r| r.name).collect())
     }
 
     pub(crate) fn remove_volume_impl(&self, name: &str, force: bool) -> EngineResult<()> {
+        if self.volume_record(name)?.is_none() {
+            let listing = self.list_driver_volumes();
+            let _inner = self.volumes.lock();
+            self.adopt_driver_volumes(&listing)?;
+        }
         let mut inner = self.volumes.lock();
         if self.volume_record(name)?.is_none() {
-            self.adopt_driver_volumes()?;
-            if self.volume_record(name)?.is_none() {
-                return if force {
-                    Ok(())
-                } else {
-                    Err(no_such_volume(name))
-                };
-            }
+            return if force { Ok(()) } else { Err(no_such_volume(name)) };
         }
         let usage = self.volume_usage(&mut inner)?;
         if let Some(users) = usage.get(name).filter(|u| !u.is_empty()) {
@@ -749,20 +847,28 @@ impl Engine {
         }
     }
 
-    /// Mounts volume `point` for container `id` through its driver's plan;
-    /// returns the host directory with the data.
+    /// Asks the volume's driver for container `id`'s mount plan and where
+    /// the data lives. Called without the volume lock: a slow or stuck
+    /// plugin holds up only the container that uses its volume.
+    fn prepare_volume_mount(&self, point: &MountPoint, id: &str) -> EngineResult<PreparedMount> {
+        let name = point.name.as_str();
+        let driver = self.volume_driver(&point.driver)?;
+        let plan = driver.mount(name, id).map_err(|e| op_err("mount", name, e))?;
+        let own = driver.path(name).ok().flatten();
+        Ok(PreparedMount { driver, plan, own })
+    }
+
+    /// Mounts volume `point` for container `id` through the driver's plan
+    /// (from `prepare_volume_mount`); returns the host directory with the data.
     fn mount_volume_locked(
         &self,
         inner: &mut Inner,
         point: &MountPoint,
         id: &str,
+        prepared: PreparedMount,
     ) -> EngineResult<PathBuf> {
         let name = point.name.as_str();
-        let driver = self.volume_driver(&point.driver)?;
-        let plan = driver
-            .mount(name, id)
-            .map_err(|e| op_err("mount", name, e))?;
-        let own = driver.path(name).ok().flatten();
+        let PreparedMount { driver, plan, own } = prepared;
         let source = match (&plan.spec, &own) {
             (
                 MountSpec::Bind {
@@ -951,6 +1057,7 @@ impl Engine {
         inner: &mut Inner,
         record: &ContainerRecord,
         done: &mut Vec<MountPoint>,
+        prepared: &mut HashMap<String, PreparedMount>,
     ) -> EngineResult<Vec<MountPoint>> {
         let id = record.id.as_str();
         let hc = &record.host_config;
@@ -996,7 +1103,13 @@ impl Engine {
                     out.push(mp);
                 }
                 "volume" => {
-                    let source = self.mount_volume_locked(inner, &mp, id)?;
+                    let Some(plan) = prepared.remove(&mp.destination) else {
+                        return Err(EngineError::Internal(format!(
+                            "mount {}: no plan was prepared for volume {}",
+                            mp.destination, mp.name
+                        )));
+                    };
+                    let source = self.mount_volume_locked(inner, &mp, id, plan)?;
                     done.push(mp.clone());
                     if !mp.no_copy {
                         self.copy_up_if_empty(record, &mp, &source, &mut view)?;
@@ -1035,14 +1148,30 @@ impl Engine {
         &self,
         record: &ContainerRecord,
     ) -> EngineResult<Vec<MountPoint>> {
-        let mut inner = self.volumes.lock();
-        let mut done = Vec::new();
-        let result = self.mount_all_locked(&mut inner, record, &mut done);
-        if result.is_err() {
-            for mp in done.iter().rev() {
-                self.release_mount_locked(&mut inner, &mp.name, &mp.driver, record.id.as_str());
+        let id = record.id.as_str();
+        // The drivers' plans first, outside the lock (see prepare_volume_mount).
+        let mut prepared = HashMap::new();
+        for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
+            match self.prepare_volume_mount(mp, id) {
+                Ok(p) => {
+                    prepared.insert(mp.destination.clone(), p);
+                }
+                Err(e) => {
+                    release_unused_plans(&mut prepared, record);
+                    return Err(e);
+                }
             }
         }
+        let mut inner = self.volumes.lock();
+        let mut done = Vec::new();
+        let result = self.mount_all_locked(&mut inner, record, &mut done, &mut prepared);
+        if result.is_err() {
+            for mp in done.iter().rev() {
+                self.release_mount_locked(&mut inner, &mp.name, &mp.driver, id);
+            }
+        }
+        drop(inner);
+        release_unused_plans(&mut prepared, record);
         result
     }
 
@@ -1127,7 +1256,10 @@ impl Engine {
                 if inner.users.get(&mp.name).is_some_and(|u| u.contains(&id)) {
                     continue;
                 }
-                if let Err(e) = self.mount_volume_locked(&mut inner, mp, &id) {
+                let mounted = self
+                    .prepare_volume_mount(mp, &id)
+                    .and_then(|p| self.mount_volume_locked(&mut inner, mp, &id, p));
+                if let Err(e) = mounted {
                     tracing::warn!(container = %id, volume = %mp.name, error = %e, "re-adopting a running container's volume");
                 }
             }

@@ -255,6 +255,7 @@ fn names(engine: &Engine, filters: &[(&str, &str)]) -> Vec<String> {
     engine
         .list_volumes(&f, false)
         .expect("list")
+        .volumes
         .into_iter()
         .map(|v| v.record.name)
         .collect()
@@ -364,6 +365,7 @@ fn volume_commands_like_docker() {
     let sized = engine.list_volumes(&Filters::new(), true).expect("sizes");
     assert_eq!(
         sized
+            .volumes
             .iter()
             .find(|v| v.record.name == "logs")
             .and_then(|v| v.size),

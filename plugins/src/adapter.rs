@@ -1,0 +1,187 @@
+//! The core's driver traits on top of a plugin backend (WASM or dylib).
+//!
+//! Both hosts speak the same seam, `Backend::call`, with the dylib ABI's
+//! method names and argument arrays, so the adapters, the JSON decoding and
+//! the plan checks exist once. An adapter must never return a plan or a path
+//! that did not pass `check::Grant`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use berth_core::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver, VolumeCapabilities, VolumeDriver};
+use berth_core::model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
+use berth_core::model::volume::{VolumeCreateRequest, VolumeInfo};
+use berth_core::model::MountPlan;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::check::Grant;
+
+/// One way of calling into a plugin.
+pub trait Backend: Send + Sync {
+    /// Calls `method` (`<interface>.<function>` with the WIT's names, e.g.
+    /// `volume-driver.mount`) with `args`, a JSON array of the function's
+    /// arguments in WIT order (a `json` argument embedded as a value).
+    /// Answers the function's value (`null` for nothing); a driver error of
+    /// the plugin comes back mapped to `DriverError`, a failure of the plugin
+    /// itself as `DriverError::Plugin`.
+    fn call(&self, method: &str, args: Value) -> DriverResult<Value>;
+}
+
+/// Maps a plugin's `driver-error` (kind + message) to the core's error.
+pub(crate) fn driver_error(plugin: &str, kind: &str, message: String) -> DriverError {
+    match kind {
+        "not_found" | "not-found" => DriverError::NotFound(message),
+        "conflict" => DriverError::Conflict(message),
+        "invalid_argument" | "invalid-argument" => DriverError::InvalidArgument(message),
+        "unsupported" => DriverError::Unsupported(message),
+        // `failed` and anything a newer plugin might invent.
+        _ => DriverError::Plugin { plugin: plugin.to_string(), message },
+    }
+}
+
+/// What the adapters share: the backend, the grant and the name.
+struct Inner {
+    name: String,
+    backend: Arc<dyn Backend>,
+    grant: Arc<Grant>,
+}
+
+impl Inner {
+    fn call<T: DeserializeOwned>(&self, method: &str, args: Value) -> DriverResult<T> {
+        let value = self.backend.call(method, args)?;
+        serde_json::from_value(value).map_err(|e| DriverError::Plugin {
+            plugin: self.grant.plugin.clone(),
+            message: format!("answered {method} with a malformed document: {e}"),
+        })
+    }
+}
+
+/// A plugin's volume driver.
+pub struct PluginVolumeDriver {
+    inner: Inner,
+    capabilities: OnceLock<VolumeCapabilities>,
+}
+
+impl PluginVolumeDriver {
+    /// `name` is the driver name (the plugin's name or alias).
+    pub fn new(name: &str, backend: Arc<dyn Backend>, grant: Arc<Grant>) -> PluginVolumeDriver {
+        PluginVolumeDriver { inner: Inner { name: name.to_string(), backend, grant }, capabilities: OnceLock::new() }
+    }
+}
+
+impl VolumeDriver for PluginVolumeDriver {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> VolumeCapabilities {
+        if let Some(c) = self.capabilities.get() {
+            return c.clone();
+        }
+        // The trait cannot fail here: a plugin that cannot say is local-scoped,
+        // and we ask again next time rather than caching a guess.
+        match self.inner.call::<VolumeCapabilities>("volume-driver.capabilities", json!([])) {
+            Ok(c) => self.capabilities.get_or_init(|| c).clone(),
+            Err(e) => {
+                tracing::warn!(plugin = %self.inner.name, "capabilities: {e}");
+                VolumeCapabilities::default()
+            }
+        }
+    }
+
+    fn create(&self, request: &VolumeCreateRequest) -> DriverResult<VolumeInfo> {
+        let info = self.inner.call("volume-driver.create", json!([request]))?;
+        self.inner.grant.check_volume_info(info)
+    }
+
+    fn remove(&self, name: &str) -> DriverResult<()> {
+        self.inner.call::<Value>("volume-driver.remove", json!([name])).map(drop)
+    }
+
+    fn mount(&self, name: &str, caller_id: &str) -> DriverResult<MountPlan> {
+        let plan = self.inner.call("volume-driver.mount", json!([name, caller_id]))?;
+        self.inner.grant.check_mount(plan)
+    }
+
+    fn unmount(&self, name: &str, caller_id: &str) -> DriverResult<()> {
+        self.inner.call::<Value>("volume-driver.unmount", json!([name, caller_id])).map(drop)
+    }
+
+    fn path(&self, name: &str) -> DriverResult<Option<PathBuf>> {
+        let path: Option<PathBuf> = self.inner.call("volume-driver.path", json!([name]))?;
+        path.map(|p| self.inner.grant.check_path(&p, "volume path")).transpose()
+    }
+
+    fn get(&self, name: &str) -> DriverResult<VolumeInfo> {
+        let info = self.inner.call("volume-driver.get", json!([name]))?;
+        self.inner.grant.check_volume_info(info)
+    }
+
+    fn list(&self) -> DriverResult<Vec<VolumeInfo>> {
+        let infos: Vec<VolumeInfo> = self.inner.call("volume-driver.list", json!([]))?;
+        infos.into_iter().map(|i| self.inner.grant.check_volume_info(i)).collect()
+    }
+}
+
+/// A plugin's network driver.
+pub struct PluginNetworkDriver {
+    inner: Inner,
+    capabilities: OnceLock<NetworkCapabilities>,
+}
+
+impl PluginNetworkDriver {
+    /// `name` is the driver name (the plugin's name or alias).
+    pub fn new(name: &str, backend: Arc<dyn Backend>, grant: Arc<Grant>) -> PluginNetworkDriver {
+        PluginNetworkDriver { inner: Inner { name: name.to_string(), backend, grant }, capabilities: OnceLock::new() }
+    }
+
+    fn plan(&self, method: &str, args: Value) -> DriverResult<NetworkPlan> {
+        let plan = self.inner.call(method, args)?;
+        self.inner.grant.check_network_plan(&plan)?;
+        Ok(plan)
+    }
+}
+
+impl NetworkDriver for PluginNetworkDriver {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> NetworkCapabilities {
+        if let Some(c) = self.capabilities.get() {
+            return c.clone();
+        }
+        match self.inner.call::<NetworkCapabilities>("network-driver.capabilities", json!([])) {
+            Ok(c) => self.capabilities.get_or_init(|| c).clone(),
+            Err(e) => {
+                tracing::warn!(plugin = %self.inner.name, "capabilities: {e}");
+                NetworkCapabilities::default()
+            }
+        }
+    }
+
+    fn create_network(&self, request: &NetworkCreateRequest) -> DriverResult<NetworkPlan> {
+        self.plan("network-driver.create-network", json!([request]))
+    }
+
+    fn delete_network(&self, network_id: &str) -> DriverResult<NetworkPlan> {
+        self.plan("network-driver.delete-network", json!([network_id]))
+    }
+
+    fn create_endpoint(&self, request: &EndpointCreateRequest) -> DriverResult<EndpointInfo> {
+        self.inner.call("network-driver.create-endpoint", json!([request]))
+    }
+
+    fn delete_endpoint(&self, network_id: &str, endpoint_id: &str) -> DriverResult<()> {
+        self.inner.call::<Value>("network-driver.delete-endpoint", json!([network_id, endpoint_id])).map(drop)
+    }
+
+    fn join(&self, request: &JoinRequest) -> DriverResult<NetworkPlan> {
+        self.plan("network-driver.join", json!([request]))
+    }
+
+    fn leave(&self, network_id: &str, endpoint_id: &str) -> DriverResult<NetworkPlan> {
+        self.plan("network-driver.leave", json!([network_id, endpoint_id]))
+    }
+}

@@ -1,0 +1,538 @@
+//! The WASM host: wasmtime components as plugin backends.
+//!
+//! One `Engine` per process (component model, epoch interruption, a thread
+//! ticking the epoch every `TICK`). A component is compiled once, at install,
+//! and cached next to the plugin (`cache/<key>.cwasm`); later loads map the
+//! cache. Every call gets a fresh `Store` with a memory cap, an epoch
+//! deadline and a WASI context whose only filesystem is the plugin's data dir
+//! at `/data`: no environment, no arguments, no sockets, stdout and stderr
+//! captured into the daemon's log. The instance is dropped after the call, so
+//! a trap or a timeout leaves nothing behind.
+//!
+//! This module must never give a component anything beyond that context,
+//! never let a guest failure escape as a panic or a hang of the caller, and
+//! never deserialize a `.cwasm` it did not write itself (`Component::deserialize_file`
+//! runs native code from it: the install path refuses tars that carry `cache/`).
+//!
+//! Calls must not run on an async runtime's worker thread: the WASI host
+//! blocks on tokio internally. The engine calls drivers from `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use berth_core::drivers::{DriverError, DriverResult};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::adapter::{driver_error, Backend};
+use crate::check::GUEST_DATA_DIR;
+use crate::manager::{write_atomic, LoadStats};
+use crate::manifest::{Kind, Manifest};
+use crate::PluginError;
+
+mod bindings {
+    pub mod volume {
+        wasmtime::component::bindgen!({ path: "../sdk/wit", world: "volume-plugin" });
+    }
+    pub mod network {
+        wasmtime::component::bindgen!({
+            path: "../sdk/wit",
+            world: "network-plugin",
+            // One set of host types for both worlds, so one linker serves both.
+            with: {
+                "berth:plugin/types": super::volume::berth::plugin::types,
+                "berth:plugin/host": super::volume::berth::plugin::host,
+            },
+        });
+    }
+}
+
+use bindings::network::{NetworkPlugin, NetworkPluginPre};
+use bindings::volume::berth::plugin::host::{self, Level};
+use bindings::volume::berth::plugin::types::DriverError as WitDriverError;
+use bindings::volume::{VolumePlugin, VolumePluginPre};
+
+/// The contract this host speaks: the package version of `sdk/wit/plugin.wit`.
+pub const CONTRACT_PACKAGE: &str = "berth:plugin";
+pub const CONTRACT_VERSION: (u32, u32, u32) = (0, 1, 0);
+
+/// How often the epoch advances; deadlines are counted in these.
+const TICK: Duration = Duration::from_millis(10);
+/// Bytes of a guest's stdout+stderr kept per call for the log.
+const OUTPUT_CAPTURE: usize = 64 * 1024;
+
+/// The process-wide engine and the linker with the host's imports.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<CallState>,
+}
+
+static RUNTIME: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
+
+impl WasmRuntime {
+    /// The engine, made on first use with its epoch thread.
+    pub fn global() -> Result<&'static WasmRuntime, PluginError> {
+        RUNTIME.get_or_init(WasmRuntime::new).as_ref().map_err(|e| PluginError::Internal(e.clone()))
+    }
+
+    fn new() -> Result<WasmRuntime, String> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| format!("cannot start the WebAssembly engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
+        // Both worlds import the same `host` (bindgen `with`), so adding the
+        // volume world's imports links the network world too.
+        VolumePlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s).map_err(|e| format!("cannot link the host interface: {e}"))?;
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("berth-wasm-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                ticker.increment_epoch();
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        Ok(WasmRuntime { engine, linker })
+    }
+
+    /// Key of a precompiled component: the wasmtime version and engine
+    /// settings (`precompile_compatibility_hash`) plus the component's bytes.
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        struct ShaHasher(Sha256);
+        impl Hasher for ShaHasher {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+        }
+        let mut h = ShaHasher(Sha256::new());
+        h.write(b"berth-plugins cwasm v1\0");
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        h.write(&Sha256::digest(bytes));
+        hex::encode(h.0.finalize())
+    }
+
+    /// The compiled component for `entry`, from `cache_dir` when the key
+    /// matches, else compiled and written there (stale entries removed).
+    fn component(&self, name: &str, entry: &Path, cache_dir: &Path) -> Result<(Component, bool), PluginError> {
+        let bytes = std::fs::read(entry).map_err(|e| PluginError::io(format!("plugin {name}: cannot read {}", entry.display()), e))?;
+        let key = self.cache_key(&bytes);
+        let cached = cache_dir.join(format!("{key}.cwasm"));
+        if cached.is_file() {
+            // SAFETY: only this module writes `<plugin dir>/cache` (installs
+            // refuse tars carrying it, the guest only sees `data/`), and the
+            // key pins the engine that wrote it. A stale or foreign file
+            // fails wasmtime's own header checks and is recompiled below.
+            // The file is mapped, not read: it must only ever be replaced by
+            // rename (`write_atomic`), never rewritten in place, or a loaded
+            // component would fault on its truncated pages.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => tracing::warn!(plugin = name, "precompiled {} unusable, recompiling: {e}", cached.display()),
+            }
+        }
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| PluginError::InvalidArgument(format!("plugin {name}: {} is not a valid WebAssembly component: {e}", entry.display())))?;
+        let serialized = component.serialize().map_err(|e| PluginError::Internal(format!("plugin {name}: cannot serialize the compiled component: {e}")))?;
+        std::fs::create_dir_all(cache_dir).map_err(|e| PluginError::io(format!("cannot create {}", cache_dir.display()), e))?;
+        if let Ok(entries) = std::fs::read_dir(cache_dir) {
+            for stale in entries.flatten() {
+                if stale.path().extension().is_some_and(|x| x == "cwasm") && stale.path() != cached {
+                    let _ = std::fs::remove_file(stale.path());
+                }
+            }
+        }
+        write_atomic(&cached, &serialized)?;
+        Ok((component, false))
+    }
+}
+
+/// Checks the component's `berth:plugin` interfaces: same contract (major,
+/// and minor while the major is 0, as semver treats 0.x), and an export for
+/// every kind the manifest declares.
+fn check_contract(engine: &Engine, name: &str, component: &Component, manifest: &Manifest) -> Result<(), PluginError> {
+    let (major, minor, _) = CONTRACT_VERSION;
+    let ty = component.component_type();
+    let mut exported = Vec::new();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).chain(ty.imports(engine).map(|(n, _)| n.to_string())).collect();
+    for full in &names {
+        let Some(rest) = full.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) else { continue };
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        let (theirs_major, theirs_minor) = (parts.next().flatten(), parts.next().flatten());
+        let compatible = theirs_major == Some(major) && (major != 0 || theirs_minor == Some(minor));
+        if !compatible {
+            let ours = if theirs_major == Some(major) { format!("{major}.{minor}.x") } else { format!("{major}.x") };
+            let shown = if version.is_empty() { "an unversioned berth:plugin".to_string() } else { format!("berth:plugin@{version}") };
+            return Err(PluginError::InvalidArgument(format!(
+                "plugin {name}: built for {shown}, this berth speaks berth:plugin@{ours}; rebuild it against berth-sdk {major}.{minor}"
+            )));
+        }
+        if ty.get_export(engine, full).is_some() {
+            exported.push(iface.to_string());
+        }
+    }
+    for kind in &manifest.kinds {
+        let iface = match kind {
+            Kind::Volume => "volume-driver",
+            Kind::Network => "network-driver",
+        };
+        if !exported.iter().any(|e| e == iface) {
+            return Err(PluginError::InvalidArgument(format!(
+                "plugin {name}: plugin.toml says kinds includes {kind}, but the component does not export {CONTRACT_PACKAGE}/{iface}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Per-call store data.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    plugin: Arc<Shared>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl host::Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = self.plugin.name.as_str();
+        match level {
+            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+        }
+    }
+
+    fn settings(&mut self) -> Vec<(String, String)> {
+        self.plugin.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl bindings::volume::berth::plugin::types::Host for CallState {}
+
+/// A memory cap that remembers it was hit, so the error can say so
+/// (wasmtime's own `StoreLimits` only says "forcing trap").
+struct Limiter {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            // An error (not `Ok(false)`) traps at once: a guest allocator
+            // would otherwise turn a failed grow into an abort with less to say.
+            wasmtime::bail!("memory limit reached");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold references, not data; a million is far beyond any driver.
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// What the host imports need to know about the plugin.
+struct Shared {
+    name: String,
+    settings: BTreeMap<String, String>,
+}
+
+/// A loaded WASM plugin: ready to instantiate, one instance per call.
+pub struct WasmPlugin {
+    runtime: &'static WasmRuntime,
+    shared: Arc<Shared>,
+    data_dir: PathBuf,
+    timeout: Duration,
+    memory_mib: u64,
+    volume: Option<VolumePluginPre<CallState>>,
+    network: Option<NetworkPluginPre<CallState>>,
+}
+
+impl WasmPlugin {
+    /// Loads the plugin in `dir` (compiling it, or mapping the cache),
+    /// checks its contract and links it. `name` is its driver name.
+    pub fn load(name: &str, dir: &Path, manifest: &Manifest, settings: &BTreeMap<String, String>) -> Result<(WasmPlugin, LoadStats), PluginError> {
+        let started = Instant::now();
+        let runtime = WasmRuntime::global()?;
+        let (component, from_cache) = runtime.component(name, &dir.join(&manifest.entry), &dir.join("cache"))?;
+        check_contract(&runtime.engine, name, &component, manifest)?;
+        let pre: InstancePre<CallState> = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::InvalidArgument(format!("plugin {name}: imports something berth does not offer: {e}")))?;
+        let link_error = |e: wasmtime::Error| PluginError::InvalidArgument(format!("plugin {name}: {e}"));
+        let volume = if manifest.has_kind(Kind::Volume) { Some(VolumePluginPre::new(pre.clone()).map_err(link_error)?) } else { None };
+        let network = if manifest.has_kind(Kind::Network) { Some(NetworkPluginPre::new(pre).map_err(link_error)?) } else { None };
+        let plugin = WasmPlugin {
+            runtime,
+            shared: Arc::new(Shared { name: name.to_string(), settings: settings.clone() }),
+            data_dir: dir.join("data"),
+            timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            memory_mib: manifest.limits.memory_mib,
+            volume,
+            network,
+        };
+        let stats = LoadStats { plugin: name.to_string(), duration: started.elapsed(), from_cache };
+        Ok((plugin, stats))
+    }
+
+    fn plugin_error(&self, message: String) -> DriverError {
+        DriverError::Plugin { plugin: self.shared.name.clone(), message }
+    }
+
+    /// A store for one call: memory cap, deadline, WASI with `/data` only.
+    fn store(&self, output: &MemoryOutputPipe) -> DriverResult<Store<CallState>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stdout(output.clone())
+            .stderr(output.clone());
+        wasi.preopened_dir(&self.data_dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
+            .map_err(|e| self.plugin_error(format!("cannot open its data dir {}: {e}", self.data_dir.display())))?;
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { max_bytes: usize::try_from(self.memory_mib << 20).unwrap_or(usize::MAX), hit: false },
+            plugin: self.shared.clone(),
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // +1: the tick in flight when the call starts may land at once.
+        let ticks = self.timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Runs `f` in a fresh instance and turns every guest failure into
+    /// `DriverError::Plugin` with words a user can act on.
+    fn run<R>(&self, method: &str, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> DriverResult<R> {
+        let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
+        let mut store = self.store(&output)?;
+        let result = f(&mut store);
+        let text = String::from_utf8_lossy(&output.contents()).into_owned();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %self.shared.name, "{line}");
+        }
+        result.map_err(|e| {
+            let message = if store.data().limiter.hit {
+                format!("exceeded its memory limit of {} MiB ({method})", self.memory_mib)
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                format!("did not answer within {} ({method})", human(self.timeout))
+            } else if let Some(trap) = e.downcast_ref::<Trap>() {
+                match guest_panic(&text) {
+                    Some(why) => format!("trapped in {method} ({trap}): {why}"),
+                    None => format!("trapped in {method}: {trap}"),
+                }
+            } else {
+                format!("failed in {method}: {e}")
+            };
+            self.plugin_error(message)
+        })
+    }
+
+    fn volume(&self) -> DriverResult<&VolumePluginPre<CallState>> {
+        self.volume.as_ref().ok_or_else(|| self.plugin_error("does not provide a volume driver".into()))
+    }
+
+    fn network(&self) -> DriverResult<&NetworkPluginPre<CallState>> {
+        self.network.as_ref().ok_or_else(|| self.plugin_error("does not provide a network driver".into()))
+    }
+
+    /// A `json` answer parsed, or a plugin error saying it was not JSON.
+    fn parse(&self, method: &str, text: &str) -> DriverResult<Value> {
+        serde_json::from_str(text).map_err(|e| self.plugin_error(format!("answered {method} with malformed JSON: {e}")))
+    }
+
+    fn wit_error(&self, e: WitDriverError) -> DriverError {
+        let plugin = &self.shared.name;
+        match e {
+            WitDriverError::NotFound(m) => driver_error(plugin, "not_found", m),
+            WitDriverError::Conflict(m) => driver_error(plugin, "conflict", m),
+            WitDriverError::InvalidArgument(m) => driver_error(plugin, "invalid_argument", m),
+            WitDriverError::Unsupported(m) => driver_error(plugin, "unsupported", m),
+            WitDriverError::Failed(m) => driver_error(plugin, "failed", m),
+        }
+    }
+
+    fn json_result(&self, method: &str, r: Result<String, WitDriverError>) -> DriverResult<Value> {
+        self.parse(method, &r.map_err(|e| self.wit_error(e))?)
+    }
+
+    fn unit_result(&self, r: Result<(), WitDriverError>) -> DriverResult<Value> {
+        r.map(|()| Value::Null).map_err(|e| self.wit_error(e))
+    }
+}
+
+/// Argument `i` of a call: a string, or a `json` argument re-encoded.
+struct Args<'a> {
+    method: &'a str,
+    plugin: &'a str,
+    args: Vec<Value>,
+}
+
+impl Args<'_> {
+    fn string(&self, i: usize) -> DriverResult<String> {
+        match self.args.get(i) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(self.bad(i)),
+        }
+    }
+
+    fn json(&self, i: usize) -> DriverResult<String> {
+        self.args.get(i).map(|v| v.to_string()).ok_or_else(|| self.bad(i))
+    }
+
+    fn bad(&self, i: usize) -> DriverError {
+        // The adapters build these arrays, so this is a host bug, not the plugin's.
+        DriverError::InvalidArgument(format!("{} (plugin {}): argument {i} missing or of the wrong type", self.method, self.plugin))
+    }
+}
+
+impl Backend for WasmPlugin {
+    fn call(&self, method: &str, args: Value) -> DriverResult<Value> {
+        let args = Args {
+            method,
+            plugin: &self.shared.name,
+            args: match args {
+                Value::Array(a) => a,
+                Value::Null => Vec::new(),
+                other => vec![other],
+            },
+        };
+        macro_rules! vol {
+            (|$d:ident, $s:ident| $body:expr) => {{
+                let pre = self.volume()?;
+                self.run(method, |$s| {
+                    let inst = pre.instantiate(&mut *$s)?;
+                    let $d = inst.berth_plugin_volume_driver();
+                    $body
+                })
+            }};
+        }
+        macro_rules! net {
+            (|$d:ident, $s:ident| $body:expr) => {{
+                let pre = self.network()?;
+                self.run(method, |$s| {
+                    let inst: NetworkPlugin = pre.instantiate(&mut *$s)?;
+                    let $d = inst.berth_plugin_network_driver();
+                    $body
+                })
+            }};
+        }
+        match method {
+            "volume-driver.capabilities" => {
+                let text = vol!(|d, s| d.call_capabilities(s))?;
+                self.parse(method, &text)
+            }
+            "volume-driver.create" => {
+                let req = args.json(0)?;
+                self.json_result(method, vol!(|d, s| d.call_create(s, &req))?)
+            }
+            "volume-driver.remove" => {
+                let name = args.string(0)?;
+                self.unit_result(vol!(|d, s| d.call_remove(s, &name))?)
+            }
+            "volume-driver.mount" => {
+                let (name, caller) = (args.string(0)?, args.string(1)?);
+                self.json_result(method, vol!(|d, s| d.call_mount(s, &name, &caller))?)
+            }
+            "volume-driver.unmount" => {
+                let (name, caller) = (args.string(0)?, args.string(1)?);
+                self.unit_result(vol!(|d, s| d.call_unmount(s, &name, &caller))?)
+            }
+            "volume-driver.path" => {
+                let name = args.string(0)?;
+                let path = vol!(|d, s| d.call_path(s, &name))?.map_err(|e| self.wit_error(e))?;
+                Ok(path.map(Value::String).unwrap_or(Value::Null))
+            }
+            "volume-driver.get" => {
+                let name = args.string(0)?;
+                self.json_result(method, vol!(|d, s| d.call_get(s, &name))?)
+            }
+            "volume-driver.list" => self.json_result(method, vol!(|d, s| d.call_list(s))?),
+            "network-driver.capabilities" => {
+                let text = net!(|d, s| d.call_capabilities(s))?;
+                self.parse(method, &text)
+            }
+            "network-driver.create-network" => {
+                let req = args.json(0)?;
+                self.json_result(method, net!(|d, s| d.call_create_network(s, &req))?)
+            }
+            "network-driver.delete-network" => {
+                let id = args.string(0)?;
+                self.json_result(method, net!(|d, s| d.call_delete_network(s, &id))?)
+            }
+            "network-driver.create-endpoint" => {
+                let req = args.json(0)?;
+                self.json_result(method, net!(|d, s| d.call_create_endpoint(s, &req))?)
+            }
+            "network-driver.delete-endpoint" => {
+                let (net, ep) = (args.string(0)?, args.string(1)?);
+                self.unit_result(net!(|d, s| d.call_delete_endpoint(s, &net, &ep))?)
+            }
+            "network-driver.join" => {
+                let req = args.json(0)?;
+                self.json_result(method, net!(|d, s| d.call_join(s, &req))?)
+            }
+            "network-driver.leave" => {
+                let (net, ep) = (args.string(0)?, args.string(1)?);
+                self.json_result(method, net!(|d, s| d.call_leave(s, &net, &ep))?)
+            }
+            _ => Err(self.plugin_error(format!("berth has no method {method}"))),
+        }
+    }
+}
+
+/// What a Rust guest said when it panicked: std prints
+/// `thread '..' panicked at FILE:LINE:COL:` then the message, then a
+/// `note:` line, to stderr before the `unreachable` trap.
+fn guest_panic(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let at = lines.iter().rposition(|l| l.contains("panicked at"))?;
+    let message: Vec<&str> = lines[at + 1..].iter().copied().take_while(|l| !l.starts_with("note:") && !l.starts_with("stack backtrace")).collect();
+    if message.is_empty() {
+        // Older std: `panicked at 'message', file:line:col`.
+        return Some(lines[at].to_string());
+    }
+    Some(message.join(" "))
+}
+
+/// `5s`, `2500ms`.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+// Calls come from many threads at once.
+const _: fn() = || {
+    fn is<T: Send + Sync>() {}
+    is::<WasmPlugin>();
+};

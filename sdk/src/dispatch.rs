@@ -1,0 +1,163 @@
+//! One dispatcher per driver kind: a method name as the ABI spells it
+//! (`volume-driver.create`) and the arguments as a JSON array in WIT order
+//! in, the answer as a JSON value out. The component glue and the dylib glue
+//! both go through here, so a driver answers the same whichever host loads
+//! it. Nothing here may panic on bad input: it becomes `InvalidArgument`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{DriverError, DriverResult, NetworkDriver, VolumeDriver};
+
+/// The `volume-driver` methods, in WIT order.
+pub const VOLUME_METHODS: &[&str] = &[
+    "volume-driver.capabilities",
+    "volume-driver.create",
+    "volume-driver.remove",
+    "volume-driver.mount",
+    "volume-driver.unmount",
+    "volume-driver.path",
+    "volume-driver.get",
+    "volume-driver.list",
+];
+
+/// The `network-driver` methods, in WIT order.
+pub const NETWORK_METHODS: &[&str] = &[
+    "network-driver.capabilities",
+    "network-driver.create-network",
+    "network-driver.delete-network",
+    "network-driver.create-endpoint",
+    "network-driver.delete-endpoint",
+    "network-driver.join",
+    "network-driver.leave",
+];
+
+/// Runs one `volume-driver` call on `driver`.
+pub fn volume(driver: &dyn VolumeDriver, method: &str, args: Vec<Value>) -> DriverResult<Value> {
+    let mut a = Args::new(method, args);
+    match method {
+        "volume-driver.capabilities" => {
+            a.done()?;
+            json(driver.capabilities())
+        }
+        "volume-driver.create" => {
+            let request = a.next()?;
+            a.done()?;
+            json(driver.create(request)?)
+        }
+        "volume-driver.remove" => {
+            let name: String = a.next()?;
+            a.done()?;
+            json(driver.remove(&name)?)
+        }
+        "volume-driver.mount" => {
+            let (name, caller): (String, String) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.mount(&name, &caller)?)
+        }
+        "volume-driver.unmount" => {
+            let (name, caller): (String, String) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.unmount(&name, &caller)?)
+        }
+        "volume-driver.path" => {
+            let name: String = a.next()?;
+            a.done()?;
+            json(driver.path(&name)?)
+        }
+        "volume-driver.get" => {
+            let name: String = a.next()?;
+            a.done()?;
+            json(driver.get(&name)?)
+        }
+        "volume-driver.list" => {
+            a.done()?;
+            json(driver.list()?)
+        }
+        _ => Err(unknown(method)),
+    }
+}
+
+/// Runs one `network-driver` call on `driver`.
+pub fn network(driver: &dyn NetworkDriver, method: &str, args: Vec<Value>) -> DriverResult<Value> {
+    let mut a = Args::new(method, args);
+    match method {
+        "network-driver.capabilities" => {
+            a.done()?;
+            json(driver.capabilities())
+        }
+        "network-driver.create-network" => {
+            let request = a.next()?;
+            a.done()?;
+            json(driver.create_network(request)?)
+        }
+        "network-driver.delete-network" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.delete_network(&id)?)
+        }
+        "network-driver.create-endpoint" => {
+            let request = a.next()?;
+            a.done()?;
+            json(driver.create_endpoint(request)?)
+        }
+        "network-driver.delete-endpoint" => {
+            let (network, endpoint): (String, String) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.delete_endpoint(&network, &endpoint)?)
+        }
+        "network-driver.join" => {
+            let request = a.next()?;
+            a.done()?;
+            json(driver.join(request)?)
+        }
+        "network-driver.leave" => {
+            let (network, endpoint): (String, String) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.leave(&network, &endpoint)?)
+        }
+        _ => Err(unknown(method)),
+    }
+}
+
+fn unknown(method: &str) -> DriverError {
+    DriverError::Unsupported(format!("unknown method {method:?}"))
+}
+
+fn json<T: Serialize>(value: T) -> DriverResult<Value> {
+    serde_json::to_value(value).map_err(|e| DriverError::Failed(format!("cannot encode the answer: {e}")))
+}
+
+/// The positional arguments of one call, taken in order.
+struct Args<'a> {
+    method: &'a str,
+    values: std::vec::IntoIter<Value>,
+    taken: usize,
+}
+
+impl<'a> Args<'a> {
+    fn new(method: &'a str, values: Vec<Value>) -> Self {
+        Args { method, values: values.into_iter(), taken: 0 }
+    }
+
+    fn next<T: DeserializeOwned>(&mut self) -> DriverResult<T> {
+        let (method, i) = (self.method, self.taken);
+        self.taken += 1;
+        let value = self
+            .values
+            .next()
+            .ok_or_else(|| DriverError::InvalidArgument(format!("{method}: argument {i} is missing")))?;
+        serde_json::from_value(value).map_err(|e| DriverError::InvalidArgument(format!("{method}: argument {i}: {e}")))
+    }
+
+    fn done(&mut self) -> DriverResult<()> {
+        match self.values.len() {
+            0 => Ok(()),
+            n => Err(DriverError::InvalidArgument(format!(
+                "{}: {n} argument(s) too many (expected {})",
+                self.method, self.taken
+            ))),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Plugins that misbehave cannot hurt the engine: the test-only `misbehave`
+//! plugin traps, loops, allocates without bound and answers with a plan
+//! outside its grant; each is a clear error naming the plugin, within its
+//! deadline, and the daemon and every other driver (the plugin itself too)
+//! keep serving. A plugin stuck in a call stalls nothing that does not use it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::plugins::{built_plugin, edited_plugin, install};
+use common::volumes::{assert_no_leftover_mounts, sandbox_with};
+
+#[test]
+fn traps_loops_oom_and_bad_plans_are_errors_and_the_plugin_keeps_serving() {
+    let (sb, baseline) = sandbox_with(&["busybox"]);
+    install(&sb, &built_plugin("misbehave-wasm"), &[]);
+    install(&sb, &built_plugin("snapvol-wasm"), &[]);
+    sb.berth_ok(&["volume", "create", "-d", "snapvol", "good"]);
+
+    // (volume name, what the error must say); the plugin's deadline is 2 s.
+    let cases = [("trap", "misbehave"), ("loop", "within"), ("oom", "memory")];
+    for (name, says) in cases {
+        let started = Instant::now();
+        let out = sb.berth_fails(&["volume", "create", "-d", "misbehave", name]);
+        let took = started.elapsed();
+        assert!(out.stderr.contains("misbehave") && out.stderr.contains(says), "{name}: {}", out.describe());
+        assert!(took < Duration::from_secs(4), "{name}: the error came after {took:?}, past the 2 s deadline");
+        assert!(!sb.berth_ok(&["volume", "ls", "-q"]).contains(name), "{name}: no volume is left");
+        // The plugin still serves, and so does everything else.
+        sb.berth_ok(&["volume", "create", "-d", "misbehave", &format!("after-{name}")]);
+        sb.berth_ok(&["run", "--rm", "-v", "good:/data", "busybox", "true"]);
+    }
+
+    // A mount plan outside the grant: the bind source /etc is not in its data dir.
+    sb.berth_ok(&["volume", "create", "-d", "misbehave", "badplan"]);
+    let out = sb.berth_fails(&["run", "--rm", "-v", "badplan:/data", "busybox", "ls", "/data"]);
+    assert!(
+        out.stderr.contains("misbehave") && out.stderr.contains("outside the plugin's data dir"),
+        "{}",
+        out.describe()
+    );
+    assert!(sb.berth_ok(&["ps", "-aq"]).is_empty(), "the refused container is not left behind");
+    sb.berth_ok(&["volume", "rm", "badplan", "after-trap", "after-loop", "after-oom", "good"]);
+    assert_no_leftover_mounts(&sb, &baseline);
+}
+
+#[test]
+fn a_plugin_stuck_in_a_call_stalls_nothing_that_does_not_use_it() {
+    let (sb, baseline) = sandbox_with(&["busybox"]);
+    // The test plugin with a longer deadline, so there is time to look around while it hangs.
+    let stuck = edited_plugin(&sb, "misbehave-wasm", "stuck", |m| {
+        m.replace("name = \"misbehave\"", "name = \"stuck\"").replace("timeout_ms = 2000", "timeout_ms = 8000")
+    });
+    install(&sb, &stuck, &[]);
+    sb.berth_ok(&["volume", "create", "-d", "stuck", "hang"]);
+    sb.berth_ok(&["volume", "create", "localvol"]);
+
+    let log = sb.file("hung-run.log");
+    let mut hung = sb.berth_spawn(&["run", "--rm", "-v", "hang:/data", "busybox", "true"], &log);
+    let marker = sb.root.join("plugins/stuck/data/stuck");
+    common::poll_until(Duration::from_secs(10), "the plugin to get stuck in mount", || marker.exists());
+
+    let timed = |args: &[&str]| {
+        let started = Instant::now();
+        let out = sb.berth(args);
+        (out, started.elapsed())
+    };
+    let (out, took) = timed(&["ps", "-a"]);
+    assert!(out.success() && took < Duration::from_secs(1), "ps took {took:?}: {}", out.describe());
+    let (out, took) = timed(&["run", "--rm", "-v", "localvol:/v", "busybox", "echo", "fine"]);
+    assert!(out.success() && out.stdout == "fine\n", "{}", out.describe());
+    assert!(took < Duration::from_secs(3), "run without the stuck plugin took {took:?}");
+    let (out, took) = timed(&["volume", "ls"]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(took < Duration::from_secs(3), "volume ls took {took:?}");
+    assert!(out.stdout.contains("localvol"), "the other drivers' volumes are listed: {}", out.describe());
+    assert!(out.stderr.contains("stuck"), "a warning names the stuck plugin: {}", out.describe());
+    assert!(hung.try_wait().ok().flatten().is_none(), "the run that uses the stuck plugin is still waiting");
+
+    // At the deadline the stuck call becomes an error for its own request.
+    let status = common::wait_child(&mut hung, Duration::from_secs(20));
+    assert!(!status.success(), "the run on the stuck volume fails");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("stuck") && text.contains("within"), "its error names the plugin and the deadline: {text}");
+    sb.berth_ok(&["volume", "rm", "hang"]);
+    assert!(sb.berth_ok(&["volume", "ls", "-q"]).contains("localvol"));
+    assert_no_leftover_mounts(&sb, &baseline);
+}
