@@ -5,7 +5,9 @@
 //! `volumes/<name>/volume.json` (created_at, options). A volume is made in a
 //! hidden temp dir and renamed into place, so a half-made one is never
 //! listed; any directory with a volume name shows up, even one made by hand.
-//! The same code runs as a component (data dir `/data`) and as a dylib.
+//! The same code runs as a component (data dir `/data`) and as a dylib;
+//! only the dylib's copies keep owners, modes and absolute symlinks, which WASI
+//! cannot create (a component refuses such a copy with `Unsupported`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -67,6 +69,9 @@ impl VolumeDriver for Snapvol {
             // Lost a race with another create of the same name: theirs stands.
             if self.existing(&request.name).is_ok() {
                 return self.get(&request.name);
+            }
+            if e.kind() == io::ErrorKind::Unsupported {
+                return Err(DriverError::Unsupported(format!("creating volume {}: {e}", request.name)));
             }
             return Err(DriverError::io(format!("creating volume {}", request.name), e));
         }
@@ -167,10 +172,10 @@ fn valid_name(name: &str) -> DriverResult<()> {
     }
 }
 
-/// Copies a tree: directories, files with their modes, symlinks as symlinks
+/// Copies a tree: directories, files with their owners and modes, symlinks as symlinks
 /// (never followed, so a link cannot pull outside data into the copy).
-/// Sockets, fifos and devices are skipped. Under WASI modes are not
-/// available and new files get the host's defaults.
+/// Sockets, fifos and devices are skipped. Under WASI there is no chmod
+/// (new files get the host's default modes) and no absolute symlink.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     fs::create_dir(to)?;
     for entry in fs::read_dir(from)? {
@@ -181,17 +186,47 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
             copy_tree(&src, &dst)?;
         } else if kind.is_symlink() {
             #[allow(deprecated)] // the one symlink call both unix and wasi have
-            fs::soft_link(fs::read_link(&src)?, &dst)?;
+            fs::read_link(&src).and_then(|target| fs::soft_link(target, &dst)).map_err(|e| {
+                // WASI can neither read nor make absolute symlinks: say so rather than copy part of the volume.
+                match cfg!(target_os = "wasi") && e.kind() == io::ErrorKind::PermissionDenied {
+                    true => io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "{}: a WebAssembly plugin cannot copy this (absolute?) symlink; the native snapvol can",
+                            src.display()
+                        ),
+                    ),
+                    false => e,
+                }
+            })?;
+            keep_owner_and_mode(&src, &dst)?;
         } else if kind.is_file() {
             fs::copy(&src, &dst)?;
+            keep_owner_and_mode(&src, &dst)?;
         }
     }
     // Last, so a read-only source dir does not stop its own copy being filled.
-    keep_mode(from, to)
+    keep_owner_and_mode(from, to)
 }
 
-fn keep_mode(from: &Path, to: &Path) -> io::Result<()> {
-    match fs::set_permissions(to, fs::metadata(from)?.permissions()) {
+/// Gives `dst` the owner and mode of `src` where the platform can: a
+/// container user must own its files in the copy as in the original. The
+/// owner goes first because chown clears set-id bits, which the mode restores.
+fn keep_owner_and_mode(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid())) {
+            // A daemon that is not root cannot give files away; its copies stay its own.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+    }
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    match fs::set_permissions(dst, meta.permissions()) {
         Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
         other => other,
     }

@@ -45,6 +45,8 @@ fn from_copies_the_other_volume_as_it_was() {
     fs::set_permissions(data.join("secret"), fs::Permissions::from_mode(0o700)).expect("chmod");
     symlink("/etc/passwd", data.join("passwd")).expect("symlink");
     symlink("secret/key", data.join("key")).expect("symlink");
+    // Tests run as root (the sandboxed suite does); elsewhere the owner check is skipped.
+    let root = std::os::unix::fs::lchown(data.join("run.sh"), Some(1234), Some(4321)).is_ok();
 
     let info = create(&d, "copy", &[("from", "orig")]).expect("create copy");
     assert_eq!(info.status.get("from").map(String::as_str), Some("orig"));
@@ -53,6 +55,11 @@ fn from_copies_the_other_volume_as_it_was() {
     let copy = dir.path().join("volumes/copy/_data");
     assert_eq!(fs::read_to_string(copy.join("secret/key")).expect("read"), "k");
     assert_eq!((mode(&copy.join("run.sh")), mode(&copy.join("secret"))), (0o751, 0o700));
+    if root {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(copy.join("run.sh")).expect("stat");
+        assert_eq!((meta.uid(), meta.gid()), (1234, 4321));
+    }
     assert_eq!(fs::read_link(copy.join("passwd")).expect("readlink"), Path::new("/etc/passwd"));
     assert_eq!(fs::read_link(copy.join("key")).expect("readlink"), Path::new("secret/key"));
 }
