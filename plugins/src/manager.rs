@@ -103,6 +103,12 @@ pub struct PluginManager {
     last_load: Mutex<Option<LoadStats>>,
 }
 
+// The daemon shares one manager between its request threads.
+const _: fn() = || {
+    fn is<T: Send + Sync>() {}
+    is::<PluginManager>();
+};
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())

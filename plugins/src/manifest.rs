@@ -169,7 +169,7 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, PluginError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| {
             // One line for API answers: toml's own Display draws a multi-line snippet.
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
             match line {
                 Some(line) => PluginError::InvalidArgument(format!("{MANIFEST_FILE} line {line}: {}", e.message().trim())),
                 None => PluginError::InvalidArgument(format!("{MANIFEST_FILE}: {}", e.message().trim())),

@@ -28,7 +28,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::adapter::{driver_error, Backend};
@@ -67,6 +68,8 @@ pub const CONTRACT_VERSION: (u32, u32, u32) = (0, 1, 0);
 const TICK: Duration = Duration::from_millis(10);
 /// Bytes of a guest's stdout+stderr kept per call for the log.
 const OUTPUT_CAPTURE: usize = 64 * 1024;
+/// Bytes of one `host.log` message kept.
+const LOG_MESSAGE_MAX: usize = 4096;
 
 /// The process-wide engine and the linker with the host's imports.
 pub struct WasmRuntime {
@@ -211,8 +214,16 @@ impl WasiView for CallState {
 }
 
 impl host::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, mut message: String) {
         let plugin = self.plugin.name.as_str();
+        if message.len() > LOG_MESSAGE_MAX {
+            let mut end = LOG_MESSAGE_MAX;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
         match level {
             Level::Error => tracing::error!(plugin, "{message}"),
             Level::Warn => tracing::warn!(plugin, "{message}"),
@@ -249,6 +260,55 @@ impl ResourceLimiter for Limiter {
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold references, not data; a million is far beyond any driver.
         Ok(desired <= 1 << 20)
+    }
+}
+
+/// A guest's stdout and stderr: the first `OUTPUT_CAPTURE` bytes are kept
+/// for the log, the rest dropped. Writes never fail, because a Rust guest
+/// panics when printing fails and a chatty plugin must not become a
+/// trapping one (wasmtime's `MemoryOutputPipe` traps when full).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASI p3 uses this; this host links p2.
+        StdoutStream::async_stream(&std::io::empty())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = OUTPUT_CAPTURE.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(OUTPUT_CAPTURE)
     }
 }
 
@@ -302,7 +362,7 @@ impl WasmPlugin {
     }
 
     /// A store for one call: memory cap, deadline, WASI with `/data` only.
-    fn store(&self, output: &MemoryOutputPipe) -> DriverResult<Store<CallState>> {
+    fn store(&self, output: &Capture) -> DriverResult<Store<CallState>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true)
             .allow_tcp(false)
@@ -330,10 +390,10 @@ impl WasmPlugin {
     /// Runs `f` in a fresh instance and turns every guest failure into
     /// `DriverError::Plugin` with words a user can act on.
     fn run<R>(&self, method: &str, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> DriverResult<R> {
-        let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
+        let output = Capture::default();
         let mut store = self.store(&output)?;
         let result = f(&mut store);
-        let text = String::from_utf8_lossy(&output.contents()).into_owned();
+        let text = output.text();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(plugin = %self.shared.name, "{line}");
         }
@@ -523,11 +583,10 @@ fn guest_panic(output: &str) -> Option<String> {
 
 /// `5s`, `2500ms`.
 pub(crate) fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
     } else {
-        format!("{ms}ms")
+        format!("{}ms", d.as_millis())
     }
 }
 
@@ -536,3 +595,27 @@ const _: fn() = || {
     fn is<T: Send + Sync>() {}
     is::<WasmPlugin>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_panic_messages_are_found() {
+        let out = "hello\nthread '<unnamed>' panicked at src/lib.rs:40:23:\nmisbehave: trap requested\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(guest_panic(out).as_deref(), Some("misbehave: trap requested"));
+        assert_eq!(guest_panic("just chatter\n"), None);
+        assert_eq!(human(Duration::from_millis(2000)), "2s");
+        assert_eq!(human(Duration::from_millis(2500)), "2500ms");
+    }
+
+    #[test]
+    fn output_capture_never_fails_and_keeps_a_prefix() {
+        let c = Capture::default();
+        let mut stream = c.p2_stream();
+        for _ in 0..100 {
+            stream.write(bytes::Bytes::from(vec![b'x'; 4096])).expect("never fails");
+        }
+        assert_eq!(c.text().len(), OUTPUT_CAPTURE);
+    }
+}
