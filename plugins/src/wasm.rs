@@ -27,7 +27,7 @@ use berth_core::drivers::{DriverError, DriverResult};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -64,6 +64,9 @@ use bindings::volume::{VolumePlugin, VolumePluginPre};
 pub const CONTRACT_PACKAGE: &str = "berth:plugin";
 pub const CONTRACT_VERSION: (u32, u32, u32) = (0, 1, 0);
 
+/// Calls that can run at once across all WASM plugins (instance pool slots);
+/// a call beyond that fails at once rather than waiting.
+const POOL_SLOTS: u32 = 128;
 /// How often the epoch advances; deadlines are counted in these.
 const TICK: Duration = Duration::from_millis(10);
 /// Bytes of a guest's stdout+stderr kept per call for the log.
@@ -89,6 +92,18 @@ impl WasmRuntime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Every call instantiates afresh; the pool keeps instance slots and
+        // their memory mappings alive between calls, so a call does not pay
+        // for mapping and faulting in a new linear memory (most of its cost).
+        // A slot's memory may grow to the wasm32 maximum; each plugin's own
+        // cap is enforced per call by `StoreLimits`.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 8)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 8)
+            .max_memory_size(4 << 30);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| format!("cannot start the WebAssembly engine: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
