@@ -185,6 +185,44 @@ impl Client {
     }
 }
 
+/// `inspect` of several objects: GETs `path(name)` for each, prints what
+/// was found (with `format`), then the errors, as docker does.
+pub async fn inspect_each(
+    client: &Client,
+    names: &[String],
+    format: Option<&str>,
+    path: impl Fn(&str) -> String,
+) -> Result<std::process::ExitCode> {
+    let format = format.map(super::format::Format::parse).transpose()?;
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.get(&path(name)).await {
+            Ok(v) => found.push(v),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    super::format::print_inspected(found, &errors, format.as_ref())
+}
+
+/// `rm` of several objects: DELETEs `path(name)` for each, printing the
+/// names removed and then the errors; fails if any failed.
+pub async fn remove_each(client: &Client, names: &[String], path: impl Fn(&str) -> String) -> Result<std::process::ExitCode> {
+    let mut errors = Vec::new();
+    for name in names {
+        match client.call(Method::DELETE, &path(name), empty(), None).await {
+            Ok(_) => println!("{name}"),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}", errors.join("\n"));
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
 /// Percent-encodes a query parameter value.
 pub fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

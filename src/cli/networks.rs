@@ -282,17 +282,8 @@ pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
 
 /// `berth network inspect`: prints what was found, then the errors, as docker does.
 pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
-    let format = args.format.as_deref().map(Format::parse).transpose()?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
     let verbose = if args.verbose { "?verbose=1" } else { "" };
-    for name in &args.networks {
-        match client.get(&format!("/networks/{}{verbose}", enc(name))).await {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    super::format::print_inspected(found, &errors, format.as_ref())
+    super::client::inspect_each(client, &args.networks, args.format.as_deref(), |n| format!("/networks/{}{verbose}", enc(n))).await
 }
 
 /// `KEY=VALUE` pairs of repeated flags (`--label`, `-o`); a bare key has an empty value.

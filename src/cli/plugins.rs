@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{empty, enc, json_body, Client};
+use super::client::{empty, enc, inspect_each, json_body, remove_each, Client};
 use super::format::Format;
 
 /// `berth plugin ...`.
@@ -232,32 +232,11 @@ async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
 
 /// `berth plugin inspect`.
 async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
-    let format = args.format.as_deref().map(Format::parse).transpose()?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.plugins {
-        match client.get(&format!("/plugins/{}/json", enc(name))).await {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    super::format::print_inspected(found, &errors, format.as_ref())
+    inspect_each(client, &args.plugins, args.format.as_deref(), |n| format!("/plugins/{}/json", enc(n))).await
 }
 
 /// `berth plugin rm`.
 async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
-    let mut errors = Vec::new();
-    for name in &args.plugins {
-        let path = format!("/plugins/{}?force={}", enc(name), u8::from(args.force));
-        match client.call(Method::DELETE, &path, empty(), None).await {
-            Ok(_) => println!("{name}"),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::FAILURE)
-    }
+    let force = u8::from(args.force);
+    remove_each(client, &args.plugins, |n| format!("/plugins/{}?force={force}", enc(n))).await
 }

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{empty, enc, Client};
+use super::client::{enc, inspect_each, remove_each, Client};
 use super::format::Format;
 use super::images::filters_json;
 use super::units::human_size4;
@@ -276,34 +276,13 @@ pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
 
 /// `berth volume inspect`.
 pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
-    let format = args.format.as_deref().map(Format::parse).transpose()?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.volumes {
-        match client.get(&format!("/volumes/{}", enc(name))).await {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    super::format::print_inspected(found, &errors, format.as_ref())
+    inspect_each(client, &args.volumes, args.format.as_deref(), |n| format!("/volumes/{}", enc(n))).await
 }
 
 /// `berth volume rm`.
 pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
-    let mut errors = Vec::new();
-    for name in &args.volumes {
-        let path = format!("/volumes/{}?force={}", enc(name), u8::from(args.force));
-        match client.call(Method::DELETE, &path, empty(), None).await {
-            Ok(_) => println!("{name}"),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{}", errors.join("\n"));
-        Ok(ExitCode::FAILURE)
-    }
+    let force = u8::from(args.force);
+    remove_each(client, &args.volumes, |n| format!("/volumes/{}?force={force}", enc(n))).await
 }
 
 /// The filters `volume prune` sends: `--filter` plus `all=true` for `-a`.
