@@ -240,10 +240,9 @@ impl VolumeKit {
         run.check("names that are not Docker volume names are InvalidArgument", || {
             let mut problems = Vec::new();
             for bad in ["", ".", "..", "../escape", "a/b", "/abs", "-dash", "a\nb"] {
+                // A driver that wrongly accepted the name is never asked to
+                // remove it: one that accepts `..` may well remove its parent.
                 let got = d.create(VolumeCreateRequest { name: bad.into(), options: Default::default() });
-                if got.is_ok() {
-                    let _ = d.remove(bad);
-                }
                 if let Err(p) = is(got, INVALID) {
                     problems.push(format!("{bad:?}: {p}"));
                 }

@@ -70,8 +70,11 @@ struct DirVolumes {
 }
 
 impl DirVolumes {
+    /// One directory per name, always inside `root`: even the flaw that
+    /// accepts any name (`..`, `/abs`) must not reach the host's files.
     fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        self.root.join(format!("v-{hex}"))
     }
     fn existing(&self, name: &str) -> DriverResult<PathBuf> {
         let dir = self.dir(name);
@@ -132,7 +135,13 @@ impl VolumeDriver for DirVolumes {
     }
     fn list(&self) -> DriverResult<Vec<VolumeInfo>> {
         let entries = std::fs::read_dir(&self.root).map_err(|e| DriverError::io("list", e))?;
-        Ok(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).map(|n| self.info(&n)).collect())
+        let decode = |dir: String| -> Option<String> {
+            let hex = dir.strip_prefix("v-")?;
+            let bytes: Option<Vec<u8>> =
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+            String::from_utf8(bytes?).ok()
+        };
+        Ok(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter_map(decode).map(|n| self.info(&n)).collect())
     }
 }
 
