@@ -193,6 +193,10 @@ pub struct Engine {
     pub(crate) volumes: crate::volume::VolumeState,
     /// The `Arc` this engine lives in, for the threads that monitor containers.
     pub(crate) me: OnceLock<Weak<Engine>>,
+    /// `<root>/.trash` and `<run>/.trash`: removed container directories wait
+    /// there for the background reaper, so `rm` does not wait for the disk.
+    pub(crate) root_trash: crate::trash::Trash,
+    pub(crate) run_trash: crate::trash::Trash,
 }
 
 impl Engine {
@@ -204,6 +208,9 @@ impl Engine {
         }
         let store = crate::store::Store::open(&config.root.join("berth.redb"))?;
         let content = crate::image::ContentStore::open(&config.root)?;
+        // Opening a trash queues what a previous daemon left in it.
+        let root_trash = crate::trash::Trash::open(config.root.join(".trash"))?;
+        let run_trash = crate::trash::Trash::open(config.run.join(".trash"))?;
         let engine = Engine {
             config,
             store,
@@ -217,6 +224,8 @@ impl Engine {
             networks: Default::default(),
             volumes: Default::default(),
             me: OnceLock::new(),
+            root_trash,
+            run_trash,
         };
         engine.recover()?;
         let engine = Arc::new(engine);

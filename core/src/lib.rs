@@ -14,6 +14,7 @@ pub mod model;
 pub mod runtime;
 pub mod shim;
 pub mod store;
+pub mod trash;
 pub mod volume;
 
 pub use engine::{Engine, EngineConfig, EngineError};

@@ -602,6 +602,46 @@ fn select_names_drivers_and_defaults_to_overlay() {
 }
 
 #[test]
+fn removed_layers_go_through_the_trash_and_list_never_shows_it() {
+    require_root();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    let overlay_trash = root.join("overlay/.trash");
+    let vfs_trash = root.join("vfs/.trash");
+    // What a daemon killed before its reaper finished leaves: swept when the driver opens.
+    for trash in [&overlay_trash, &vfs_trash] {
+        std::fs::create_dir_all(trash.join("old-layer/diff/etc")).expect("mkdir");
+        std::fs::write(trash.join("old-layer/diff/etc/passwd"), b"root").expect("write");
+    }
+    let overlay = OverlayDriver::new(&root).expect("overlay driver");
+    let vfs = VfsDriver::new(&root).expect("vfs driver");
+    for (driver, trash) in [(&overlay as &dyn StorageDriver, &overlay_trash), (&vfs, &vfs_trash)] {
+        let name = driver.name();
+        build_image(driver);
+        driver.create("c", Some("l3")).expect("create container layer");
+        driver.remove("c").expect("remove");
+        // Gone at once, whether or not the reaper has deleted the files yet.
+        assert!(!driver.exists("c"), "{name}: removed layer still exists");
+        assert!(matches!(driver.remove("c"), Err(DriverError::NotFound(_))), "{name}: second remove");
+        // An entry the reaper has not reached is never listed.
+        std::fs::create_dir_all(trash.join("pending/diff")).expect("mkdir");
+        assert_eq!(driver.list().expect("list"), vec!["l1", "l2", "l3"], "{name}");
+        // The same ID can be used again right away.
+        driver.create("c", Some("l3")).expect("re-create");
+        driver.remove("c").expect("remove again");
+        driver.remove("l3").expect("remove an image layer with files");
+        std::fs::remove_dir_all(trash.join("pending")).expect("rm pending");
+    }
+    berth_core::trash::flush();
+    for trash in [&overlay_trash, &vfs_trash] {
+        let left: Vec<_> = std::fs::read_dir(trash).expect("trash dir").flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{} not emptied: {left:?}", trash.display());
+    }
+    assert!(!root.join("vfs/parents/l3").exists(), "the vfs parent record went too");
+    assert_eq!(overlay.list().expect("list"), vec!["l1", "l2"]);
+}
+
+#[test]
 fn layer_ids_are_checked_and_removal_cleans_up() {
     require_root();
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -636,7 +636,9 @@ impl Sandbox {
     /// Everything container `id` may leave behind, described: mounts that
     /// were not there in `mounts_before`, mounts naming the ID, cgroup
     /// directories, live processes naming the ID (its shim), and files or
-    /// directories under `--root` and `--run` named after it.
+    /// directories under `--root` and `--run` named after it. Removed
+    /// directories wait in a `.trash` dir for the daemon's background reaper:
+    /// those count only if they are still there after 10 s.
     pub fn container_traces(&self, id: &str, mounts_before: &std::collections::BTreeSet<String>) -> Vec<String> {
         assert_eq!(id.len(), 64, "container_traces needs a full ID, got {id:?}");
         let mut traces = Vec::new();
@@ -654,10 +656,22 @@ impl Sandbox {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             traces.push(format!("process {pid}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
         }
-        for base in [&self.root, &self.run] {
-            for p in find_named(base, id).into_iter().chain(find_named(base, &id[..12])) {
-                traces.push(format!("path {}", p.display()));
-            }
+        let named = || -> Vec<PathBuf> {
+            [&self.root, &self.run]
+                .into_iter()
+                .flat_map(|base| find_named(base, id).into_iter().chain(find_named(base, &id[..12])))
+                .collect()
+        };
+        let in_trash = |p: &PathBuf| p.components().any(|c| c.as_os_str() == ".trash");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut paths = named();
+        while paths.iter().any(in_trash) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            paths = named();
+        }
+        for p in paths {
+            let note = if in_trash(&p) { " (in the trash, not deleted within 10 s)" } else { "" };
+            traces.push(format!("path {}{note}", p.display()));
         }
         traces
     }

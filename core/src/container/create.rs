@@ -439,11 +439,7 @@ impl Engine {
                     tracing::warn!(container = %id, error = %e, "removing the layer of a failed create; the next start removes it");
                 }
             }
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %dir.display(), error = %e, "removing the directory of a failed create");
-                }
-            }
+            self.discard(&self.root_trash, &dir, "removing the directory of a failed create");
         };
         if let Err(e) = self.write_container_files(&record, &mode) {
             undo(false);

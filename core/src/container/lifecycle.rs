@@ -322,7 +322,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("image {}: invalid config: {e}", record.image)))?;
         let state_dir = self.state_dir(&id);
         let bundle = self.container_dir(&id);
-        self.clean_state_dir(&state_dir);
+        self.clean_state_dir(&self.run_trash, &state_dir);
         let rootfs = state_dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
         let cgroup = Self::cgroup_of(record);
@@ -379,18 +379,26 @@ impl Engine {
         e
     }
 
-    /// Removes a previous run's state dir (never while a shim uses it).
-    fn clean_state_dir(&self, state_dir: &Path) {
+    /// Removes a previous run's state dir (never while a shim uses it) through
+    /// `trash`, the one beside it.
+    fn clean_state_dir(&self, trash: &crate::trash::Trash, state_dir: &Path) {
         let rootfs = state_dir.join("rootfs");
         if crate::runtime::mount::is_mount_point(&rootfs) {
             if let Err(e) = crate::runtime::mount::unmount(&rootfs) {
-                tracing::warn!(path = %rootfs.display(), error = %e, "unmounting a leftover rootfs");
+                // Removing it now would delete the container's files through the mount.
+                tracing::warn!(path = %rootfs.display(), error = %e, "unmounting a leftover rootfs; its state dir stays");
+                return;
             }
         }
-        if let Err(e) = fs::remove_dir_all(state_dir) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %state_dir.display(), error = %e, "removing a container's old state");
-            }
+        self.discard(trash, state_dir, "removing a container's old state");
+    }
+
+    /// Moves a container directory into `trash`, whose reaper deletes it in
+    /// the background; a failure is logged (the next start removes what an
+    /// unknown container left).
+    pub(crate) fn discard(&self, trash: &crate::trash::Trash, dir: &Path, what: &str) {
+        if let Err(e) = trash.put(dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "{what}");
         }
     }
 
@@ -608,13 +616,14 @@ impl Engine {
     fn remove_orphan_container_dirs(&self) -> EngineResult<()> {
         let known: std::collections::HashSet<String> =
             self.store.read()?.containers()?.into_iter().map(|c| c.id.to_string()).collect();
-        for base in [self.config.root.join("containers"), self.config.run.join("containers")] {
+        let bases = [(self.config.root.join("containers"), &self.root_trash), (self.config.run.join("containers"), &self.run_trash)];
+        for (base, trash) in bases {
             let Ok(entries) = fs::read_dir(&base) else { continue };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !known.contains(&name) {
                     tracing::info!(path = %e.path().display(), "removing the state of a container the store does not know");
-                    self.clean_state_dir(&e.path());
+                    self.clean_state_dir(trash, &e.path());
                 }
             }
         }
@@ -828,7 +837,7 @@ impl Engine {
         self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, x| x.container_id != id);
         self.containers.prev_stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.containers.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        self.clean_state_dir(&self.state_dir(&id));
+        self.clean_state_dir(&self.run_trash, &self.state_dir(&id));
         let mut gone = record.clone();
         self.clean_after_exit(&mut gone);
         if let Err(e) = self.release_container_volumes(&gone, volumes) {
@@ -838,12 +847,7 @@ impl Engine {
             .storage
             .remove(&record.rw_layer)
             .map_err(|e| super::driver_error(&format!("removing the writable layer of container {id}"), e));
-        let dir = self.container_dir(&id);
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %dir.display(), error = %e, "removing the container's directory; the next start removes it");
-            }
-        }
+        self.discard(&self.root_trash, &self.container_dir(&id), "removing the container's directory; the next start removes it");
         self.emit(record, "destroy", &[]);
         let result = WaitResult { status_code: exit_code.unwrap_or(record.state.exit_code), error: None };
         self.notify_waiters(

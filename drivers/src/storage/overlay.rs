@@ -5,6 +5,8 @@
 //! (its parents' short links, top first, as `l/NAME:l/NAME`).
 //! `<root>/overlay/l/<short> -> ../<id>/diff` keeps each lower dir's path
 //! short, so 120 layers still fit the mount options.
+//! `<root>/overlay/.trash/` holds removed layers until the background reaper
+//! (`berth_core::trash`) has deleted them; `list` never reports it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use berth_core::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use berth_core::model::{MountPlan, MountSpec};
 use berth_core::runtime::mount;
+use berth_core::trash::Trash;
 
 use super::apply::{apply_layer, Whiteouts};
 use super::{check_id, export, layer_io, sys};
@@ -26,6 +29,9 @@ const MAX_LOWERS: usize = 500;
 pub struct OverlayDriver {
     home: PathBuf,
     backing: String,
+    /// Removed layers go here, out of sight at once, and are deleted in the
+    /// background: deleting a tree can take milliseconds per file.
+    trash: Trash,
 }
 
 fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DriverError {
@@ -59,7 +65,9 @@ impl OverlayDriver {
         let home = root.join("overlay");
         std::fs::create_dir_all(home.join("l")).map_err(io_ctx(format!("creating {}", home.join("l").display())))?;
         let backing = backing_fs_name(sys::fs_magic(&home).map_err(io_ctx(format!("statfs {}", home.display())))?);
-        let driver = OverlayDriver { home, backing: backing.to_string() };
+        // Opening the trash also queues what a previous daemon left in it.
+        let trash = Trash::open(home.join(".trash"))?;
+        let driver = OverlayDriver { home, backing: backing.to_string(), trash };
         driver.remove_stale()?;
         driver.probe()?;
         Ok(driver)
@@ -89,7 +97,10 @@ impl OverlayDriver {
         let suffix = short_name().map_err(io_ctx("reading random bytes"))?;
         let dir = self.home.join(format!(".probe-{suffix}"));
         let result = self.probe_in(&dir);
-        if let Err(e) = sys::remove_all(&dir) {
+        // Deleted in the background: the daemon's start need not wait for it
+        // (and the reaper never deletes through a merged dir a failed probe
+        // left mounted).
+        if let Err(e) = self.trash.put(&dir) {
             tracing::warn!(dir = %dir.display(), "removing overlay probe dir: {e}");
         }
         result
@@ -290,17 +301,27 @@ impl StorageDriver for OverlayDriver {
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(id)?;
         let dir = self.layer(id);
-        if !dir.exists() {
+        let short = self.read_meta(id, "link").ok();
+        // Out of sight first, atomically; the files go in the background.
+        // The caller has unmounted every mount built on the layer.
+        if !self.trash.put(&dir)? {
             return Err(DriverError::NotFound(format!("overlay layer {id} not found")));
         }
-        if let Ok(short) = self.read_meta(id, "link") {
+        // The link after the layer: a crash between leaves a dangling link,
+        // which the next start removes, never a layer without its link.
+        if let Some(short) = short {
             let link = self.home.join("l").join(&short);
             // Only our own link: a corrupt `link` file must not remove another layer's.
             if !short.contains('/') && std::fs::read_link(&link).is_ok_and(|t| t == Path::new(&format!("../{id}/diff"))) {
-                std::fs::remove_file(&link).map_err(io_ctx(format!("removing {}", link.display())))?;
+                // Into the trash too: its target is too long for an inline
+                // symlink, so unlinking it frees a block like any file.
+                if let Err(e) = self.trash.put(&link) {
+                    // The layer is gone; `remove_stale` takes its dangling link at the next start.
+                    tracing::warn!(link = %link.display(), error = %e, "removing the short link of a removed layer");
+                }
             }
         }
-        sys::remove_all(&dir).map_err(io_ctx(format!("removing {}", dir.display())))
+        Ok(())
     }
 
     fn list(&self) -> DriverResult<Vec<String>> {

@@ -3,7 +3,8 @@
 //! needs nothing from the kernel beyond a bind mount, so it works where
 //! overlay cannot (overlay on overlay, old kernels, odd filesystems).
 //! A layer's parent is recorded in `<root>/vfs/parents/<id>` because diffs
-//! are computed against it.
+//! are computed against it. Removed layers wait in `<root>/vfs/.trash/`
+//! until the background reaper (`berth_core::trash`) has deleted them.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use berth_core::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use berth_core::model::{MountPlan, MountSpec};
+use berth_core::trash::Trash;
 
 use super::apply::{apply_layer, Whiteouts};
 use super::{check_id, copy, export, layer_io, sys, write_file_atomic};
@@ -18,6 +20,9 @@ use super::{check_id, copy, export, layer_io, sys, write_file_atomic};
 /// The vfs storage driver.
 pub struct VfsDriver {
     home: PathBuf,
+    /// Removed layers go here, out of sight at once, and are deleted in the
+    /// background: a vfs layer is a full copy, slow to delete.
+    trash: Trash,
 }
 
 fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DriverError {
@@ -34,7 +39,9 @@ impl VfsDriver {
             let p = home.join(sub);
             std::fs::create_dir_all(&p).map_err(io_ctx(format!("creating {}", p.display())))?;
         }
-        let driver = VfsDriver { home };
+        // Opening the trash also queues what a previous daemon left in it.
+        let trash = Trash::open(home.join(".trash"))?;
+        let driver = VfsDriver { home, trash };
         let dir = driver.home.join("dir");
         for entry in std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -161,13 +168,13 @@ impl StorageDriver for VfsDriver {
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         let dir = self.require(id)?;
-        sys::remove_all(&dir).map_err(io_ctx(format!("removing {}", dir.display())))?;
-        match std::fs::remove_file(self.parent_file(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(DriverError::io(format!("removing {}", self.parent_file(id).display()), e))
-            }
-            _ => Ok(()),
+        // Out of sight first, atomically; the files go in the background.
+        // The caller has unmounted every mount built on the layer.
+        if !self.trash.put(&dir)? {
+            return Err(DriverError::NotFound(format!("vfs layer {id} not found")));
         }
+        self.trash.put(&self.parent_file(id))?;
+        Ok(())
     }
 
     fn list(&self) -> DriverResult<Vec<String>> {
