@@ -240,6 +240,25 @@ struct Pool {
 const MAX_IDLE: usize = 8;
 /// An idle worker exits after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// How long a caller waiting for an answer, and a worker waiting for its next
+/// job, poll before they sleep. Waking a sleeping thread costs tens of
+/// microseconds on a virtual machine with idle cores, several times a
+/// typical driver call; polling this long catches most answers, and calls
+/// that come in bursts, awake.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// `rx.recv_timeout(timeout)`, polling for `SPIN` before it sleeps.
+fn recv_spinning<T>(rx: &mpsc::Receiver<T>, timeout: Duration) -> Result<T, mpsc::RecvTimeoutError> {
+    let started = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvTimeoutError::Disconnected),
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < SPIN.min(timeout) => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) => return rx.recv_timeout(timeout.saturating_sub(started.elapsed())),
+        }
+    }
+}
 
 impl Pool {
     /// Runs `f` on a worker; `Err(true)` if it did not finish within
@@ -260,7 +279,7 @@ impl Pool {
                 None => break self.spawn(job),
             }
         };
-        let answer = reply_rx.recv_timeout(timeout).map_err(|e| e == mpsc::RecvTimeoutError::Timeout);
+        let answer = recv_spinning(&reply_rx, timeout).map_err(|e| e == mpsc::RecvTimeoutError::Timeout);
         if let (Ok(_), Some(worker)) = (&answer, worker) {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < MAX_IDLE {
@@ -279,7 +298,7 @@ impl Pool {
         let spawned = std::thread::Builder::new().name("berth-dylib-call".into()).spawn(move || {
             job();
             loop {
-                match rx.recv_timeout(IDLE_EXIT) {
+                match recv_spinning(&rx, IDLE_EXIT) {
                     Ok(job) => job(),
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     Err(mpsc::RecvTimeoutError::Timeout) => {

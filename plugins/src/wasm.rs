@@ -3,11 +3,15 @@
 //! One `Engine` per process (component model, epoch interruption, a thread
 //! ticking the epoch every `TICK`). A component is compiled once, at install,
 //! and cached next to the plugin (`cache/<key>.cwasm`); later loads map the
-//! cache. Every call gets a fresh `Store` with a memory cap, an epoch
-//! deadline and a WASI context whose only filesystem is the plugin's data dir
-//! at `/data`: no environment, no arguments, no sockets, stdout and stderr
-//! captured into the daemon's log. The instance is dropped after the call, so
-//! a trap or a timeout leaves nothing behind.
+//! cache. An instance lives in its own `Store` with a memory cap, an epoch
+//! deadline armed afresh for every call, and a WASI context whose only
+//! filesystem is the plugin's data dir at `/data`: no environment, no
+//! arguments, no sockets, stdout and stderr captured into the daemon's log.
+//! An instance whose call returned (an answer or a driver error) is kept warm
+//! for the next call, up to `WARM_PER_KIND` per plugin; one whose call trapped,
+//! timed out or hit its memory cap is dropped, so a failure leaves nothing
+//! behind. Instantiating costs tens of microseconds (a pool slot's memory
+//! reset, the data-dir preopen, the guest's start-up); a warm call costs a few.
 //!
 //! This module must never give a component anything beyond that context,
 //! never let a guest failure escape as a panic or a hang of the caller, and
@@ -20,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use berth_core::drivers::{DriverError, DriverResult};
@@ -73,6 +77,10 @@ const TICK: Duration = Duration::from_millis(10);
 const OUTPUT_CAPTURE: usize = 64 * 1024;
 /// Bytes of one `host.log` message kept.
 const LOG_MESSAGE_MAX: usize = 4096;
+/// Idle instances kept per plugin and kind: enough for the calls that
+/// overlap on a small host, few enough that idle plugins leave pool slots
+/// (and their memory) to busy ones.
+const WARM_PER_KIND: usize = 4;
 
 /// The process-wide engine and the linker with the host's imports.
 pub struct WasmRuntime {
@@ -283,11 +291,13 @@ impl ResourceLimiter for Limiter {
 /// panics when printing fails and a chatty plugin must not become a
 /// trapping one (wasmtime's `MemoryOutputPipe` traps when full).
 #[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    /// What was written since the last `take`, emptying the buffer.
+    fn take(&self) -> String {
+        let kept = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        String::from_utf8(kept).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -333,15 +343,45 @@ struct Shared {
     settings: BTreeMap<String, String>,
 }
 
-/// A loaded WASM plugin: ready to instantiate, one instance per call.
+/// An instance with its store, between calls.
+struct Warm<I> {
+    store: Store<CallState>,
+    exports: I,
+    output: Capture,
+}
+
+/// One kind of a plugin: how to instantiate it, and its idle instances.
+struct KindPool<P, I> {
+    pre: P,
+    idle: Mutex<Vec<Warm<I>>>,
+}
+
+impl<P, I> KindPool<P, I> {
+    fn new(pre: P) -> Self {
+        KindPool { pre, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn take_idle(&self) -> Option<Warm<I>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put_back(&self, warm: Warm<I>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < WARM_PER_KIND {
+            idle.push(warm);
+        }
+    }
+}
+
+/// A loaded WASM plugin: linked, with warm instances per kind.
 pub struct WasmPlugin {
     runtime: &'static WasmRuntime,
     shared: Arc<Shared>,
     data_dir: PathBuf,
     timeout: Duration,
     memory_mib: u64,
-    volume: Option<VolumePluginPre<CallState>>,
-    network: Option<NetworkPluginPre<CallState>>,
+    volume: Option<KindPool<VolumePluginPre<CallState>, VolumePlugin>>,
+    network: Option<KindPool<NetworkPluginPre<CallState>, NetworkPlugin>>,
 }
 
 impl WasmPlugin {
@@ -357,8 +397,8 @@ impl WasmPlugin {
             .instantiate_pre(&component)
             .map_err(|e| PluginError::InvalidArgument(format!("plugin {name}: imports something berth does not offer: {e}")))?;
         let link_error = |e: wasmtime::Error| PluginError::InvalidArgument(format!("plugin {name}: {e}"));
-        let volume = if manifest.has_kind(Kind::Volume) { Some(VolumePluginPre::new(pre.clone()).map_err(link_error)?) } else { None };
-        let network = if manifest.has_kind(Kind::Network) { Some(NetworkPluginPre::new(pre).map_err(link_error)?) } else { None };
+        let volume = if manifest.has_kind(Kind::Volume) { Some(KindPool::new(VolumePluginPre::new(pre.clone()).map_err(link_error)?)) } else { None };
+        let network = if manifest.has_kind(Kind::Network) { Some(KindPool::new(NetworkPluginPre::new(pre).map_err(link_error)?)) } else { None };
         let plugin = WasmPlugin {
             runtime,
             shared: Arc::new(Shared { name: name.to_string(), settings: settings.clone() }),
@@ -376,7 +416,7 @@ impl WasmPlugin {
         DriverError::Plugin { plugin: self.shared.name.clone(), message }
     }
 
-    /// A store for one call: memory cap, deadline, WASI with `/data` only.
+    /// A store for one instance: memory cap, WASI with `/data` only.
     fn store(&self, output: &Capture) -> DriverResult<Store<CallState>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true)
@@ -395,45 +435,80 @@ impl WasmPlugin {
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // +1: the tick in flight when the call starts may land at once.
-        let ticks = self.timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         Ok(store)
     }
 
-    /// Runs `f` in a fresh instance and turns every guest failure into
-    /// `DriverError::Plugin` with words a user can act on.
-    fn run<R>(&self, method: &str, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> DriverResult<R> {
-        let output = Capture::default();
-        let mut store = self.store(&output)?;
-        let result = f(&mut store);
-        let text = output.text();
+    /// Runs `f` on a warm instance of `pool` (or a new one) under a fresh
+    /// deadline, keeps the instance warm if the guest came back, and turns
+    /// every guest failure into `DriverError::Plugin` with words a user can
+    /// act on.
+    fn run<P, I, R>(
+        &self,
+        method: &str,
+        pool: &KindPool<P, I>,
+        instantiate: impl FnOnce(&P, &mut Store<CallState>) -> wasmtime::Result<I>,
+        f: impl FnOnce(&I, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> DriverResult<R> {
+        // +1: the tick in flight when the call starts may land at once.
+        let ticks = self.timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
+        let mut warm = match pool.take_idle() {
+            Some(warm) => warm,
+            None => {
+                let output = Capture::default();
+                let mut store = self.store(&output)?;
+                // The deadline covers the guest's start-up too.
+                store.set_epoch_deadline(ticks);
+                match instantiate(&pool.pre, &mut store) {
+                    Ok(exports) => Warm { store, exports, output },
+                    Err(e) => return Err(self.guest_failure(&format!("start-up for {method}"), &store, &self.log_output(&output), e)),
+                }
+            }
+        };
+        warm.store.set_epoch_deadline(ticks);
+        let result = f(&warm.exports, &mut warm.store);
+        let text = self.log_output(&warm.output);
+        match result {
+            Ok(answer) => {
+                pool.put_back(warm);
+                Ok(answer)
+            }
+            // A guest that failed here is never entered again: the instance
+            // and its memory go with `warm`.
+            Err(e) => Err(self.guest_failure(method, &warm.store, &text, e)),
+        }
+    }
+
+    /// The guest's output since the last call, sent to the log and returned.
+    fn log_output(&self, output: &Capture) -> String {
+        let text = output.take();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(plugin = %self.shared.name, "{line}");
         }
-        result.map_err(|e| {
-            let message = if store.data().limiter.hit {
-                format!("exceeded its memory limit of {} MiB ({method})", self.memory_mib)
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                format!("did not answer within {} ({method})", human(self.timeout))
-            } else if let Some(trap) = e.downcast_ref::<Trap>() {
-                match guest_panic(&text) {
-                    Some(why) => format!("trapped in {method} ({trap}): {why}"),
-                    None => format!("trapped in {method}: {trap}"),
-                }
-            } else {
-                format!("failed in {method}: {e}")
-            };
-            self.plugin_error(message)
-        })
+        text
     }
 
-    fn volume(&self) -> DriverResult<&VolumePluginPre<CallState>> {
+    fn guest_failure(&self, method: &str, store: &Store<CallState>, text: &str, e: wasmtime::Error) -> DriverError {
+        let message = if store.data().limiter.hit {
+            format!("exceeded its memory limit of {} MiB ({method})", self.memory_mib)
+        } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            format!("did not answer within {} ({method})", human(self.timeout))
+        } else if let Some(trap) = e.downcast_ref::<Trap>() {
+            match guest_panic(text) {
+                Some(why) => format!("trapped in {method} ({trap}): {why}"),
+                None => format!("trapped in {method}: {trap}"),
+            }
+        } else {
+            format!("failed in {method}: {e}")
+        };
+        self.plugin_error(message)
+    }
+
+    fn volume(&self) -> DriverResult<&KindPool<VolumePluginPre<CallState>, VolumePlugin>> {
         self.volume.as_ref().ok_or_else(|| self.plugin_error("does not provide a volume driver".into()))
     }
 
-    fn network(&self) -> DriverResult<&NetworkPluginPre<CallState>> {
+    fn network(&self) -> DriverResult<&KindPool<NetworkPluginPre<CallState>, NetworkPlugin>> {
         self.network.as_ref().ok_or_else(|| self.plugin_error("does not provide a network driver".into()))
     }
 
@@ -500,9 +575,7 @@ impl Backend for WasmPlugin {
         };
         macro_rules! vol {
             (|$d:ident, $s:ident| $body:expr) => {{
-                let pre = self.volume()?;
-                self.run(method, |$s| {
-                    let inst = pre.instantiate(&mut *$s)?;
+                self.run(method, self.volume()?, |pre, s| pre.instantiate(s), |inst, $s| {
                     let $d = inst.berth_plugin_volume_driver();
                     $body
                 })
@@ -510,9 +583,7 @@ impl Backend for WasmPlugin {
         }
         macro_rules! net {
             (|$d:ident, $s:ident| $body:expr) => {{
-                let pre = self.network()?;
-                self.run(method, |$s| {
-                    let inst: NetworkPlugin = pre.instantiate(&mut *$s)?;
+                self.run(method, self.network()?, |pre, s| pre.instantiate(s), |inst, $s| {
                     let $d = inst.berth_plugin_network_driver();
                     $body
                 })
@@ -631,6 +702,7 @@ mod tests {
         for _ in 0..100 {
             stream.write(bytes::Bytes::from(vec![b'x'; 4096])).expect("never fails");
         }
-        assert_eq!(c.text().len(), OUTPUT_CAPTURE);
+        assert_eq!(c.take().len(), OUTPUT_CAPTURE);
+        assert_eq!(c.take(), "", "take empties the buffer for the next call");
     }
 }
