@@ -11,7 +11,7 @@ use common::Sandbox;
 
 #[test]
 fn macvlan_containers_reach_each_other_and_another_host_but_not_the_sandbox() {
-    let sb = Sandbox::start();
+    let mut sb = Sandbox::start();
     sb.load_image(&images::busybox(), "busybox:latest");
     // The segment: the sandbox's end `mvpar` (the parent) and another host at .100.
     let other = OtherHost::start(&sb, "mvpar", "192.168.77.100/24", None);
@@ -62,6 +62,18 @@ fn macvlan_containers_reach_each_other_and_another_host_but_not_the_sandbox() {
     let bb = images::busybox_path();
     let from_sandbox = common::net::sandbox_sh(&sb, &format!("{bb} ping -c 1 -W 1 {ip1}"));
     assert!(!from_sandbox.success(), "the sandbox cannot reach its macvlan children:\n{}", from_sandbox.describe());
+
+    // After a daemon restart the driver has forgotten which interface it
+    // made; disconnecting a running container still takes it away.
+    sb.restart();
+    assert!(other.ping(&ip2), "m2 kept its interface across the restart");
+    sb.berth_ok(&["network", "disconnect", "mv", "m2"]);
+    let links = sb.berth_ok(&["exec", "m2", "ip", "-o", "link"]);
+    assert!(!links.contains("eth0"), "m2's macvlan is gone after disconnect:\n{links}");
+    assert!(!other.ping(&ip2), "nothing answers at m2's old address");
+    sb.berth_ok(&["network", "connect", "mv", "m2"]);
+    let ip2 = ip_on(&sb, "m2", "mv");
+    assert!(other.ping(&ip2), "m2 is back on the segment after connect ({ip2})");
 
     sb.berth_ok(&["rm", "-f", "m1", "m2"]);
     sb.berth_ok(&["network", "rm", "mv"]);

@@ -817,6 +817,44 @@ pub fn link_exists(name: &str, sandbox: Option<&Path>) -> Result<bool, NetError>
     Ok(conn.index(name, ns)?.is_some())
 }
 
+/// Deletes the links whose hardware address is `mac` in the namespace at
+/// `sandbox`; returns their names. How the engine takes back an endpoint's
+/// interface that its driver's `leave` did not remove (a driver that lost
+/// its memory of the name in a daemon restart, say), as libnetwork's sandbox
+/// removes the interfaces it moved in.
+pub fn delete_links_with_mac(mac: &str, sandbox: &Path) -> Result<Vec<String>, NetError> {
+    let wanted = parse_mac(mac)?;
+    let mut conn = Conn::new(Some(sandbox))?;
+    let h = conn.handle(Netns::Sandbox)?;
+    conn.rt.block_on(async move {
+        let mut found = Vec::new();
+        let mut s = h.link().get().execute();
+        while let Some(m) = s.try_next().await.map_err(nl_err("listing links"))? {
+            let mut name = None;
+            let mut matches = false;
+            for a in &m.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Address(a) => matches = *a == wanted,
+                    _ => {}
+                }
+            }
+            if matches {
+                found.push((m.header.index, name.unwrap_or_else(|| format!("#{}", m.header.index))));
+            }
+        }
+        let mut deleted = Vec::new();
+        for (idx, name) in found {
+            match h.link().del(idx).execute().await {
+                Ok(()) => deleted.push(name),
+                Err(e) if errno_of(&e) == Some(libc::ENODEV) => {}
+                Err(e) => return Err(nl_err(format!("deleting link {name}"))(e)),
+            }
+        }
+        Ok(deleted)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::netns::{self, tests::sandboxed};

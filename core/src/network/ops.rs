@@ -1048,6 +1048,20 @@ impl Engine {
                                     tracing::warn!(container = %id, network = %net.name, error = %e, "removing the container's interface")
                                 }
                             }
+                            // The engine named the interface at join; what
+                            // the driver's plan left of it (a driver restarted
+                            // since knows no name) goes now, found by its MAC.
+                            if let (Some(sb), false) = (sandbox, s.mac_address.is_empty()) {
+                                match executor::delete_links_with_mac(&s.mac_address, sb) {
+                                    Ok(left) if !left.is_empty() => {
+                                        tracing::info!(container = %id, network = %net.name, links = ?left, "removed the interface the driver left behind")
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        tracing::warn!(container = %id, network = %net.name, error = %e, "removing the container's interface")
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(container = %id, network = %net.name, error = %e, "the driver's leave failed")
