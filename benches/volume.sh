@@ -52,7 +52,6 @@ inner="$(cat <<'SANDBOX'
 set -euo pipefail
 berth="$1" work="$2" runs="$3" mib="$4" files="$5"
 ip link set lo up
-
 sock="$work/berth.sock"
 b() { "$berth" -H "unix://$sock" --no-autostart "$@"; }
 daemon=""
