@@ -417,6 +417,9 @@ impl Sandbox {
 
     /// Files outside the driver's root.
     fn outside(&self) -> Vec<String> {
+        // A refused layer goes to the driver's trash; the reaper deleting it
+        // while we walk would pull entries from under the walk.
+        berth_core::trash::flush();
         let mut out = Vec::new();
         for (rel, _) in snapshot(&self.sentinel) {
             if !rel.starts_with("a/b/root") && rel != "a" && rel != "a/b" {
