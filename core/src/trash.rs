@@ -113,6 +113,14 @@ impl Trash {
         }
     }
 
+    /// `put` for cleanups whose failure the next start mends: a failure is
+    /// logged as `what`, not returned.
+    pub fn put_or_warn(&self, path: &Path, what: &str) {
+        if let Err(e) = self.put(path) {
+            tracing::warn!(path = %path.display(), error = %e, "{what}");
+        }
+    }
+
     fn queue(&self, entry: OsString) {
         let job = Job::Delete { trash: self.dir.clone(), entry };
         // No reaper thread (it could not be spawned): delete now rather than never.

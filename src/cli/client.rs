@@ -205,13 +205,23 @@ pub async fn inspect_each(
     super::format::print_inspected(found, &errors, format.as_ref())
 }
 
-/// `rm` of several objects: DELETEs `path(name)` for each, printing the
-/// names removed and then the errors; fails if any failed.
-pub async fn remove_each(client: &Client, names: &[String], path: impl Fn(&str) -> String) -> Result<std::process::ExitCode> {
+/// A verb on several objects (`rm`, `stop`, `start`, ...): `method
+/// path(name)` for each, printing each name done, then the errors, as
+/// docker does; the status is 1 if any failed. With `ignore_missing`, an
+/// object the daemon does not know counts as done and is not printed
+/// (`network rm -f`).
+pub async fn each(
+    client: &Client,
+    names: &[String],
+    method: Method,
+    ignore_missing: bool,
+    path: impl Fn(&str) -> String,
+) -> Result<std::process::ExitCode> {
     let mut errors = Vec::new();
     for name in names {
-        match client.call(Method::DELETE, &path(name), empty(), None).await {
+        match client.call(method.clone(), &path(name), empty(), None).await {
             Ok(_) => println!("{name}"),
+            Err(e) if ignore_missing && e.downcast_ref::<DaemonError>().is_some_and(|d| d.status == 404) => {}
             Err(e) => errors.push(format!("{e:#}")),
         }
     }

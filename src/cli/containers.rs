@@ -18,7 +18,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::client::{empty, enc, Client, DaemonError};
+use super::client::{each, empty, enc, Client, DaemonError};
 use super::format::{tabwrite, Format};
 use super::images::filters_json;
 use super::run::{self, parse_memory, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
@@ -595,24 +595,8 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `POST /containers/{name}/{verb}` for each, printing the name on
-/// success and the error otherwise, as docker's multi-container verbs do.
-async fn each(client: &Client, names: &[String], path_of: impl Fn(&str) -> String, method: Method) -> Result<ExitCode> {
-    let mut failed = false;
-    for name in names {
-        match client.call(method.clone(), &path_of(name), empty(), None).await {
-            Ok(_) => println!("{name}"),
-            Err(e) => {
-                eprintln!("{e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
 async fn simple(client: &Client, names: &[String], verb: &str) -> Result<ExitCode> {
-    each(client, names, |n| format!("/containers/{}/{verb}", enc(n)), Method::POST).await
+    each(client, names, Method::POST, false, |n| format!("/containers/{}/{verb}", enc(n))).await
 }
 
 /// `berth stop`.
@@ -625,19 +609,19 @@ pub async fn stop(client: &Client, args: &StopArgs) -> Result<ExitCode> {
         q.push(format!("signal={}", enc(s)));
     }
     let q = q.join("&");
-    each(client, &args.containers, |n| format!("/containers/{}/stop?{q}", enc(n)), Method::POST).await
+    each(client, &args.containers, Method::POST, false, |n| format!("/containers/{}/stop?{q}", enc(n))).await
 }
 
 /// `berth restart`.
 pub async fn restart(client: &Client, args: &StopArgs) -> Result<ExitCode> {
     let q = args.timeout.map(|t| format!("t={t}")).unwrap_or_default();
-    each(client, &args.containers, |n| format!("/containers/{}/restart?{q}", enc(n)), Method::POST).await
+    each(client, &args.containers, Method::POST, false, |n| format!("/containers/{}/restart?{q}", enc(n))).await
 }
 
 /// `berth kill`.
 pub async fn kill(client: &Client, args: &KillArgs) -> Result<ExitCode> {
     let sig = enc(&args.signal);
-    each(client, &args.containers, |n| format!("/containers/{}/kill?signal={sig}", enc(n)), Method::POST).await
+    each(client, &args.containers, Method::POST, false, |n| format!("/containers/{}/kill?signal={sig}", enc(n))).await
 }
 
 /// `berth pause`.
@@ -653,7 +637,7 @@ pub async fn unpause(client: &Client, args: &NamesArgs) -> Result<ExitCode> {
 /// `berth rm`.
 pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
     let q = format!("force={}&v={}&link={}", u8::from(args.force), u8::from(args.volumes), u8::from(args.link));
-    each(client, &args.containers, |n| format!("/containers/{}?{q}", enc(n)), Method::DELETE).await
+    each(client, &args.containers, Method::DELETE, false, |n| format!("/containers/{}?{q}", enc(n))).await
 }
 
 /// `berth logs`.

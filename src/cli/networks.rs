@@ -396,23 +396,9 @@ pub async fn create(client: &Client, args: &CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `berth network rm`: each name in turn; errors go to stderr and make the status 1.
+/// `berth network rm`: each name in turn; `-f` passes over missing networks.
 pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
-    let mut failed = false;
-    for name in &args.networks {
-        match client.call(Method::DELETE, &format!("/networks/{}", enc(name)), super::client::empty(), None).await {
-            Ok(_) => println!("{name}"),
-            Err(e) => {
-                let not_found = e.downcast_ref::<super::client::DaemonError>().is_some_and(|d| d.status == 404);
-                if args.force && not_found {
-                    continue;
-                }
-                eprintln!("{e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    super::client::each(client, &args.networks, Method::DELETE, args.force, |n| format!("/networks/{}", enc(n))).await
 }
 
 /// `berth network prune`.

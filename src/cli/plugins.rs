@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{empty, enc, inspect_each, json_body, remove_each, Client};
+use super::client::{each, empty, enc, inspect_each, json_body, Client};
 use super::format::Format;
 
 /// `berth plugin ...`.
@@ -238,5 +238,5 @@ async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
 /// `berth plugin rm`.
 async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
     let force = u8::from(args.force);
-    remove_each(client, &args.plugins, |n| format!("/plugins/{}?force={force}", enc(n))).await
+    each(client, &args.plugins, Method::DELETE, false, |n| format!("/plugins/{}?force={force}", enc(n))).await
 }

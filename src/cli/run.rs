@@ -751,17 +751,7 @@ pub async fn start(client: &Client, args: &StartArgs) -> Result<ExitCode> {
         let status = waiter.await.map_err(|e| anyhow!("waiting for the container failed: {e}"))??;
         return Ok(exit_code(status));
     }
-    let mut failed = false;
-    for name in &args.containers {
-        match client.call(Method::POST, &format!("/containers/{}/start", enc(name)), empty(), None).await {
-            Ok(_) => println!("{name}"),
-            Err(e) => {
-                eprintln!("{e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    super::client::each(client, &args.containers, Method::POST, false, |n| format!("/containers/{}/start", enc(n))).await
 }
 
 /// `berth attach`.

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{enc, inspect_each, remove_each, Client};
+use super::client::{each, enc, inspect_each, Client};
 use super::format::Format;
 use super::images::filters_json;
 use super::units::human_size4;
@@ -282,7 +282,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
 /// `berth volume rm`.
 pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
     let force = u8::from(args.force);
-    remove_each(client, &args.volumes, |n| format!("/volumes/{}?force={force}", enc(n))).await
+    each(client, &args.volumes, Method::DELETE, false, |n| format!("/volumes/{}?force={force}", enc(n))).await
 }
 
 /// The filters `volume prune` sends: `--filter` plus `all=true` for `-a`.

@@ -439,7 +439,7 @@ impl Engine {
                     tracing::warn!(container = %id, error = %e, "removing the layer of a failed create; the next start removes it");
                 }
             }
-            self.discard(&self.root_trash, &dir, "removing the directory of a failed create");
+            self.root_trash.put_or_warn(&dir, "removing the directory of a failed create");
         };
         if let Err(e) = self.write_container_files(&record, &mode) {
             undo(false);

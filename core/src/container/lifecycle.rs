@@ -390,17 +390,9 @@ impl Engine {
                 return;
             }
         }
-        self.discard(trash, state_dir, "removing a container's old state");
+        trash.put_or_warn(state_dir, "removing a container's old state");
     }
 
-    /// Moves a container directory into `trash`, whose reaper deletes it in
-    /// the background; a failure is logged (the next start removes what an
-    /// unknown container left).
-    pub(crate) fn discard(&self, trash: &crate::trash::Trash, dir: &Path, what: &str) {
-        if let Err(e) = trash.put(dir) {
-            tracing::warn!(path = %dir.display(), error = %e, "{what}");
-        }
-    }
 
     /// What is left of a run once its process is gone: the cgroup (the shim
     /// removes it too; whoever is second finds nothing), the network
@@ -847,7 +839,7 @@ impl Engine {
             .storage
             .remove(&record.rw_layer)
             .map_err(|e| super::driver_error(&format!("removing the writable layer of container {id}"), e));
-        self.discard(&self.root_trash, &self.container_dir(&id), "removing the container's directory; the next start removes it");
+        self.root_trash.put_or_warn(&self.container_dir(&id), "removing the container's directory; the next start removes it");
         self.emit(record, "destroy", &[]);
         let result = WaitResult { status_code: exit_code.unwrap_or(record.state.exit_code), error: None };
         self.notify_waiters(
