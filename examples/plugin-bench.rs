@@ -60,7 +60,7 @@ fn run() -> Result<(), String> {
     let drivers = Drivers::default();
     let local = berth_drivers::volume::LocalDriver::new(tmp.path()).map_err(|e| format!("local driver: {e}"))?;
     drivers.volume.register("local", Arc::new(local));
-    let manager = PluginManager::open(tmp.path().join("plugins")).map_err(|e| e.to_string())?;
+    let manager = PluginManager::open(tmp.path().join("plugins"), berth_plugins::DataLimit::Ignore).map_err(|e| e.to_string())?;
     let opts = InstallOptions { grant_all_permissions: true, ..Default::default() };
     for name in ["snapvol-wasm", "snapvol-dylib"] {
         let tar = pack(&plugins_dir.join(name))?;

@@ -58,7 +58,8 @@ fn a_plugin_stuck_in_a_call_stalls_nothing_that_does_not_use_it() {
 
     let log = sb.file("hung-run.log");
     let mut hung = sb.berth_spawn(&["run", "--rm", "-v", "hang:/data", "busybox", "true"], &log);
-    let marker = sb.root.join("plugins/stuck/data/stuck");
+    // Written by the plugin in its data dir, a filesystem mounted in the daemon's namespace.
+    let marker = sb.in_daemon(&sb.root.join("plugins/stuck/data/stuck").display().to_string());
     common::poll_until(Duration::from_secs(10), "the plugin to get stuck in mount", || marker.exists());
 
     let timed = |args: &[&str]| {

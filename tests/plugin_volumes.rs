@@ -54,6 +54,31 @@ fn a_wasm_storage_backend_snapshots_volumes_for_berth_users() {
 }
 
 #[test]
+fn a_plugins_data_dir_holds_no_more_than_its_grant() {
+    let (sb, baseline) = sandbox_with(&["busybox"]);
+    let dir = edited_plugin(&sb, "snapvol-wasm", "snapvol-16m", |m| m.replace("data_mib = 1024", "data_mib = 16"));
+    install(&sb, &dir, &[]);
+    let data_dir = sb.root.join("plugins/snapvol/data").display().to_string();
+    let own_fs = |info: &str| info.lines().any(|l| l.split(' ').nth(4) == Some(data_dir.as_str()) && l.contains(" - ext4 "));
+    assert!(own_fs(&sb.mountinfo()), "the data dir is an ext4 of its own:\n{}", sb.mountinfo());
+
+    sb.berth_ok(&["volume", "create", "-d", "snapvol", "small"]);
+    let fill = ["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=32"];
+    let out = sb.berth(&[&["run", "--rm", "-v", "small:/data", "busybox"][..], &fill[..]].concat());
+    assert!(!out.success() && out.stderr.contains("No space left on device"), "a container fills the plugin's 16 MiB:\n{}", out.describe());
+    let size = sb.berth_ok(&["run", "--rm", "-v", "small:/data", "busybox", "stat", "-c", "%s", "/data/fill"]);
+    let size: u64 = size.trim().parse().expect("stat prints a size");
+    assert!(size > 8 << 20 && size <= 16 << 20, "what landed is within the grant: {size} bytes");
+    // The limit is the plugin's alone: a local volume is not bounded by it.
+    sb.berth_ok(&[&["run", "--rm", "-v", "big:/data", "busybox"][..], &fill[..]].concat());
+
+    sb.berth_ok(&["volume", "rm", "small", "big"]);
+    sb.berth_ok(&["plugin", "rm", "-f", "snapvol"]);
+    assert!(!own_fs(&sb.mountinfo()), "plugin rm unmounts the data filesystem:\n{}", sb.mountinfo());
+    assert_no_leftover_mounts(&sb, &baseline);
+}
+
+#[test]
 fn the_same_backend_as_a_native_dylib_behaves_the_same() {
     let (sb, baseline) = sandbox_with(&["busybox"]);
     install(&sb, &built_plugin("snapvol-dylib"), &[]);
@@ -81,8 +106,9 @@ fn the_docker_cli_uses_plugin_volumes_and_lists_plugins() {
 fn volume_ls_shows_the_volumes_a_plugin_reports_not_only_berths() {
     let (sb, _) = sandbox_with(&[]);
     install(&sb, &built_plugin("snapvol-wasm"), &[]);
-    // Made behind berth's back, in the plugin's own data dir.
-    let handmade = sb.root.join("plugins/snapvol/data/volumes/handmade/_data");
+    // Made behind berth's back, in the plugin's own data dir (its own
+    // filesystem, mounted in the daemon's namespace: seen through the daemon).
+    let handmade = sb.in_daemon(&sb.root.join("plugins/snapvol/data/volumes/handmade/_data").display().to_string());
     fs::create_dir_all(&handmade).expect("making a volume by hand");
     fs::write(handmade.join("f"), b"x").expect("writing into it");
     assert_eq!(sb.berth_ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]), "snapvol handmade\n");

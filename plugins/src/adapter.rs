@@ -5,10 +5,13 @@
 //! the plan checks exist once. An adapter must never return a plan or a path
 //! that did not pass `check::Grant`.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use berth_core::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver, VolumeCapabilities, VolumeDriver};
+use berth_core::drivers::{
+    Change, DriverError, DriverResult, NetworkCapabilities, NetworkDriver, StorageDriver, VolumeCapabilities, VolumeDriver,
+};
 use berth_core::model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
 use berth_core::model::volume::{VolumeCreateRequest, VolumeInfo};
 use berth_core::model::MountPlan;
@@ -16,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::check::Grant;
+use crate::dylib::{DylibPlugin, Payload};
 
 /// One way of calling into a plugin.
 pub trait Backend: Send + Sync {
@@ -183,5 +187,84 @@ impl NetworkDriver for PluginNetworkDriver {
 
     fn leave(&self, network_id: &str, endpoint_id: &str) -> DriverResult<NetworkPlan> {
         self.plan("network-driver.leave", json!([network_id, endpoint_id]))
+    }
+}
+
+/// A dylib plugin's storage (graph) driver. Unlike volume and network calls,
+/// storage calls run on the caller's thread without a deadline (layers take
+/// as long as their size) and carry the layer tar as a stream; see
+/// `berth_sdk::abi`.
+pub struct PluginStorageDriver {
+    name: String,
+    plugin: Arc<DylibPlugin>,
+    grant: Arc<Grant>,
+}
+
+impl PluginStorageDriver {
+    /// `name` is the driver name (the plugin's name or alias).
+    pub fn new(name: &str, plugin: Arc<DylibPlugin>, grant: Arc<Grant>) -> PluginStorageDriver {
+        PluginStorageDriver { name: name.to_string(), plugin, grant }
+    }
+
+    fn call<T: DeserializeOwned>(&self, method: &str, args: Value, payload: Payload<'_>) -> DriverResult<T> {
+        let value = self.plugin.call_streaming(method, args, payload)?;
+        serde_json::from_value(value).map_err(|e| DriverError::Plugin {
+            plugin: self.name.clone(),
+            message: format!("answered {method} with a malformed document: {e}"),
+        })
+    }
+}
+
+impl StorageDriver for PluginStorageDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        match self.call("storage-driver.status", json!([]), Payload::None) {
+            Ok(status) => status,
+            Err(e) => vec![("Status".to_string(), format!("the plugin did not say: {e}"))],
+        }
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        self.call::<Value>("storage-driver.create", json!([id, parent]), Payload::None).map(drop)
+    }
+
+    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
+        self.call("storage-driver.apply-diff", json!([id]), Payload::Read(diff))
+    }
+
+    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan> {
+        let plan = self.call("storage-driver.mount-plan", json!([id, writable]), Payload::None)?;
+        self.grant.check_mount(plan)
+    }
+
+    fn export_diff(&self, id: &str, out: &mut dyn Write) -> DriverResult<()> {
+        self.call::<Value>("storage-driver.export-diff", json!([id]), Payload::Write(out)).map(drop)
+    }
+
+    fn changes(&self, id: &str) -> DriverResult<Vec<Change>> {
+        self.call("storage-driver.changes", json!([id]), Payload::None)
+    }
+
+    fn usage(&self, id: &str) -> DriverResult<u64> {
+        self.call("storage-driver.usage", json!([id]), Payload::None)
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        // The trait cannot fail here; a driver that cannot answer has no usable layer.
+        self.call("storage-driver.exists", json!([id]), Payload::None).unwrap_or_else(|e| {
+            tracing::warn!(plugin = %self.name, layer = id, "exists: {e}");
+            false
+        })
+    }
+
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        self.call::<Value>("storage-driver.remove", json!([id]), Payload::None).map(drop)
+    }
+
+    fn list(&self) -> DriverResult<Vec<String>> {
+        self.call("storage-driver.list", json!([]), Payload::None)
     }
 }

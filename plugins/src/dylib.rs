@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
@@ -33,20 +34,26 @@ use crate::manifest::{Kind, Manifest};
 use crate::wasm::human;
 use crate::PluginError;
 
-/// A library's descriptor, checked. `'static` because the library is never unloaded.
-struct Checked {
-    desc: &'static Descriptor,
+/// The functions of a library's descriptor, copied out once checked. The
+/// library is never unloaded, so they stay valid for the process.
+#[derive(Clone, Copy)]
+struct Table {
+    init: unsafe extern "C" fn(*const u8, usize, *mut Buffer) -> *mut c_void,
+    call: unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *mut Buffer) -> i32,
+    free: unsafe extern "C" fn(Buffer),
+    /// Only libraries of ABI 0.2 and later have it.
+    call_stream: Option<unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *mut abi::Stream, *mut Buffer) -> i32>,
 }
 
 /// Opens the library at `path` and checks its ABI version and kinds; calls
 /// nothing in it but `berth_plugin_descriptor`.
-fn open(name: &str, path: &Path, manifest: &Manifest) -> Result<Checked, PluginError> {
+fn open(name: &str, path: &Path, manifest: &Manifest) -> Result<Table, PluginError> {
     // SAFETY: loading runs the library's initialisers. A dylib plugin is
     // trusted native code by definition (its installer accepted that);
     // nothing the host can check comes before this point.
     let lib = unsafe { libloading::Library::new(path) }
         .map_err(|e| PluginError::InvalidArgument(format!("plugin {name}: cannot load {}: {e}", path.display())))?;
-    let desc_ptr = {
+    let desc: *const Descriptor = {
         // SAFETY: the symbol's type is fixed by the ABI (`abi::DESCRIPTOR_SYMBOL`).
         let symbol = unsafe { lib.get::<unsafe extern "C" fn() -> *const Descriptor>(abi::DESCRIPTOR_SYMBOL) }
             .map_err(|_| PluginError::InvalidArgument(format!("plugin {name}: {} is not a berth plugin (no berth_plugin_descriptor)", path.display())))?;
@@ -55,36 +62,56 @@ fn open(name: &str, path: &Path, manifest: &Manifest) -> Result<Checked, PluginE
     };
     // Never dlclose (see the module docs): the descriptor and code stay valid for the process.
     std::mem::forget(lib);
-    // SAFETY: non-null is checked; the ABI guarantees the two version fields
-    // lead the struct in every version, so reading them is sound before we
-    // know the rest of the layout matches.
-    let (major, minor) = match unsafe { desc_ptr.as_ref() } {
-        Some(d) => (d.abi_major, d.abi_minor),
-        None => return Err(PluginError::InvalidArgument(format!("plugin {name}: berth_plugin_descriptor returned null"))),
-    };
+    if desc.is_null() {
+        return Err(PluginError::InvalidArgument(format!("plugin {name}: berth_plugin_descriptor returned null")));
+    }
+    // The fields are read one by one through the pointer, never as a whole
+    // `&Descriptor`: a library of an older minor version has a shorter one.
+    // SAFETY: non-null; the ABI guarantees the two version fields lead the
+    // struct in every version.
+    let (major, minor) = unsafe { (std::ptr::addr_of!((*desc).abi_major).read(), std::ptr::addr_of!((*desc).abi_minor).read()) };
     if major != abi::ABI_MAJOR {
         return Err(PluginError::InvalidArgument(format!(
-            "plugin {name}: dylib ABI {major}.{minor}, this berth speaks {}.x; rebuild it against berth-sdk {}.{}",
+            "plugin {name}: dylib ABI {major}.{minor}, this berth speaks {}.x; rebuild it against this berth's berth-sdk (ABI {}.{})",
             abi::ABI_MAJOR,
             abi::ABI_MAJOR,
             abi::ABI_MINOR
         )));
     }
-    // SAFETY: same major version: the layout is the one we compiled against,
-    // and it lives as long as the (never unloaded) library.
-    let desc: &'static Descriptor = unsafe { &*desc_ptr };
+    // SAFETY: same major version: every version of it starts with these
+    // fields, laid out as we compiled them; `call_stream` is read only from
+    // libraries whose minor version has it.
+    let (kinds, table) = unsafe {
+        (
+            std::ptr::addr_of!((*desc).kinds).read(),
+            Table {
+                init: std::ptr::addr_of!((*desc).init).read(),
+                call: std::ptr::addr_of!((*desc).call).read(),
+                free: std::ptr::addr_of!((*desc).free).read(),
+                call_stream: (minor >= 2).then(|| std::ptr::addr_of!((*desc).call_stream).read()),
+            },
+        )
+    };
     for kind in &manifest.kinds {
         let bit = match kind {
             Kind::Volume => abi::KIND_VOLUME,
             Kind::Network => abi::KIND_NETWORK,
+            Kind::Storage => abi::KIND_STORAGE,
         };
-        if desc.kinds & bit == 0 {
+        if kinds & bit == 0 {
             return Err(PluginError::InvalidArgument(format!(
                 "plugin {name}: plugin.toml says kinds includes {kind}, but the library does not provide it"
             )));
         }
+        if *kind == Kind::Storage && table.call_stream.is_none() {
+            return Err(PluginError::InvalidArgument(format!(
+                "plugin {name}: dylib ABI {major}.{minor} cannot carry a storage driver (ABI 0.2 added it); rebuild it against this berth's berth-sdk (ABI {}.{})",
+                abi::ABI_MAJOR,
+                abi::ABI_MINOR
+            )));
+        }
     }
-    Ok(Checked { desc })
+    Ok(table)
 }
 
 /// Checks a library at install without creating a driver.
@@ -109,7 +136,7 @@ pub struct DylibPlugin {
 
 struct Inner {
     name: String,
-    desc: &'static Descriptor,
+    table: Table,
     handle: Handle,
 }
 
@@ -124,7 +151,7 @@ impl DylibPlugin {
         settings: &BTreeMap<String, String>,
     ) -> Result<(DylibPlugin, LoadStats), PluginError> {
         let started = Instant::now();
-        let Checked { desc } = open(name, path, manifest)?;
+        let table = open(name, path, manifest)?;
         let config = InitConfig { data_dir: data_dir.to_string_lossy().into_owned(), settings: settings.clone() };
         let config = serde_json::to_vec(&config).map_err(|e| PluginError::Internal(format!("plugin {name}: init config: {e}")))?;
         let pool = Arc::new(Pool::default());
@@ -133,9 +160,9 @@ impl DylibPlugin {
         let made = pool.run(timeout, move || {
             let mut out = Buffer::empty();
             // SAFETY: `config` outlives the call; `out` is ours to receive into.
-            let handle = unsafe { (desc.init)(config.as_ptr(), config.len(), &mut out) };
+            let handle = unsafe { (table.init)(config.as_ptr(), config.len(), &mut out) };
             // SAFETY: `out` was written by this library (or is still empty).
-            let text = unsafe { take(desc, out) };
+            let text = unsafe { take(&table, out) };
             (Handle(handle), text)
         });
         let (handle, text) = made.map_err(|timed_out| match timed_out {
@@ -149,7 +176,7 @@ impl DylibPlugin {
             };
             return Err(PluginError::InvalidArgument(format!("plugin {owner}: init failed: {why}")));
         }
-        let plugin = DylibPlugin { inner: Arc::new(Inner { name: owner.clone(), desc, handle }), pool, timeout };
+        let plugin = DylibPlugin { inner: Arc::new(Inner { name: owner.clone(), table, handle }), pool, timeout };
         Ok((plugin, LoadStats { plugin: owner, duration: started.elapsed(), from_cache: false }))
     }
 
@@ -161,15 +188,15 @@ impl DylibPlugin {
 /// Copies a buffer the library wrote and frees it with the library's `free`.
 ///
 /// # Safety
-/// `out` must be empty or written by the library of `desc`, and not freed yet.
-unsafe fn take(desc: &Descriptor, out: Buffer) -> Vec<u8> {
+/// `out` must be empty or written by the library of `table`, and not freed yet.
+unsafe fn take(table: &Table, out: Buffer) -> Vec<u8> {
     if out.ptr.is_null() {
         return Vec::new();
     }
     // SAFETY: the library wrote `len` bytes at `ptr`.
     let bytes = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
     // SAFETY: handed back to the allocator that made it, once.
-    unsafe { (desc.free)(out) };
+    unsafe { (table.free)(out) };
     bytes
 }
 
@@ -182,16 +209,23 @@ impl Backend for DylibPlugin {
             let mut out = Buffer::empty();
             // SAFETY: the handle came from this library's `init` and the
             // library is never unloaded; the buffers outlive the call.
-            let status = unsafe { (inner.desc.call)(inner.handle.0, m.as_ptr(), m.len(), input.as_ptr(), input.len(), &mut out) };
+            let status = unsafe { (inner.table.call)(inner.handle.0, m.as_ptr(), m.len(), input.as_ptr(), input.len(), &mut out) };
             // SAFETY: `out` was written by this library (or is still empty).
-            (status, unsafe { take(inner.desc, out) })
+            (status, unsafe { take(&inner.table, out) })
         });
         let (status, bytes) = match answer {
             Ok(a) => a,
             Err(true) => return Err(self.plugin_error(format!("did not answer within {} ({method})", human(self.timeout)))),
             Err(false) => return Err(self.plugin_error(format!("{method} could not run: no call thread"))),
         };
-        let decoded = serde_json::from_slice::<Answer>(&bytes);
+        self.decode(method, status, &bytes)
+    }
+}
+
+impl DylibPlugin {
+    /// Maps a call's status and answer document to its value or error.
+    fn decode(&self, method: &str, status: i32, bytes: &[u8]) -> DriverResult<Value> {
+        let decoded = serde_json::from_slice::<Answer>(bytes);
         match (status, decoded) {
             (abi::STATUS_OK, Ok(Answer::Ok(v))) => Ok(v),
             (abi::STATUS_ERR, Ok(Answer::Err(e))) => {
@@ -201,13 +235,108 @@ impl Backend for DylibPlugin {
             (abi::STATUS_PANIC, decoded) => {
                 let message = match decoded {
                     Ok(Answer::Err(e)) => sdk_error(e).1,
-                    _ => String::from_utf8_lossy(&bytes).into_owned(),
+                    _ => String::from_utf8_lossy(bytes).into_owned(),
                 };
                 let message = message.strip_prefix("plugin panicked: ").unwrap_or(&message).to_string();
                 Err(self.plugin_error(format!("panicked in {method}: {message}")))
             }
             (abi::STATUS_OK | abi::STATUS_ERR, Err(e)) => Err(self.plugin_error(format!("answered {method} with malformed JSON: {e}"))),
             (status, _) => Err(self.plugin_error(format!("answered {method} with status {status} and a document that does not match it"))),
+        }
+    }
+}
+
+/// The stream a storage call carries: the layer tar the plugin reads, or the
+/// sink it writes the layer to.
+pub enum Payload<'a> {
+    None,
+    Read(&'a mut dyn Read),
+    Write(&'a mut dyn Write),
+}
+
+/// What `abi::Stream::ctx` points at during one `call_streaming`.
+struct StreamState<'a> {
+    payload: Payload<'a>,
+    /// The host side's own failure (a layer that fails its digest, a full
+    /// disk), reported in preference to what the plugin makes of it.
+    error: Option<std::io::Error>,
+}
+
+impl DylibPlugin {
+    /// One call on the caller's thread, without a deadline, with `payload`
+    /// lent as the call's stream: how storage drivers are called (see
+    /// `berth_sdk::abi`). A panic in the plugin is still caught by its glue.
+    pub fn call_streaming(&self, method: &str, args: Value, payload: Payload<'_>) -> DriverResult<Value> {
+        let Some(call_stream) = self.inner.table.call_stream else {
+            return Err(self.plugin_error(format!("{method}: the library's ABI is older than 0.2 and has no streaming calls")));
+        };
+        let input = serde_json::to_vec(&args).map_err(|e| self.plugin_error(format!("cannot encode {method} arguments: {e}")))?;
+        let mut state = StreamState { payload, error: None };
+        let mut stream = abi::Stream { ctx: std::ptr::addr_of_mut!(state).cast(), read: stream_read, write: stream_write };
+        let mut out = Buffer::empty();
+        // SAFETY: the handle came from this library's `init`; the stream and
+        // its state, the method and the input outlive the call, which returns
+        // before we touch `state` again.
+        let status = unsafe {
+            call_stream(self.inner.handle.0, method.as_ptr(), method.len(), input.as_ptr(), input.len(), &mut stream, &mut out)
+        };
+        // SAFETY: `out` was written by this library (or is still empty).
+        let bytes = unsafe { take(&self.inner.table, out) };
+        if let Some(e) = state.error.take() {
+            return Err(DriverError::io(format!("{method} (plugin {}): the layer stream failed", self.inner.name), e));
+        }
+        self.decode(method, status, &bytes)
+    }
+}
+
+/// `abi::Stream::read` over `Payload::Read`.
+unsafe extern "C" fn stream_read(ctx: *mut c_void, buf: *mut u8, cap: usize) -> isize {
+    // SAFETY: `ctx` is the `StreamState` of the `call_streaming` running on this thread.
+    let state = unsafe { &mut *ctx.cast::<StreamState>() };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut state.payload {
+        Payload::Read(reader) if !buf.is_null() => {
+            // SAFETY: the plugin lends `cap` writable bytes at `buf` for this call.
+            let buf = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
+            loop {
+                match reader.read(buf) {
+                    Ok(n) => break Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        Payload::Read(_) => Err(std::io::Error::other("the plugin passed a null buffer to read into")),
+        _ => Err(std::io::Error::other("the plugin read from a call that has no input stream")),
+    }));
+    let outcome = result.unwrap_or_else(|_| Err(std::io::Error::other("reading the layer panicked")));
+    match outcome.map(isize::try_from) {
+        Ok(Ok(n)) => n,
+        Ok(Err(_)) => -1,
+        Err(e) => {
+            state.error.get_or_insert(e);
+            -1
+        }
+    }
+}
+
+/// `abi::Stream::write` over `Payload::Write`.
+unsafe extern "C" fn stream_write(ctx: *mut c_void, buf: *const u8, len: usize) -> isize {
+    // SAFETY: `ctx` is the `StreamState` of the `call_streaming` running on this thread.
+    let state = unsafe { &mut *ctx.cast::<StreamState>() };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut state.payload {
+        Payload::Write(_) if len == 0 => Ok(()),
+        Payload::Write(writer) if !buf.is_null() => {
+            // SAFETY: the plugin lends `len` readable bytes at `buf` for this call.
+            writer.write_all(unsafe { std::slice::from_raw_parts(buf, len) })
+        }
+        Payload::Write(_) => Err(std::io::Error::other("the plugin passed a null buffer to write")),
+        _ => Err(std::io::Error::other("the plugin wrote to a call that has no output stream")),
+    }));
+    match result.unwrap_or_else(|_| Err(std::io::Error::other("writing the layer panicked"))) {
+        Ok(()) => 0,
+        Err(e) => {
+            state.error.get_or_insert(e);
+            -1
         }
     }
 }

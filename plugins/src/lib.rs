@@ -1,6 +1,6 @@
 //! berth-plugins: the plugin host. WebAssembly components (`wasm`) and native
 //! dylibs (`dylib`) become volume and network drivers of the core's traits
-//! (`adapter`), their plans checked against the grant in `plugin.toml`
+//! (`adapter`) — and a dylib may become the daemon's storage driver — their plans checked against the grant in `plugin.toml`
 //! (`check`, `manifest`) before the engine executes anything; `manager`
 //! installs, enables and loads them.
 //!
@@ -13,11 +13,13 @@ pub mod check;
 pub mod dylib;
 pub mod manager;
 pub mod manifest;
+pub mod quota;
 pub mod wasm;
 
-pub use adapter::{Backend, PluginNetworkDriver, PluginVolumeDriver};
+pub use adapter::{Backend, PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
 pub use manager::{read_manifest_from_dir, read_manifest_from_tar, InstallOptions, LoadStats, PluginInfo, PluginManager};
 pub use manifest::{Kind, Manifest, Runtime};
+pub use quota::DataLimit;
 
 /// Errors of plugin management; the messages are what users see. The API
 /// maps them to 404, 409, 400 and 500.

@@ -20,19 +20,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use berth_core::drivers::Drivers;
+use berth_core::drivers::{Drivers, StorageDriver};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::adapter::{Backend, PluginNetworkDriver, PluginVolumeDriver};
+use crate::adapter::{Backend, PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
 use crate::check::{Grant, PathView};
 use crate::dylib::{self, DylibPlugin};
 use crate::manifest::{check_name, Kind, Manifest, Runtime, MANIFEST_FILE};
+use crate::quota::{self, DataLimit, IMAGE_FILE};
 use crate::wasm::{WasmPlugin, CONTRACT_VERSION};
 use crate::PluginError;
 
 /// Names in a plugin dir that berth writes itself; a plugin archive may not carry them.
-pub(crate) const RESERVED: &[&str] = &[MANIFEST_FILE, STATE_FILE, CACHE_DIR, DATA_DIR];
+pub(crate) const RESERVED: &[&str] = &[MANIFEST_FILE, STATE_FILE, CACHE_DIR, DATA_DIR, IMAGE_FILE];
 const STATE_FILE: &str = "state.json";
 const CACHE_DIR: &str = "cache";
 const DATA_DIR: &str = "data";
@@ -92,15 +93,22 @@ struct Entry {
     info: PluginInfo,
     /// Its drivers are in the registries (so a driver of that name is ours).
     registered: bool,
+    /// Its storage driver, loaded while registered. The daemon picks it (or
+    /// not) at start; there is no registry of storage drivers.
+    storage: Option<Arc<dyn StorageDriver>>,
 }
 
 /// The installed plugins. Send + Sync; one lock orders every change.
 pub struct PluginManager {
     dir: PathBuf,
+    data_limit: DataLimit,
     plugins: Mutex<BTreeMap<String, Entry>>,
     /// Problems found by `open`, reported by `load_enabled`.
     broken: Mutex<Vec<String>>,
     last_load: Mutex<Option<LoadStats>>,
+    /// The plugin the daemon runs as its storage driver: it may be neither
+    /// disabled nor removed while the daemon runs.
+    daemon_storage: Mutex<Option<String>>,
 }
 
 // The daemon shares one manager between its request threads.
@@ -116,7 +124,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl PluginManager {
     /// `dir` = <root>/plugins. Creates it. Cleans leftover staging dirs.
-    pub fn open(dir: PathBuf) -> Result<PluginManager, PluginError> {
+    /// `data_limit` says whether `permissions.data_mib` gets a filesystem of
+    /// that size (`quota`): the daemon's choice; tests outside a mount
+    /// namespace pass `Ignore`.
+    pub fn open(dir: PathBuf, data_limit: DataLimit) -> Result<PluginManager, PluginError> {
         fs::create_dir_all(&dir).map_err(|e| PluginError::io(format!("cannot create {}", dir.display()), e))?;
         let mut plugins = BTreeMap::new();
         let mut broken = Vec::new();
@@ -138,7 +149,7 @@ impl PluginManager {
             }
             match read_installed(name, &path) {
                 Ok(info) => {
-                    plugins.insert(name.to_string(), Entry { info, registered: false });
+                    plugins.insert(name.to_string(), Entry { info, registered: false, storage: None });
                 }
                 Err(e) => {
                     tracing::warn!("plugin {name}: {e}");
@@ -146,7 +157,14 @@ impl PluginManager {
                 }
             }
         }
-        Ok(PluginManager { dir, plugins: Mutex::new(plugins), broken: Mutex::new(broken), last_load: Mutex::new(None) })
+        Ok(PluginManager {
+            dir,
+            data_limit,
+            plugins: Mutex::new(plugins),
+            broken: Mutex::new(broken),
+            last_load: Mutex::new(None),
+            daemon_storage: Mutex::new(None),
+        })
     }
 
     /// At daemon start, before the engine opens: load every enabled plugin
@@ -165,6 +183,42 @@ impl PluginManager {
             }
         }
         warnings
+    }
+
+    /// At daemon start, for `--storage-driver NAME` when NAME is no in-tree
+    /// driver: the storage driver of the enabled plugin NAME, which from now
+    /// on may be neither disabled nor removed.
+    pub fn storage_driver(&self, name: &str, drivers: &Drivers) -> Result<Arc<dyn StorageDriver>, PluginError> {
+        let mut plugins = lock(&self.plugins);
+        let entry = plugins.get_mut(name).ok_or_else(|| {
+            PluginError::NotFound(format!("no storage driver named {name:?}: it is not in-tree and no plugin of that name is installed"))
+        })?;
+        if !entry.info.manifest.has_kind(Kind::Storage) {
+            let kinds = entry.info.manifest.kinds.iter().map(Kind::to_string).collect::<Vec<_>>().join(", ");
+            return Err(PluginError::InvalidArgument(format!("plugin {name} provides {kinds} drivers, not a storage driver")));
+        }
+        if !entry.info.enabled {
+            return Err(PluginError::Conflict(format!(
+                "plugin {name} is disabled: start the daemon with another storage driver, run `berth plugin enable {name}`, then restart it with --storage-driver {name}"
+            )));
+        }
+        if !entry.registered {
+            // It failed to load with the others; this says why.
+            self.register(entry, drivers)?;
+        }
+        let storage = entry.storage.clone().ok_or_else(|| PluginError::Internal(format!("plugin {name}: storage driver not loaded")))?;
+        *lock(&self.daemon_storage) = Some(name.to_string());
+        Ok(storage)
+    }
+
+    /// Refuses to take away the daemon's storage driver.
+    fn check_not_daemon_storage(&self, name: &str, what: &str) -> Result<(), PluginError> {
+        if lock(&self.daemon_storage).as_deref() == Some(name) {
+            return Err(PluginError::Conflict(format!(
+                "plugin {name} is the daemon's storage driver; restart the daemon with another --storage-driver before you {what} it"
+            )));
+        }
+        Ok(())
     }
 
     /// Install from a tar stream of a plugin directory (its files at the top,
@@ -196,6 +250,9 @@ impl PluginManager {
         for sub in [DATA_DIR, CACHE_DIR] {
             fs::create_dir_all(root.join(sub)).map_err(|e| PluginError::io(format!("cannot create {sub}/"), e))?;
         }
+        if let (DataLimit::Enforce, Some(mib)) = (self.data_limit, manifest.permissions.data_mib) {
+            quota::create_image(&root.join(IMAGE_FILE), mib)?;
+        }
         // Load the code once here, so a plugin that cannot run is refused
         // now rather than at enable (and a WASM component gets precompiled).
         match manifest.runtime {
@@ -215,7 +272,7 @@ impl PluginManager {
         fs::rename(&root, &dir).map_err(|e| PluginError::io(format!("cannot move the plugin into {}", dir.display()), e))?;
         sync_dir(&self.dir)?;
         let info = PluginInfo { id, name: name.clone(), manifest, enabled: false, settings: state.settings, dir };
-        plugins.insert(name.clone(), Entry { info, registered: false });
+        plugins.insert(name.clone(), Entry { info, registered: false, storage: None });
         if !opts.disable {
             if let Err(e) = self.enable_locked(&mut plugins, &name, drivers) {
                 // Leave nothing: the install failed.
@@ -254,6 +311,7 @@ impl PluginManager {
         if !entry.info.enabled {
             return Err(PluginError::Conflict(format!("plugin {name} is already disabled")));
         }
+        self.check_not_daemon_storage(&name, "disable")?;
         let mut state = self.state_of(&entry.info);
         state.enabled = false;
         write_state(&entry.info.dir, &state)?;
@@ -270,8 +328,10 @@ impl PluginManager {
         if entry.info.enabled && !force {
             return Err(PluginError::Conflict(format!("plugin {name} is enabled; disable it first or use --force")));
         }
+        self.check_not_daemon_storage(&name, "remove")?;
         unregister(entry, drivers);
         let dir = entry.info.dir.clone();
+        quota::unmount(&dir.join(DATA_DIR))?;
         plugins.remove(&name);
         self.delete_dir(&dir)
     }
@@ -336,26 +396,42 @@ impl PluginManager {
         }
         let data_dir = info.dir.join(DATA_DIR);
         fs::create_dir_all(&data_dir).map_err(|e| PluginError::io(format!("plugin {name}: cannot create {}", data_dir.display()), e))?;
-        let (backend, view, stats): (Arc<dyn Backend>, PathView, LoadStats) = match info.manifest.runtime {
-            Runtime::Wasm => {
-                let (plugin, stats) = WasmPlugin::load(name, &info.dir, &info.manifest, &info.settings)?;
-                (Arc::new(plugin), PathView::Guest, stats)
-            }
-            Runtime::Dylib => {
-                let path = dylib_copy(&info.dir, &info.manifest, &info.id)?;
-                let (plugin, stats) = DylibPlugin::load(name, &path, &data_dir, &info.manifest, &info.settings)?;
-                (Arc::new(plugin), PathView::Host, stats)
-            }
-        };
+        let image = info.dir.join(IMAGE_FILE);
+        if self.data_limit == DataLimit::Enforce && image.exists() {
+            quota::ensure_mounted(&image, &data_dir).map_err(|e| PluginError::Internal(format!("plugin {name}: {e}")))?;
+        } else if let Some(mib) = info.manifest.permissions.data_mib {
+            // Installed without a limit (by a manager that ignored it): say so, once per load.
+            tracing::warn!(plugin = name, "data_mib = {mib} is not enforced: the plugin was installed without a data filesystem");
+        }
+        let (backend, native, view, stats): (Arc<dyn Backend>, Option<Arc<DylibPlugin>>, PathView, LoadStats) =
+            match info.manifest.runtime {
+                Runtime::Wasm => {
+                    let (plugin, stats) = WasmPlugin::load(name, &info.dir, &info.manifest, &info.settings)?;
+                    (Arc::new(plugin), None, PathView::Guest, stats)
+                }
+                Runtime::Dylib => {
+                    let path = dylib_copy(&info.dir, &info.manifest, &info.id)?;
+                    let (plugin, stats) = DylibPlugin::load(name, &path, &data_dir, &info.manifest, &info.settings)?;
+                    let plugin = Arc::new(plugin);
+                    (plugin.clone(), Some(plugin), PathView::Host, stats)
+                }
+            };
         tracing::info!(plugin = name, runtime = %info.manifest.runtime, from_cache = stats.from_cache, "loaded in {:?}", stats.duration);
         *lock(&self.last_load) = Some(stats);
         let grant = Arc::new(Grant { plugin: name.to_string(), permissions: info.manifest.permissions.clone(), data_dir, view });
+        let mut storage: Option<Arc<dyn StorageDriver>> = None;
         for kind in &info.manifest.kinds {
             match kind {
                 Kind::Volume => drivers.volume.register(name, Arc::new(PluginVolumeDriver::new(name, backend.clone(), grant.clone()))),
                 Kind::Network => drivers.network.register(name, Arc::new(PluginNetworkDriver::new(name, backend.clone(), grant.clone()))),
+                Kind::Storage => {
+                    // `Manifest::validate` keeps storage to dylibs.
+                    let native = native.clone().ok_or_else(|| PluginError::Internal(format!("plugin {name}: a storage driver must be a dylib")))?;
+                    storage = Some(Arc::new(PluginStorageDriver::new(name, native, grant.clone())));
+                }
             }
         }
+        entry.storage = storage;
         entry.registered = true;
         Ok(())
     }
@@ -389,6 +465,8 @@ fn driver_taken(drivers: &Drivers, kind: Kind, name: &str) -> bool {
     match kind {
         Kind::Volume => drivers.volume.get(name).is_some(),
         Kind::Network => drivers.network.get(name).is_some(),
+        // Not in a registry: `--storage-driver` names the plugin itself.
+        Kind::Storage => false,
     }
 }
 
@@ -400,6 +478,7 @@ fn unregister(entry: &mut Entry, drivers: &Drivers) {
         match kind {
             Kind::Volume => drop(drivers.volume.unregister(&entry.info.name)),
             Kind::Network => drop(drivers.network.unregister(&entry.info.name)),
+            Kind::Storage => entry.storage = None,
         }
     }
     entry.registered = false;

@@ -52,6 +52,8 @@ pub struct Manifest {
 pub enum Kind {
     Volume,
     Network,
+    /// The daemon's storage (graph) driver; dylibs only.
+    Storage,
 }
 
 /// How the entry runs.
@@ -114,7 +116,8 @@ pub struct Permissions {
     pub sysctls: Vec<String>,
     /// NAT and filter rules.
     pub firewall: bool,
-    /// Declared size of its data dir (informational: shown at install).
+    /// Size of its data dir: the daemon makes the dir a filesystem of this
+    /// size (`quota`); without it the data dir shares the host's disk.
     pub data_mib: Option<u64>,
 }
 
@@ -147,6 +150,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Volume => "volume",
             Kind::Network => "network",
+            Kind::Storage => "storage",
         })
     }
 }
@@ -203,13 +207,21 @@ impl Manifest {
             return Err(invalid("version", "must not be empty".into()));
         }
         if self.kinds.is_empty() {
-            return Err(invalid("kinds", "must name at least one of volume, network".into()));
+            return Err(invalid("kinds", "must name at least one of volume, network, storage".into()));
         }
         let mut kinds = self.kinds.clone();
         kinds.sort();
         kinds.dedup();
         if kinds.len() != self.kinds.len() {
             return Err(invalid("kinds", "lists a kind twice".into()));
+        }
+        if self.has_kind(Kind::Storage) && self.runtime != Runtime::Dylib {
+            // Every layer of every image and container goes through the
+            // storage driver, with no deadline: that is trusted code's job.
+            return Err(invalid(
+                "kinds",
+                "a storage driver must be a native library (runtime = \"dylib\"); WebAssembly plugins may provide volume and network drivers".into(),
+            ));
         }
         check_entry(&self.entry).map_err(|m| invalid("entry", m))?;
         self.contract_version()?;
@@ -218,6 +230,11 @@ impl Manifest {
         }
         if !(1..=65536).contains(&self.limits.memory_mib) {
             return Err(invalid("limits.memory_mib", "must be between 1 and 65536".into()));
+        }
+        if let Some(mib) = self.permissions.data_mib {
+            if !(8..=1 << 20).contains(&mib) {
+                return Err(invalid("permissions.data_mib", format!("{mib} MiB: must be between 8 (the smallest filesystem berth makes) and 1048576")));
+            }
         }
         for p in &self.permissions.parents {
             // Interface names: at most 15 bytes, no '/' and no whitespace (see dev_valid_name in Linux).
@@ -404,6 +421,15 @@ compress = "no"
         assert!(e.contains("contract"), "{e}");
         let e = Manifest::parse(&GOOD.replace("entry = \"plugin.wasm\"\n", "")).expect_err("no entry").to_string();
         assert!(e.contains("entry"), "{e}");
+    }
+
+    #[test]
+    fn a_storage_driver_must_be_a_dylib() {
+        let storage = GOOD.replace("kinds = [\"volume\"]", "kinds = [\"storage\"]");
+        let e = Manifest::parse(&storage).expect_err("wasm storage").to_string();
+        assert!(e.contains("kinds") && e.contains("native library"), "{e}");
+        let m = Manifest::parse(&storage.replace("runtime = \"wasm\"", "runtime = \"dylib\"")).expect("dylib storage");
+        assert_eq!(m.kinds, vec![Kind::Storage]);
     }
 
     #[test]

@@ -212,6 +212,10 @@ fn check_contract(engine: &Engine, name: &str, component: &Component, manifest: 
         let iface = match kind {
             Kind::Volume => "volume-driver",
             Kind::Network => "network-driver",
+            // `Manifest::validate` refuses it first; a component has no storage world.
+            Kind::Storage => {
+                return Err(PluginError::InvalidArgument(format!("plugin {name}: a storage driver must be a native library, not a component")))
+            }
         };
         if !exported.iter().any(|e| e == iface) {
             return Err(PluginError::InvalidArgument(format!(

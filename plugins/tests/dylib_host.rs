@@ -26,17 +26,22 @@ mode = "fast"
 
 /// A plugin dir with the C fixture compiled for ABI `abi`.
 fn plugin_dir(tmp: &Path, abi: u32) -> PathBuf {
-    let dir = tmp.join(format!("src-{abi}"));
+    plugin_dir_with(tmp, abi, 1, MANIFEST)
+}
+
+/// The C fixture compiled for ABI `abi` with descriptor kinds `kinds`, beside `manifest`.
+fn plugin_dir_with(tmp: &Path, abi: u32, kinds: u32, manifest: &str) -> PathBuf {
+    let dir = tmp.join(format!("src-{abi}-{kinds}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cplugin.c");
     let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", &format!("-DABI_MAJOR={abi}"), "-o"])
+        .args(["-shared", "-fPIC", "-O1", &format!("-DABI_MAJOR={abi}"), &format!("-DKINDS={kinds}"), "-o"])
         .arg(dir.join("libcplug.so"))
         .arg(&src)
         .status()
         .expect("run cc (a C compiler is needed for the dylib tests)");
     assert!(status.success(), "cc failed");
-    std::fs::write(dir.join("plugin.toml"), MANIFEST).expect("write manifest");
+    std::fs::write(dir.join("plugin.toml"), manifest).expect("write manifest");
     dir
 }
 
@@ -65,20 +70,43 @@ fn another_dylib_abi_is_refused_at_install_and_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = plugin_dir(tmp.path(), 99);
     let root = tmp.path().join("plugins");
-    let m = PluginManager::open(root.clone()).expect("open");
+    let m = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("open");
     let drivers = Drivers::default();
     let e = m.install(&mut &tar_of(&src)[..], &grant(), &drivers).expect_err("ABI 99");
     assert!(matches!(e, PluginError::InvalidArgument(_)), "{e:?}");
-    assert_eq!(e.to_string(), "plugin cplug: dylib ABI 99.0, this berth speaks 0.x; rebuild it against berth-sdk 0.1");
+    assert_eq!(e.to_string(), "plugin cplug: dylib ABI 99.0, this berth speaks 0.x; rebuild it against this berth's berth-sdk (ABI 0.2)");
     assert!(entries(&root).is_empty(), "left behind: {:?}", entries(&root));
     assert!(drivers.volume.get("cplug").is_none());
+}
+
+#[test]
+fn a_storage_driver_needs_the_streaming_abi() {
+    // The fixture's descriptor is ABI 0.0: shorter than today's, without
+    // `call_stream`. The host must refuse it as a storage driver, reading
+    // nothing past the fields that version has.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let manifest = MANIFEST.replace("kinds = [\"volume\"]", "kinds = [\"storage\"]");
+    let src = plugin_dir_with(tmp.path(), 0, 4, &manifest);
+    let root = tmp.path().join("plugins");
+    let m = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("open");
+    let drivers = Drivers::default();
+    let e = m.install(&mut &tar_of(&src)[..], &grant(), &drivers).expect_err("ABI 0.0 storage");
+    assert_eq!(
+        e.to_string(),
+        "plugin cplug: dylib ABI 0.0 cannot carry a storage driver (ABI 0.2 added it); rebuild it against this berth's berth-sdk (ABI 0.2)"
+    );
+    assert!(entries(&root).is_empty(), "left behind: {:?}", entries(&root));
+    // A library that does not provide the kind its manifest names is refused too.
+    let src = plugin_dir_with(tmp.path(), 0, 1, &manifest);
+    let e = m.install(&mut &tar_of(&src)[..], &grant(), &drivers).expect_err("volume library as storage");
+    assert_eq!(e.to_string(), "plugin cplug: plugin.toml says kinds includes storage, but the library does not provide it");
 }
 
 #[test]
 fn dylib_calls_have_a_deadline_and_clear_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = plugin_dir(tmp.path(), 0);
-    let m = PluginManager::open(tmp.path().join("plugins")).expect("open");
+    let m = PluginManager::open(tmp.path().join("plugins"), berth_plugins::DataLimit::Ignore).expect("open");
     let drivers = Drivers::default();
     m.install(&mut &tar_of(&src)[..], &grant(), &drivers).expect("install");
     let d = drivers.volume.get("cplug").expect("registered");
@@ -126,7 +154,7 @@ fn manager_lifecycle() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = plugin_dir(tmp.path(), 0);
     let root = tmp.path().join("plugins");
-    let m = PluginManager::open(root.clone()).expect("open");
+    let m = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("open");
     let drivers = Drivers::default();
 
     // Permissions must be granted; nothing is left behind when they are not.
@@ -180,7 +208,7 @@ fn manager_lifecycle() {
 
     // A restart: state comes back from disk, enabled plugins load.
     drop(m);
-    let m = PluginManager::open(root.clone()).expect("reopen");
+    let m = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("reopen");
     let drivers = Drivers::default();
     assert!(m.load_enabled(&drivers).is_empty());
     let info = m.get("cplug").expect("get");
@@ -202,7 +230,7 @@ fn leftover_staging_is_swept_and_broken_plugins_are_warnings() {
     let root = tmp.path().join("plugins");
     std::fs::create_dir_all(root.join(".staging-123/tree")).expect("mkdir");
     std::fs::create_dir_all(root.join("broken")).expect("mkdir");
-    let m = PluginManager::open(root.clone()).expect("open");
+    let m = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("open");
     assert_eq!(entries(&root), vec!["broken"]);
     let warnings = m.load_enabled(&Drivers::default());
     assert_eq!(warnings.len(), 1);
@@ -243,7 +271,7 @@ fn an_in_tree_driver_name_is_not_taken_over() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = plugin_dir(tmp.path(), 0);
-    let m = PluginManager::open(tmp.path().join("plugins")).expect("open");
+    let m = PluginManager::open(tmp.path().join("plugins"), berth_plugins::DataLimit::Ignore).expect("open");
     let drivers = Drivers::default();
     drivers.volume.register("local", std::sync::Arc::new(Local));
     let e = m.install(&mut &tar_of(&src)[..], &InstallOptions { alias: Some("local".into()), ..grant() }, &drivers).expect_err("taken");

@@ -83,6 +83,17 @@ fn mount_plans_match() {
 }
 
 #[test]
+fn storage_changes_match() {
+    for (a, b) in [
+        (sdk::ChangeKind::Modified, cd::ChangeKind::Modified),
+        (sdk::ChangeKind::Added, cd::ChangeKind::Added),
+        (sdk::ChangeKind::Deleted, cd::ChangeKind::Deleted),
+    ] {
+        same(sdk::Change { path: "/etc/hosts".into(), kind: a }, cd::Change { path: "/etc/hosts".into(), kind: b });
+    }
+}
+
+#[test]
 fn network_requests_match() {
     let pool = |g: Option<&str>| (
         sdk::IpamPool { subnet: "172.30.0.0/16".into(), ip_range: Some("172.30.1.0/24".into()), gateway: g.map(Into::into) },

@@ -70,7 +70,7 @@ struct Host {
 fn host() -> Host {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("plugins");
-    let manager = PluginManager::open(root.clone()).expect("open");
+    let manager = PluginManager::open(root.clone(), berth_plugins::DataLimit::Ignore).expect("open");
     Host { _tmp: tmp, root, manager, drivers: Drivers::default() }
 }
 

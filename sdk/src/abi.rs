@@ -16,6 +16,13 @@
 //!   (the glue caught a panic; `out` holds its message as `{"err": ...}`).
 //!
 //! The host frees every buffer the plugin wrote with `Descriptor::free`.
+//!
+//! Storage drivers (`KIND_STORAGE`, ABI 0.2) move layer tars, which can be
+//! gigabytes: `Descriptor::call_stream` is `call` plus a `Stream` the host
+//! lends for that one call — `storage-driver.apply-diff` reads the layer from
+//! it, `storage-driver.export-diff` writes the layer to it. The host makes
+//! storage calls on its own thread, without a deadline: a layer takes as long
+//! as its size, and the stream borrows the caller's reader or writer.
 
 use std::ffi::c_void;
 
@@ -25,11 +32,14 @@ pub const DESCRIPTOR_SYMBOL: &[u8] = b"berth_plugin_descriptor\0";
 /// Version of this ABI. A host refuses a library whose `abi_major` differs.
 pub const ABI_MAJOR: u32 = 0;
 /// Additions that keep older hosts working bump the minor version.
-pub const ABI_MINOR: u32 = 1;
+/// 0.2 added `KIND_STORAGE` and `Descriptor::call_stream`.
+pub const ABI_MINOR: u32 = 2;
 
 /// `Descriptor::kinds` bits.
 pub const KIND_VOLUME: u32 = 1;
 pub const KIND_NETWORK: u32 = 2;
+/// A storage (graph) driver; native libraries only, since ABI 0.2.
+pub const KIND_STORAGE: u32 = 4;
 
 /// `Descriptor::call` results.
 pub const STATUS_OK: i32 = 0;
@@ -88,6 +98,31 @@ pub struct Descriptor {
     ) -> i32,
     /// Frees a buffer this library wrote.
     pub free: unsafe extern "C" fn(buffer: Buffer),
+    /// `call` with a byte stream lent for this call (ABI 0.2; read it only
+    /// when `abi_minor >= 2`). Libraries without storage answer `unsupported`.
+    pub call_stream: unsafe extern "C" fn(
+        handle: *mut c_void,
+        method: *const u8,
+        method_len: usize,
+        input: *const u8,
+        input_len: usize,
+        stream: *mut Stream,
+        out: *mut Buffer,
+    ) -> i32,
+}
+
+/// A byte stream the host lends for one `call_stream`. The plugin must not
+/// keep it past the call. Both functions may be called from the calling
+/// thread only.
+#[repr(C)]
+pub struct Stream {
+    /// The host's state, passed back to `read` and `write`.
+    pub ctx: *mut c_void,
+    /// Reads up to `cap` bytes into `buf`: the count, 0 at the end, -1 on an
+    /// error (the host keeps the error and reports it for the call).
+    pub read: unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, cap: usize) -> isize,
+    /// Writes all `len` bytes of `buf`: 0, or -1 on an error.
+    pub write: unsafe extern "C" fn(ctx: *mut c_void, buf: *const u8, len: usize) -> isize,
 }
 
 /// The JSON document `Descriptor::init` receives.

@@ -1,17 +1,20 @@
 //! The conformance kit: runs a driver through the contract and says which
 //! promises it breaks. Run it (a) on an author's own type in its `#[test]`s
-//! — every `VolumeDriver`/`NetworkDriver` is a `ConformanceVolume`/
-//! `ConformanceNetwork`, and `FreshEachCall` rebuilds the driver for every
-//! call the way the WASM host does — and (b) on a plugin loaded by the host:
-//! the host wraps a loaded component or dylib in an adapter that implements
-//! the object-safe traits below and hands it to the same functions.
+//! — every `VolumeDriver`/`NetworkDriver`/`StorageDriver` is a
+//! `ConformanceVolume`/`ConformanceNetwork`/`ConformanceStorage`, and
+//! `FreshEachCall` rebuilds a volume or network driver for every call the
+//! way the WASM host does — and (b) on a plugin loaded by the host: the host
+//! wraps a loaded component or dylib in an adapter that implements the
+//! object-safe traits below and hands it to the same functions.
 //!
-//! The kit only calls the driver; it never executes a plan. It creates its
-//! own uniquely named objects and removes them, so it can run against a
-//! data dir that holds other volumes.
+//! The kit only calls the driver; it never executes a plan (it never
+//! mounts: it reads a storage driver's bind and overlay sources as plain
+//! directories). It creates its own uniquely named objects and removes them,
+//! so it can run against a data dir that holds other volumes or layers.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
@@ -57,6 +60,64 @@ pub trait ConformanceNetwork {
     fn join(&self, request: JoinRequest) -> DriverResult<NetworkPlan>;
     /// `network-driver.leave`.
     fn leave(&self, network_id: &str, endpoint_id: &str) -> DriverResult<NetworkPlan>;
+}
+
+/// A storage driver as the kit sees it: `StorageDriver` minus `new`, every
+/// call fallible. Object safe.
+pub trait ConformanceStorage {
+    /// `storage-driver.status`.
+    fn status(&self) -> DriverResult<Vec<(String, String)>>;
+    /// `storage-driver.create`.
+    fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
+    /// `storage-driver.apply-diff`: reads the layer tar from `diff`.
+    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64>;
+    /// `storage-driver.mount-plan`, the plan exactly as the driver returned it.
+    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan>;
+    /// `storage-driver.export-diff`: writes the layer tar to `out`.
+    fn export_diff(&self, id: &str, out: &mut dyn Write) -> DriverResult<()>;
+    /// `storage-driver.changes`.
+    fn changes(&self, id: &str) -> DriverResult<Vec<Change>>;
+    /// `storage-driver.usage`.
+    fn usage(&self, id: &str) -> DriverResult<u64>;
+    /// `storage-driver.exists`.
+    fn exists(&self, id: &str) -> DriverResult<bool>;
+    /// `storage-driver.remove`.
+    fn remove(&self, id: &str) -> DriverResult<()>;
+    /// `storage-driver.list`.
+    fn list(&self) -> DriverResult<Vec<String>>;
+}
+
+impl<T: StorageDriver + ?Sized> ConformanceStorage for T {
+    fn status(&self) -> DriverResult<Vec<(String, String)>> {
+        Ok(StorageDriver::status(self))
+    }
+    fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        StorageDriver::create(self, id, parent)
+    }
+    fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
+        StorageDriver::apply_diff(self, id, diff)
+    }
+    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan> {
+        StorageDriver::mount_plan(self, id, writable)
+    }
+    fn export_diff(&self, id: &str, out: &mut dyn Write) -> DriverResult<()> {
+        StorageDriver::export_diff(self, id, out)
+    }
+    fn changes(&self, id: &str) -> DriverResult<Vec<Change>> {
+        StorageDriver::changes(self, id)
+    }
+    fn usage(&self, id: &str) -> DriverResult<u64> {
+        StorageDriver::usage(self, id)
+    }
+    fn exists(&self, id: &str) -> DriverResult<bool> {
+        StorageDriver::exists(self, id)
+    }
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        StorageDriver::remove(self, id)
+    }
+    fn list(&self) -> DriverResult<Vec<String>> {
+        StorageDriver::list(self)
+    }
 }
 
 /// The methods of both kit traits, each calling `$driver` (rebuilt per call if it is `T::new(...)?`).
@@ -189,6 +250,15 @@ pub fn check_volume_driver(driver: &dyn ConformanceVolume, data_dir: &Path) -> R
 pub fn check_network_driver(driver: &dyn ConformanceNetwork) -> Result<Report, Failures> {
     let mut run = Run::default();
     network_checks(driver, &mut run, &unique("kit"));
+    run.finish()
+}
+
+/// Runs the storage checks on `driver`, whose data dir is `data_dir` both in
+/// its plans and on this machine (a driver built directly, or a dylib).
+/// The kit reads the trees its plans name but never mounts them.
+pub fn check_storage_driver(driver: &dyn ConformanceStorage, data_dir: &Path) -> Result<Report, Failures> {
+    let mut run = Run::default();
+    storage::checks(driver, data_dir, &mut run, &unique("kit"));
     run.finish()
 }
 
@@ -739,6 +809,7 @@ fn same_name(info: &VolumeInfo, name: &str) -> Result<(), String> {
 
 const NOT_FOUND: DriverError = DriverError::NotFound(String::new());
 const INVALID: DriverError = DriverError::InvalidArgument(String::new());
+const CONFLICT: DriverError = DriverError::Conflict(String::new());
 
 /// The call failed with the same kind of error as `want`.
 fn is<T: fmt::Debug>(got: DriverResult<T>, want: DriverError) -> Result<(), String> {
@@ -794,3 +865,678 @@ impl Run {
         }
     }
 }
+
+
+/// The storage checks and the small tar reader and writer they need (the
+/// SDK stays free of a tar dependency).
+mod storage {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+
+    /// The kit's base layer, as (path, content) of its regular files.
+    const BASE_FILES: &[(&str, &[u8])] = &[
+        ("etc/hostname", b"kit-base\n"),
+        ("etc/keep", b"kept\n"),
+        ("etc/gone", b"whited out by the child\n"),
+        ("etc/changed", b"before\n"),
+        ("var/data", b"v\n"),
+    ];
+    /// The child's new file and its new content of `etc/changed`.
+    const ADDED: (&str, &[u8]) = ("etc/added", b"added by the child\n");
+    const CHANGED: (&str, &[u8]) = ("etc/changed", b"after the child\n");
+    /// What the kit writes through the writable layer's mount source.
+    const WRITTEN: &[u8] = b"written in the container\n";
+
+    /// What a path in a layer's tree is, as the kit compares it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Node {
+        File(Vec<u8>),
+        Dir,
+        Symlink(String),
+        Other,
+        Missing,
+    }
+
+    /// A layer's tree as its mount plan shows it, read without mounting.
+    enum View {
+        /// One directory (a bind source).
+        Bind(PathBuf),
+        /// Overlay dirs, top-most first (upper, then the lowers).
+        Layers(Vec<PathBuf>),
+    }
+
+    impl View {
+        fn of(plan: &MountPlan) -> Option<View> {
+            match &plan.spec {
+                MountSpec::Bind { source, .. } => Some(View::Bind(PathBuf::from(source))),
+                MountSpec::Overlay { lower, upper, .. } => {
+                    Some(View::Layers(upper.iter().chain(lower).map(PathBuf::from).collect()))
+                }
+                _ => None,
+            }
+        }
+
+        fn get(&self, rel: &str) -> Node {
+            match self {
+                View::Bind(dir) => node(&dir.join(rel)),
+                // Overlay's rule: the top-most dir that has the path decides; a
+                // 0/0 character device there is a whiteout.
+                View::Layers(dirs) => {
+                    for dir in dirs {
+                        let path = dir.join(rel);
+                        match std::fs::symlink_metadata(&path) {
+                            Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return Node::Missing,
+                            Ok(_) => return node(&path),
+                            Err(_) => continue,
+                        }
+                    }
+                    Node::Missing
+                }
+            }
+        }
+
+        /// The directory a write through the mount would change, if it is one plain dir.
+        fn bind_source(&self) -> Option<&Path> {
+            match self {
+                View::Bind(dir) => Some(dir),
+                View::Layers(_) => None,
+            }
+        }
+    }
+
+    fn node(path: &Path) -> Node {
+        match std::fs::symlink_metadata(path) {
+            Err(_) => Node::Missing,
+            Ok(m) if m.is_dir() => Node::Dir,
+            Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
+                Ok(target) => Node::Symlink(target.display().to_string()),
+                Err(_) => Node::Other,
+            },
+            Ok(m) if m.is_file() => std::fs::read(path).map(Node::File).unwrap_or(Node::Other),
+            Ok(_) => Node::Other,
+        }
+    }
+
+    /// Each `(path, want)` is what `view` shows at `path`.
+    fn expect(view: &View, wants: &[(&str, Node)]) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for (path, want) in wants {
+            let got = view.get(path);
+            if &got != want {
+                problems.push(format!("/{path} is {}, want {}", shown(&got), shown(want)));
+            }
+        }
+        joined(problems)
+    }
+
+    fn shown(n: &Node) -> String {
+        match n {
+            Node::File(data) => format!("a file holding {:?}", String::from_utf8_lossy(data)),
+            Node::Dir => "a directory".into(),
+            Node::Symlink(t) => format!("a symlink to {t:?}"),
+            Node::Other => "something else (unreadable or a special file)".into(),
+            Node::Missing => "missing".into(),
+        }
+    }
+
+    fn file(data: &[u8]) -> Node {
+        Node::File(data.to_vec())
+    }
+
+    /// The base layer's tree, and what the child leaves of it.
+    fn base_view() -> Vec<(&'static str, Node)> {
+        let mut wants: Vec<_> = BASE_FILES.iter().map(|(p, d)| (*p, file(d))).collect();
+        wants.push(("etc", Node::Dir));
+        wants.push(("etc/link", Node::Symlink("keep".into())));
+        wants.push((ADDED.0, Node::Missing));
+        wants
+    }
+
+    fn child_view() -> Vec<(&'static str, Node)> {
+        let mut wants = base_view();
+        for (path, want) in wants.iter_mut() {
+            match *path {
+                "etc/gone" => *want = Node::Missing,
+                p if p == CHANGED.0 => *want = file(CHANGED.1),
+                p if p == ADDED.0 => *want = file(ADDED.1),
+                _ => {}
+            }
+        }
+        wants
+    }
+
+    fn base_tar(uid: u64, gid: u64) -> Result<Vec<u8>, String> {
+        let mut tar = Ustar::new(uid, gid);
+        tar.dir("etc", 0o755)?;
+        for (path, data) in &BASE_FILES[..4] {
+            tar.file(path, 0o644, data)?;
+        }
+        tar.symlink("etc/link", "keep")?;
+        tar.dir("var", 0o755)?;
+        tar.file(BASE_FILES[4].0, 0o600, BASE_FILES[4].1)?;
+        Ok(tar.finish())
+    }
+
+    fn child_tar(uid: u64, gid: u64) -> Result<Vec<u8>, String> {
+        let mut tar = Ustar::new(uid, gid);
+        tar.file(ADDED.0, 0o644, ADDED.1)?;
+        tar.file(CHANGED.0, 0o644, CHANGED.1)?;
+        tar.file("etc/.wh.gone", 0o644, b"")?;
+        Ok(tar.finish())
+    }
+
+    /// Whether a plan gives a writable tree, if the kit can tell.
+    fn writable(plan: &MountPlan) -> Option<bool> {
+        match &plan.spec {
+            MountSpec::Bind { readonly, .. } => Some(!readonly),
+            MountSpec::Overlay { upper, .. } => Some(upper.is_some()),
+            _ => None,
+        }
+    }
+
+    fn change_set(changes: Vec<Change>) -> BTreeMap<String, ChangeKind> {
+        changes.into_iter().map(|c| (c.path, c.kind)).collect()
+    }
+
+    /// `got` holds exactly `want`, plus `Modified` entries for the directories in `dirs`.
+    fn same_changes(got: Vec<Change>, want: &[(&str, ChangeKind)], dirs: &[&str]) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let relative: Vec<_> = got.iter().filter(|c| !c.path.starts_with('/')).map(|c| c.path.clone()).collect();
+        if !relative.is_empty() {
+            problems.push(format!("paths must be absolute: {relative:?}"));
+        }
+        let got = change_set(got);
+        for (path, kind) in want {
+            match got.get(*path) {
+                Some(k) if k == kind => {}
+                Some(k) => problems.push(format!("{path} is {k:?}, want {kind:?}")),
+                None => problems.push(format!("{path} ({kind:?}) is missing")),
+            }
+        }
+        for (path, kind) in &got {
+            let wanted = want.iter().any(|(p, _)| p == path);
+            let dir_touched = *kind == ChangeKind::Modified && dirs.contains(&path.as_str());
+            if !wanted && !dir_touched {
+                problems.push(format!("{path} ({kind:?}) is not a change of this layer"));
+            }
+        }
+        joined(problems)
+    }
+
+    pub(super) fn checks(d: &dyn ConformanceStorage, data_dir: &Path, run: &mut Run, prefix: &str) {
+        let [base, child, rw, copy, orphan, missing] =
+            ["base", "child", "rw", "copy", "orphan", "missing"].map(|s| format!("{prefix}-{s}"));
+        // Entries owned by whoever owns the data dir: a driver run by a user
+        // who is not root can still give its files that owner.
+        let (uid, gid) =
+            std::fs::metadata(data_dir).map(|m| (u64::from(m.uid()), u64::from(m.gid()))).unwrap_or((0, 0));
+
+        run.check("status answers", || d.status().map(drop).map_err(said));
+        run.check("exists of an unknown layer is false", || match d.exists(&missing) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(format!("says {missing} exists")),
+            Err(e) => Err(said(e)),
+        });
+        run.check("remove of an unknown layer is NotFound", || is(d.remove(&missing), NOT_FOUND));
+        run.check("create on a missing parent is NotFound and creates nothing", || {
+            let got = d.create(&orphan, Some(&missing));
+            let leftover = d.exists(&orphan).unwrap_or(false);
+            if leftover {
+                let _ = d.remove(&orphan);
+            }
+            is(got, NOT_FOUND)?;
+            match leftover {
+                true => Err(format!("{orphan} exists anyway")),
+                false => Ok(()),
+            }
+        });
+        run.check("layer ids that are not plain names are InvalidArgument", || {
+            let mut problems = Vec::new();
+            for bad in ["", ".", "..", "../escape", "a/b", "/abs", "a\nb"] {
+                // A driver that wrongly accepted the id is never asked to
+                // remove it: one that accepts `..` may well remove its parent.
+                if let Err(p) = is(d.create(bad, None), INVALID) {
+                    problems.push(format!("{bad:?}: {p}"));
+                }
+            }
+            joined(problems)
+        });
+
+        let created = run.check("create makes a base layer that exists", || {
+            d.create(&base, None).map_err(said)?;
+            match d.exists(&base).map_err(said)? {
+                true => Ok(()),
+                false => Err(format!("exists({base}) is false after create")),
+            }
+        });
+        if !created {
+            let _ = d.remove(&base);
+            return;
+        }
+        run.check("create of an existing id is Conflict", || is(d.create(&base, None), CONFLICT));
+        run.check("apply_diff unpacks a layer and answers its content bytes", || {
+            let tar = base_tar(uid, gid)?;
+            let want: u64 = BASE_FILES.iter().map(|(_, data)| data.len() as u64).sum();
+            match d.apply_diff(&base, &mut tar.as_slice()).map_err(said)? {
+                n if n == want => Ok(()),
+                n => Err(format!("answered {n} bytes; the tar holds {want} bytes of file content")),
+            }
+        });
+        // Made and fine are apart: a layer created by a check that failed later is still removed.
+        let (mut made_child, mut made_copy) = (false, false);
+        let has_child = run.check("a child layer takes a diff that adds, modifies and whites out", || {
+            d.create(&child, Some(&base)).map_err(|e| format!("create: {}", said(e)))?;
+            made_child = true;
+            let tar = child_tar(uid, gid)?;
+            let want = (ADDED.1.len() + CHANGED.1.len()) as u64;
+            match d.apply_diff(&child, &mut tar.as_slice()).map_err(|e| format!("apply_diff: {}", said(e)))? {
+                n if n == want => Ok(()),
+                n => Err(format!("apply_diff answered {n} bytes; the tar holds {want} bytes of file content")),
+            }
+        });
+        let has_rw = has_child
+            && run.check("a writable layer is created on the child", || d.create(&rw, Some(&child)).map_err(said));
+
+        let mut views: BTreeMap<&str, View> = BTreeMap::new();
+        let asked: Vec<(&str, bool)> = [(base.as_str(), false), (child.as_str(), false), (rw.as_str(), true)]
+            .into_iter()
+            .filter(|(id, _)| *id == base || (*id == child && has_child) || (*id == rw && has_rw))
+            .collect();
+        run.check("mount plans lie under the data dir, and one asked writable is writable", || {
+            let mut problems = Vec::new();
+            for (id, want_writable) in &asked {
+                let plan = match d.mount_plan(id, *want_writable) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        problems.push(format!("{id}: {}", said(e)));
+                        continue;
+                    }
+                };
+                if let Err(p) = check_mount_plan(&plan, data_dir) {
+                    problems.push(format!("{id}: {p}"));
+                    continue;
+                }
+                // The contract promises a writable tree for a container's
+                // layer; what an image layer's plan allows is the driver's choice.
+                if *want_writable && writable(&plan) == Some(false) {
+                    problems.push(format!("{id}: asked for a writable mount, the plan is read-only"));
+                }
+                if let Some(view) = View::of(&plan) {
+                    views.insert(id, view);
+                }
+            }
+            joined(problems)
+        });
+        if let Some(view) = views.get(base.as_str()) {
+            run.check("the base layer holds its tar's tree, unchanged by its child", || expect(view, &base_view()));
+        }
+        if let Some(view) = views.get(child.as_str()) {
+            run.check("a child layer shows its parent with its own diff applied", || expect(view, &child_view()));
+        }
+        if let Some(view) = views.get(rw.as_str()) {
+            run.check("a writable layer shows the image layers below it", || expect(view, &child_view()));
+        }
+        let rw_source = views.get(rw.as_str()).and_then(View::bind_source).map(Path::to_path_buf);
+        let mut wrote = false;
+        if let Some(source) = &rw_source {
+            wrote = run.check("writing through the writable layer changes no image layer", || {
+                // What a container does: open the existing file and rewrite it in place.
+                let keep = source.join("etc/keep");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&keep)
+                    .map_err(|e| format!("cannot open {} for writing: {e}", keep.display()))?;
+                f.write_all(WRITTEN).map_err(|e| format!("cannot write {}: {e}", keep.display()))?;
+                drop(f);
+                let mut problems = Vec::new();
+                for id in [base.as_str(), child.as_str()] {
+                    if let Some(view) = views.get(id) {
+                        if let Err(p) = expect(view, &[("etc/keep", file(b"kept\n"))]) {
+                            problems.push(format!("layer {id}: {p}"));
+                        }
+                    }
+                }
+                joined(problems)
+            });
+        }
+
+        run.check("changes of a layer without a parent lists its whole tree as Added", || {
+            let mut want: Vec<(String, ChangeKind)> =
+                BASE_FILES.iter().map(|(p, _)| (format!("/{p}"), ChangeKind::Added)).collect();
+            for p in ["/etc", "/etc/link", "/var"] {
+                want.push((p.to_string(), ChangeKind::Added));
+            }
+            let want: Vec<(&str, ChangeKind)> = want.iter().map(|(p, k)| (p.as_str(), *k)).collect();
+            same_changes(d.changes(&base).map_err(said)?, &want, &[])
+        });
+        let child_changes = [
+            ("/etc/added", ChangeKind::Added),
+            ("/etc/changed", ChangeKind::Modified),
+            ("/etc/gone", ChangeKind::Deleted),
+        ];
+        let mut exported = None;
+        if has_child {
+            run.check("changes of a child are exactly its additions, modifications and deletions", || {
+                same_changes(d.changes(&child).map_err(said)?, &child_changes, &["/etc"])
+            });
+            run.check("export_diff writes the added and modified files and a whiteout for the deleted one", || {
+                let mut out = Vec::new();
+                d.export_diff(&child, &mut out).map_err(said)?;
+                let entries = read_tar(&out)?;
+                let find = |p: &str| entries.iter().find(|e| e.path == p);
+                let mut problems = Vec::new();
+                for (path, data) in [ADDED, CHANGED] {
+                    match find(path) {
+                        Some(e) if e.is_file() && e.data == data => {}
+                        Some(e) => problems.push(format!(
+                            "{path} is type {:?} holding {:?}, want a file holding {:?}",
+                            e.kind as char,
+                            String::from_utf8_lossy(&e.data),
+                            String::from_utf8_lossy(data)
+                        )),
+                        None => problems.push(format!("{path} is missing")),
+                    }
+                }
+                if find("etc/.wh.gone").is_none() {
+                    problems.push("the whiteout etc/.wh.gone is missing".into());
+                }
+                let expected = [ADDED.0, CHANGED.0, "etc/.wh.gone", "etc"];
+                for e in &entries {
+                    if !expected.contains(&e.path.as_str()) {
+                        problems.push(format!("{} is not a change of the layer", e.path));
+                    }
+                }
+                exported = Some(out);
+                joined(problems)
+            });
+        }
+        if let Some(tar) = &exported {
+            run.check("apply_diff of an exported layer onto a new child of its parent reproduces it", || {
+                d.create(&copy, Some(&base)).map_err(|e| format!("create: {}", said(e)))?;
+                made_copy = true;
+                d.apply_diff(&copy, &mut tar.as_slice()).map_err(|e| format!("apply_diff: {}", said(e)))?;
+                let (want, got) = (d.changes(&child).map_err(said)?, d.changes(&copy).map_err(said)?);
+                let (want, got) = (change_set(want), change_set(got));
+                if want != got {
+                    return Err(format!("changes of the copy are {got:?}, of the original {want:?}"));
+                }
+                match d.mount_plan(&copy, false).ok().as_ref().and_then(View::of) {
+                    Some(view) => expect(&view, &child_view()),
+                    None => Ok(()),
+                }
+            });
+        }
+        if wrote {
+            run.check("changes of a writable layer show what was written through it", || {
+                same_changes(d.changes(&rw).map_err(said)?, &[("/etc/keep", ChangeKind::Modified)], &["/etc"])
+            });
+        }
+        if has_child {
+            run.check("usage of a layer counts at least its own content", || {
+                let least = (ADDED.1.len() + CHANGED.1.len()) as u64;
+                match d.usage(&child).map_err(said)? {
+                    n if n >= least => Ok(()),
+                    n => Err(format!("usage of {child} is {n}; it added or rewrote {least} bytes")),
+                }
+            });
+        }
+
+        let made: Vec<&str> = [(rw.as_str(), has_rw), (copy.as_str(), made_copy), (child.as_str(), made_child)]
+            .into_iter()
+            .filter_map(|(id, made)| made.then_some(id))
+            .chain([base.as_str()])
+            .collect();
+        run.check("list holds every created layer once", || {
+            let all = d.list().map_err(said)?;
+            let wrong: Vec<_> = made
+                .iter()
+                .map(|id| (id, all.iter().filter(|l| l == id).count()))
+                .filter(|(_, n)| *n != 1)
+                .map(|(id, n)| format!("{id} listed {n} times"))
+                .collect();
+            joined(wrong)
+        });
+        let removed = run.check("remove, children first, removes every layer", || {
+            let mut problems = Vec::new();
+            for id in &made {
+                if let Err(e) = d.remove(id) {
+                    problems.push(format!("{id}: {}", said(e)));
+                }
+            }
+            joined(problems)
+        });
+        if !removed {
+            return;
+        }
+        run.check("removed layers neither exist nor list", || {
+            let all = d.list().map_err(said)?;
+            let mut problems = Vec::new();
+            for id in &made {
+                if d.exists(id).map_err(said)? {
+                    problems.push(format!("{id} still exists"));
+                }
+                if all.iter().any(|l| l == id) {
+                    problems.push(format!("{id} is still listed"));
+                }
+            }
+            joined(problems)
+        });
+        run.check("remove deletes the layers' trees", || {
+            let left: Vec<_> = views
+                .values()
+                .filter_map(View::bind_source)
+                .filter(|dir| std::fs::symlink_metadata(dir).is_ok())
+                .map(|dir| dir.display().to_string())
+                .collect();
+            match left.is_empty() {
+                true => Ok(()),
+                false => Err(format!("still there: {left:?}")),
+            }
+        });
+    }
+
+    /// A tiny ustar writer: short names, files, directories and symlinks.
+    pub(crate) struct Ustar {
+        out: Vec<u8>,
+        uid: u64,
+        gid: u64,
+    }
+
+    /// The mtime of everything the kit writes: a fixed date, so two runs give the same tar.
+    const MTIME: u64 = 1_700_000_000;
+
+    impl Ustar {
+        pub(crate) fn new(uid: u64, gid: u64) -> Self {
+            Ustar { out: Vec::new(), uid, gid }
+        }
+
+        pub(crate) fn dir(&mut self, path: &str, mode: u32) -> Result<(), String> {
+            self.entry(&format!("{}/", path.trim_end_matches('/')), mode, b'5', b"", "")
+        }
+
+        pub(crate) fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<(), String> {
+            self.entry(path, mode, b'0', data, "")
+        }
+
+        pub(crate) fn symlink(&mut self, path: &str, target: &str) -> Result<(), String> {
+            self.entry(path, 0o777, b'2', b"", target)
+        }
+
+        fn entry(&mut self, path: &str, mode: u32, kind: u8, data: &[u8], link: &str) -> Result<(), String> {
+            let mut h = [0u8; 512];
+            // Names over 100 bytes go in the prefix field, split at a `/`.
+            let (prefix, name) = match path.len() {
+                0..=100 => ("", path),
+                _ => path
+                    .char_indices()
+                    .filter(|(i, c)| *c == '/' && *i <= 155 && path.len() - i - 1 <= 100)
+                    .map(|(i, _)| (&path[..i], &path[i + 1..]))
+                    .next()
+                    .ok_or_else(|| format!("{path:?} is too long for a ustar header"))?,
+            };
+            if link.len() > 100 {
+                return Err(format!("symlink target {link:?} is too long for a ustar header"));
+            }
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            octal(&mut h[100..108], u64::from(mode))?;
+            octal(&mut h[108..116], self.uid)?;
+            octal(&mut h[116..124], self.gid)?;
+            octal(&mut h[124..136], data.len() as u64)?;
+            octal(&mut h[136..148], MTIME)?;
+            h[156] = kind;
+            h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+            h[257..263].copy_from_slice(b"ustar\0");
+            h[263..265].copy_from_slice(b"00");
+            h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+            // The checksum is computed with its own field as spaces.
+            h[148..156].copy_from_slice(b"        ");
+            let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+            octal(&mut h[148..155], sum)?;
+            h[155] = b' ';
+            self.out.extend_from_slice(&h);
+            self.out.extend_from_slice(data);
+            self.out.resize(self.out.len().div_ceil(512) * 512, 0);
+            Ok(())
+        }
+
+        /// The archive with its end marker (two zero blocks).
+        pub(crate) fn finish(mut self) -> Vec<u8> {
+            self.out.resize(self.out.len() + 1024, 0);
+            self.out
+        }
+    }
+
+    /// Writes `value` as zero-padded octal digits and a NUL, filling `field`.
+    fn octal(field: &mut [u8], value: u64) -> Result<(), String> {
+        let digits = format!("{value:0width$o}", width = field.len() - 1);
+        if digits.len() >= field.len() {
+            return Err(format!("{value} does not fit a {}-byte tar field", field.len()));
+        }
+        field[..digits.len()].copy_from_slice(digits.as_bytes());
+        field[digits.len()] = 0;
+        Ok(())
+    }
+
+    /// One member of a tar the kit read.
+    #[derive(Clone, Debug)]
+    pub(crate) struct TarEntry {
+        /// Without a leading `/` or `./` and without a trailing `/`.
+        pub(crate) path: String,
+        /// The typeflag byte (`0` or NUL file, `5` dir, `2` symlink, `1` hard link, ...).
+        pub(crate) kind: u8,
+        pub(crate) data: Vec<u8>,
+        /// The target of a symlink or hard link.
+        #[cfg_attr(not(test), allow(dead_code))] // the kit compares content only; the SDK's test driver unpacks links
+        pub(crate) link: String,
+    }
+
+    impl TarEntry {
+        pub(crate) fn is_file(&self) -> bool {
+            matches!(self.kind, b'0' | 0 | b'7')
+        }
+    }
+
+    /// Reads a whole tar: ustar, GNU long names and PAX `path`/`linkpath`
+    /// records, with every header's checksum checked.
+    pub(crate) fn read_tar(bytes: &[u8]) -> Result<Vec<TarEntry>, String> {
+        let mut out = Vec::new();
+        let (mut long_name, mut long_link): (Option<String>, Option<String>) = (None, None);
+        let mut at = 0;
+        while let Some(h) = bytes.get(at..at + 512) {
+            if h.iter().all(|b| *b == 0) {
+                return Ok(out);
+            }
+            let sum: u64 = h.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) }).sum();
+            if number(&h[148..156])? != sum {
+                return Err(format!("the header at byte {at} has a bad checksum"));
+            }
+            let size = usize::try_from(number(&h[124..136])?).map_err(|_| "an entry is too large".to_string())?;
+            let data = bytes
+                .get(at + 512..at + 512 + size)
+                .ok_or_else(|| format!("the tar ends inside the entry at byte {at}"))?
+                .to_vec();
+            at += 512 + size.div_ceil(512) * 512;
+            let text = |b: &[u8]| String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(b)).into_owned();
+            match h[156] {
+                b'L' => long_name = Some(text(&data)),
+                b'K' => long_link = Some(text(&data)),
+                b'x' => {
+                    for (key, value) in pax_records(&data)? {
+                        match key.as_str() {
+                            "path" => long_name = Some(value),
+                            "linkpath" => long_link = Some(value),
+                            _ => {}
+                        }
+                    }
+                }
+                b'g' => {}
+                kind => {
+                    let mut path = text(&h[..100]);
+                    let prefix = text(&h[345..500]);
+                    // Only POSIX ustar has a prefix field; GNU keeps times there.
+                    if h[257..263] == *b"ustar\0" && !prefix.is_empty() {
+                        path = format!("{prefix}/{path}");
+                    }
+                    let path = long_name.take().unwrap_or(path);
+                    let link = long_link.take().unwrap_or_else(|| text(&h[157..257]));
+                    out.push(TarEntry { path: clean(&path), kind, data, link });
+                }
+            }
+        }
+        Err("the tar has no end-of-archive marker".into())
+    }
+
+    fn clean(path: &str) -> String {
+        let mut p = path.trim_end_matches('/');
+        loop {
+            match p.strip_prefix("./").or_else(|| p.strip_prefix('/')) {
+                Some(rest) => p = rest,
+                None => return p.to_string(),
+            }
+        }
+    }
+
+    /// A numeric header field: octal text, or GNU base-256 when the high bit is set.
+    fn number(field: &[u8]) -> Result<u64, String> {
+        if field.first().is_some_and(|b| b & 0x80 != 0) {
+            let mut n: u64 = u64::from(field[0] & 0x7f);
+            for b in &field[1..] {
+                n = n.checked_mul(256).ok_or("a base-256 number overflows")? | u64::from(*b);
+            }
+            return Ok(n);
+        }
+        let digits: String =
+            field.iter().map(|b| *b as char).filter(|c| !matches!(c, ' ' | '\0')).collect();
+        match digits.is_empty() {
+            true => Ok(0),
+            false => u64::from_str_radix(&digits, 8).map_err(|_| format!("{digits:?} is not an octal number")),
+        }
+    }
+
+    /// PAX records: `LEN KEY=VALUE\n` each, LEN counting the whole record.
+    fn pax_records(mut data: &[u8]) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        while !data.is_empty() && data[0] != 0 {
+            let space = data.iter().position(|b| *b == b' ').ok_or("a PAX record without a length")?;
+            let len: usize = std::str::from_utf8(&data[..space])
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .ok_or("a PAX record with a bad length")?;
+            let record = data.get(space + 1..len).ok_or("a PAX record longer than its header")?;
+            let record = record.strip_suffix(b"\n").unwrap_or(record);
+            let eq = record.iter().position(|b| *b == b'=').ok_or("a PAX record without `=`")?;
+            out.push((
+                String::from_utf8_lossy(&record[..eq]).into_owned(),
+                String::from_utf8_lossy(&record[eq + 1..]).into_owned(),
+            ));
+            data = &data[len..];
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) use storage::{read_tar, Ustar};

@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{DriverError, DriverResult, NetworkDriver, VolumeDriver};
+use std::io::{Read, Write};
+
+use crate::{DriverError, DriverResult, NetworkDriver, StorageDriver, VolumeDriver};
 
 /// The `volume-driver` methods, in WIT order.
 pub const VOLUME_METHODS: &[&str] = &[
@@ -32,6 +34,101 @@ pub const NETWORK_METHODS: &[&str] = &[
     "network-driver.join",
     "network-driver.leave",
 ];
+
+/// The `storage-driver` methods. `apply-diff` reads and `export-diff` writes
+/// the call's stream (`abi::Descriptor::call_stream`).
+pub const STORAGE_METHODS: &[&str] = &[
+    "storage-driver.status",
+    "storage-driver.create",
+    "storage-driver.apply-diff",
+    "storage-driver.mount-plan",
+    "storage-driver.export-diff",
+    "storage-driver.changes",
+    "storage-driver.usage",
+    "storage-driver.exists",
+    "storage-driver.remove",
+    "storage-driver.list",
+];
+
+/// The byte stream of a storage call: the layer tar in or out.
+pub trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// The stream of a call that came without one (`Descriptor::call`).
+pub struct NoStream;
+
+impl Read for NoStream {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("this call has no stream; the host must use call_stream"))
+    }
+}
+
+impl Write for NoStream {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("this call has no stream; the host must use call_stream"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs one `storage-driver` call on `driver`; `stream` carries the layer tar.
+pub fn storage(driver: &dyn StorageDriver, method: &str, args: Vec<Value>, stream: &mut dyn Stream) -> DriverResult<Value> {
+    let mut a = Args::new(method, args);
+    match method {
+        "storage-driver.status" => {
+            a.done()?;
+            json(driver.status())
+        }
+        "storage-driver.create" => {
+            let (id, parent): (String, Option<String>) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.create(&id, parent.as_deref())?)
+        }
+        "storage-driver.apply-diff" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.apply_diff(&id, stream)?)
+        }
+        "storage-driver.mount-plan" => {
+            let (id, writable): (String, bool) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.mount_plan(&id, writable)?)
+        }
+        "storage-driver.export-diff" => {
+            let id: String = a.next()?;
+            a.done()?;
+            driver.export_diff(&id, stream)?;
+            stream.flush().map_err(|e| DriverError::io("cannot flush the layer stream", e))?;
+            json(())
+        }
+        "storage-driver.changes" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.changes(&id)?)
+        }
+        "storage-driver.usage" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.usage(&id)?)
+        }
+        "storage-driver.exists" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.exists(&id)?)
+        }
+        "storage-driver.remove" => {
+            let id: String = a.next()?;
+            a.done()?;
+            json(driver.remove(&id)?)
+        }
+        "storage-driver.list" => {
+            a.done()?;
+            json(driver.list()?)
+        }
+        _ => Err(unknown(method)),
+    }
+}
 
 /// Runs one `volume-driver` call on `driver`.
 pub fn volume(driver: &dyn VolumeDriver, method: &str, args: Vec<Value>) -> DriverResult<Value> {

@@ -6,6 +6,10 @@
 //! `wit/plugin.wit`) or as a native `cdylib` (the ABI in `abi`). Check it with
 //! the conformance kit (`conformance`) in your own tests.
 //!
+//! A native library may instead provide the daemon's `StorageDriver` (image
+//! layers and container root filesystems, Docker's graphdriver) with
+//! `export_storage_driver!(MyType)`; that kind has no WASM form.
+//!
 //! A driver may be created afresh for every call (the WASM host runs each
 //! call in a new instance), so it keeps its state in its data dir
 //! (`PluginContext::data_dir`), never only in memory.
@@ -91,6 +95,44 @@ pub trait NetworkDriver: Send + Sync + 'static {
     fn leave(&self, network_id: &str, endpoint_id: &str) -> DriverResult<NetworkPlan>;
 }
 
+/// A storage driver (Docker's graphdriver), author side: image layers on a
+/// parent chain and the writable layers of containers. Native only — it runs
+/// in the daemon on every image pull and container start — and chosen with
+/// `berth daemon --storage-driver <plugin>`. Layer IDs are the engine's names
+/// (letters, digits, `-`, `_`, `.`); the layers live under the data dir.
+pub trait StorageDriver: Send + Sync + 'static {
+    /// Makes the driver once per library lifetime (and once per check at install).
+    fn new(ctx: PluginContext) -> DriverResult<Self>
+    where
+        Self: Sized;
+    /// Key/value pairs `berth info` shows under the driver's name.
+    fn status(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// An empty layer `id` on `parent` (`Conflict` if `id` exists).
+    fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
+    /// Unpacks an uncompressed OCI layer tar into the new layer `id`,
+    /// honouring whiteouts (`.wh.NAME` deletes NAME, `.wh..wh..opq` hides the
+    /// parent's contents of its directory). Answers the bytes of file content written.
+    fn apply_diff(&self, id: &str, diff: &mut dyn std::io::Read) -> DriverResult<u64>;
+    /// The mount that shows layer `id` merged over its parents; writable for
+    /// a container's layer. Sources lie under the data dir.
+    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan>;
+    /// Writes layer `id`'s changes against its parent as an OCI layer tar
+    /// (deletions as `.wh.` entries).
+    fn export_diff(&self, id: &str, out: &mut dyn std::io::Write) -> DriverResult<()>;
+    /// What layer `id` adds, changes and deletes against its parent.
+    fn changes(&self, id: &str) -> DriverResult<Vec<Change>>;
+    /// Bytes of content in layer `id` alone.
+    fn usage(&self, id: &str) -> DriverResult<u64>;
+    /// Whether layer `id` exists.
+    fn exists(&self, id: &str) -> DriverResult<bool>;
+    /// Deletes layer `id` (`NotFound` if there is none; the engine removes children first).
+    fn remove(&self, id: &str) -> DriverResult<()>;
+    /// Every layer present, complete or not, so the engine can reconcile after a crash.
+    fn list(&self) -> DriverResult<Vec<String>>;
+}
+
 /// Severity of a line sent to the daemon's log with `log`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -126,6 +168,24 @@ macro_rules! export_volume_driver {
             type BerthVolumeExport = $crate::component::VolumeComponent<$driver>;
             $crate::__export_volume_plugin_impl!(BerthVolumeExport with_types_in $crate::component::volume_world);
         };
+    };
+}
+
+/// Exports a `StorageDriver` type as the `berth_plugin_descriptor` dylib
+/// symbol. Storage drivers are native only. Use it once per crate.
+#[macro_export]
+macro_rules! export_storage_driver {
+    ($driver:ty) => {
+        /// The dylib entry point the berth host looks up (`abi::DESCRIPTOR_SYMBOL`).
+        #[cfg(not(target_arch = "wasm32"))]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn berth_plugin_descriptor() -> *const $crate::abi::Descriptor {
+            static DESCRIPTOR: $crate::abi::Descriptor =
+                $crate::native::descriptor::<$crate::native::AsStorage<$driver>>();
+            &DESCRIPTOR
+        }
+        #[cfg(target_arch = "wasm32")]
+        compile_error!("a berth storage driver is a native library: build it without --target wasm32-wasip2");
     };
 }
 

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::abi::{self, Answer, Buffer, Descriptor, InitConfig};
-use crate::{dispatch, DriverError, DriverResult, NetworkDriver, PluginContext, VolumeDriver};
+use crate::dispatch::{self, NoStream, Stream};
+use crate::{DriverError, DriverResult, NetworkDriver, PluginContext, StorageDriver, VolumeDriver};
 
 /// One driver kind as the glue serves it.
 pub trait Served: Send + Sync + 'static + Sized {
@@ -18,21 +19,23 @@ pub trait Served: Send + Sync + 'static + Sized {
     const KIND: u32;
     /// Builds the driver from the host's `InitConfig`.
     fn make(ctx: PluginContext) -> DriverResult<Self>;
-    /// Runs one call.
-    fn serve(&self, method: &str, args: Vec<Value>) -> DriverResult<Value>;
+    /// Runs one call; `stream` is the host's (`call_stream`) or `NoStream`.
+    fn serve(&self, method: &str, args: Vec<Value>, stream: &mut dyn Stream) -> DriverResult<Value>;
 }
 
 /// A volume driver served over the ABI.
 pub struct AsVolume<T>(T);
 /// A network driver served over the ABI.
 pub struct AsNetwork<T>(T);
+/// A storage driver served over the ABI.
+pub struct AsStorage<T>(T);
 
 impl<T: VolumeDriver> Served for AsVolume<T> {
     const KIND: u32 = abi::KIND_VOLUME;
     fn make(ctx: PluginContext) -> DriverResult<Self> {
         T::new(ctx).map(AsVolume)
     }
-    fn serve(&self, method: &str, args: Vec<Value>) -> DriverResult<Value> {
+    fn serve(&self, method: &str, args: Vec<Value>, _: &mut dyn Stream) -> DriverResult<Value> {
         dispatch::volume(&self.0, method, args)
     }
 }
@@ -42,8 +45,18 @@ impl<T: NetworkDriver> Served for AsNetwork<T> {
     fn make(ctx: PluginContext) -> DriverResult<Self> {
         T::new(ctx).map(AsNetwork)
     }
-    fn serve(&self, method: &str, args: Vec<Value>) -> DriverResult<Value> {
+    fn serve(&self, method: &str, args: Vec<Value>, _: &mut dyn Stream) -> DriverResult<Value> {
         dispatch::network(&self.0, method, args)
+    }
+}
+
+impl<T: StorageDriver> Served for AsStorage<T> {
+    const KIND: u32 = abi::KIND_STORAGE;
+    fn make(ctx: PluginContext) -> DriverResult<Self> {
+        T::new(ctx).map(AsStorage)
+    }
+    fn serve(&self, method: &str, args: Vec<Value>, stream: &mut dyn Stream) -> DriverResult<Value> {
+        dispatch::storage(&self.0, method, args, stream)
     }
 }
 
@@ -56,6 +69,7 @@ pub const fn descriptor<S: Served>() -> Descriptor {
         init: init::<S>,
         call: call::<S>,
         free,
+        call_stream: call_stream::<S>,
     }
 }
 
@@ -85,6 +99,64 @@ unsafe extern "C" fn call<S: Served>(
     input_len: usize,
     out: *mut Buffer,
 ) -> i32 {
+    // SAFETY: passed through from the host, which keeps `call`'s contract.
+    unsafe { call_with::<S>(handle, method, method_len, input, input_len, &mut NoStream, out) }
+}
+
+unsafe extern "C" fn call_stream<S: Served>(
+    handle: *mut c_void,
+    method: *const u8,
+    method_len: usize,
+    input: *const u8,
+    input_len: usize,
+    stream: *mut abi::Stream,
+    out: *mut Buffer,
+) -> i32 {
+    // SAFETY: a non-null stream is the host's, valid for this call.
+    match unsafe { stream.as_ref() } {
+        // SAFETY: as for `call`.
+        Some(stream) => unsafe { call_with::<S>(handle, method, method_len, input, input_len, &mut HostStream(stream), out) },
+        // SAFETY: as for `call`.
+        None => unsafe { call_with::<S>(handle, method, method_len, input, input_len, &mut NoStream, out) },
+    }
+}
+
+/// The host's `abi::Stream` as `Read + Write`.
+struct HostStream<'a>(&'a abi::Stream);
+
+impl std::io::Read for HostStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: the host's function, its context, and a buffer of `buf.len()` writable bytes.
+        let n = unsafe { (self.0.read)(self.0.ctx, buf.as_mut_ptr(), buf.len()) };
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= buf.len())
+            .ok_or_else(|| std::io::Error::other("the host could not read the layer stream"))
+    }
+}
+
+impl std::io::Write for HostStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: the host's function, its context, and `buf.len()` readable bytes.
+        match unsafe { (self.0.write)(self.0.ctx, buf.as_ptr(), buf.len()) } {
+            0 => Ok(buf.len()),
+            _ => Err(std::io::Error::other("the host could not take the layer stream")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+unsafe fn call_with<S: Served>(
+    handle: *mut c_void,
+    method: *const u8,
+    method_len: usize,
+    input: *const u8,
+    input_len: usize,
+    stream: &mut dyn Stream,
+    out: *mut Buffer,
+) -> i32 {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: a non-null handle is what `init::<S>` returned and the
         // host keeps it alive for as long as it calls.
@@ -100,7 +172,7 @@ unsafe extern "C" fn call<S: Served>(
             serde_json::from_slice(input)
                 .map_err(|e| DriverError::InvalidArgument(format!("{method}: arguments are not a JSON array: {e}")))?
         };
-        driver.serve(method, args)
+        driver.serve(method, args, stream)
     }));
     let (status, doc) = match outcome {
         Ok(Ok(value)) => (abi::STATUS_OK, Answer::Ok(value)),

@@ -1,5 +1,5 @@
-//! The SDK's own tests: the JSON the host relies on, the dispatcher, and a
-//! small driver with switchable flaws showing that each promise the
+//! The SDK's own tests: the JSON the host relies on, the dispatcher, and
+//! small drivers with switchable flaws showing that each promise the
 //! conformance kit checks can fail.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::conformance::{check_network_driver, check_volume_driver, Failures};
+use crate::conformance::{check_network_driver, check_storage_driver, check_volume_driver, Failures};
 use crate::*;
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
@@ -399,3 +399,276 @@ fn the_dylib_glue_answers_errors_and_catches_panics() {
     assert!(answer["err"]["message"].as_str().unwrap_or("").contains("get v is not implemented"), "{answer}");
     assert_eq!(call("volume-driver.list", "").0, abi::STATUS_OK, "the driver still serves after a panic");
 }
+
+/// Ways the test storage driver can break the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreFlaw {
+    None,
+    IgnoresWhiteouts,
+    ExistsAlways,
+    RecreateIsFine,
+    /// A writable layer's mount is its parent's own tree, as a driver that
+    /// shared files with image layers and never copied them would give.
+    SharesParentTree,
+}
+
+/// Full-copy layers under `layers/<id>`, each parent named in `parents/<id>`;
+/// good unless given a flaw. Std only: it reads tars with the kit's reader.
+struct CopyLayers {
+    root: PathBuf,
+    flaw: StoreFlaw,
+}
+
+/// What a path is, compared by content.
+#[derive(PartialEq)]
+enum Item {
+    Dir,
+    File(Vec<u8>),
+    Link(PathBuf),
+}
+
+fn item(path: &Path) -> std::io::Result<Option<Item>> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(match meta {
+        m if m.is_dir() => Item::Dir,
+        m if m.file_type().is_symlink() => Item::Link(std::fs::read_link(path)?),
+        _ => Item::File(std::fs::read(path)?),
+    }))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        match item(&src)? {
+            Some(Item::Dir) => copy_tree(&src, &dst)?,
+            Some(Item::Link(target)) => std::os::unix::fs::symlink(target, &dst)?,
+            Some(Item::File(_)) => drop(std::fs::copy(&src, &dst)?),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Changes of `new` against `old`, each directory before its contents.
+fn diff_trees(new: &Path, old: Option<&Path>, rel: &str, out: &mut Vec<Change>) -> std::io::Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for dir in std::iter::once(new).chain(old) {
+        for entry in std::fs::read_dir(dir)? {
+            names.insert(entry?.file_name());
+        }
+    }
+    for name in names {
+        let path = format!("{rel}/{}", name.to_string_lossy());
+        let (n, o) = (item(&new.join(&name))?, old.map(|o| item(&o.join(&name))).transpose()?.flatten());
+        let kind = match (&n, &o) {
+            (Some(_), None) => ChangeKind::Added,
+            (None, Some(_)) => ChangeKind::Deleted,
+            (Some(a), Some(b)) if a != b => ChangeKind::Modified,
+            _ => ChangeKind::Added,
+        };
+        if n.is_none() || o.is_none() || n != o {
+            out.push(Change { path: path.clone(), kind });
+        }
+        if n == Some(Item::Dir) {
+            let old_dir = old.map(|o| o.join(&name)).filter(|_| o == Some(Item::Dir));
+            diff_trees(&new.join(&name), old_dir.as_deref(), &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn store_io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DriverError {
+    move |e| DriverError::io(what, e)
+}
+
+impl CopyLayers {
+    fn new_in(root: &Path, flaw: StoreFlaw) -> Self {
+        for sub in ["layers", "parents"] {
+            std::fs::create_dir_all(root.join(sub)).expect("driver dirs");
+        }
+        CopyLayers { root: root.into(), flaw }
+    }
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("layers").join(id)
+    }
+    fn existing(&self, id: &str) -> DriverResult<PathBuf> {
+        let valid = !id.is_empty()
+            && !id.starts_with('.')
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(DriverError::InvalidArgument(format!("bad layer id {id:?}")));
+        }
+        match self.dir(id).is_dir() {
+            true => Ok(self.dir(id)),
+            false => Err(DriverError::NotFound(format!("no layer {id}"))),
+        }
+    }
+    fn parent(&self, id: &str) -> Option<PathBuf> {
+        let parent = std::fs::read_to_string(self.root.join("parents").join(id)).ok()?;
+        Some(self.dir(parent.trim())).filter(|_| !parent.trim().is_empty())
+    }
+    fn diff(&self, id: &str) -> DriverResult<(PathBuf, Vec<Change>)> {
+        let dir = self.existing(id)?;
+        let mut out = Vec::new();
+        diff_trees(&dir, self.parent(id).as_deref(), "", &mut out).map_err(store_io("diff"))?;
+        Ok((dir, out))
+    }
+}
+
+impl StorageDriver for CopyLayers {
+    fn new(ctx: PluginContext) -> DriverResult<Self> {
+        Ok(CopyLayers::new_in(&ctx.data_dir, StoreFlaw::None))
+    }
+    fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        match self.existing(id) {
+            Ok(_) if self.flaw == StoreFlaw::RecreateIsFine => return Ok(()),
+            Ok(_) => return Err(DriverError::Conflict(format!("layer {id} exists"))),
+            Err(DriverError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match parent {
+            Some(p) => copy_tree(&self.existing(p)?, &self.dir(id)).map_err(store_io("copy"))?,
+            None => std::fs::create_dir(self.dir(id)).map_err(store_io("create"))?,
+        }
+        std::fs::write(self.root.join("parents").join(id), parent.unwrap_or("")).map_err(store_io("parent"))
+    }
+    fn apply_diff(&self, id: &str, diff: &mut dyn std::io::Read) -> DriverResult<u64> {
+        let dir = self.existing(id)?;
+        let mut bytes = Vec::new();
+        diff.read_to_end(&mut bytes).map_err(store_io("read"))?;
+        let entries = conformance::read_tar(&bytes).map_err(DriverError::InvalidArgument)?;
+        let mut written = 0;
+        for e in entries {
+            if e.path.split('/').any(|c| c == "..") {
+                return Err(DriverError::InvalidArgument(format!("{} climbs out", e.path)));
+            }
+            let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", &e.path));
+            let path = dir.join(&e.path);
+            let _ = std::fs::create_dir_all(dir.join(parent));
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                if self.flaw != StoreFlaw::IgnoresWhiteouts {
+                    let target = dir.join(parent).join(hidden);
+                    let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                }
+                continue;
+            }
+            if e.kind != b'5' {
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+            match e.kind {
+                b'5' => std::fs::create_dir_all(&path).map_err(store_io(&e.path))?,
+                b'2' => std::os::unix::fs::symlink(&e.link, &path).map_err(store_io(&e.path))?,
+                _ => {
+                    std::fs::write(&path, &e.data).map_err(store_io(&e.path))?;
+                    written += e.data.len() as u64;
+                }
+            }
+        }
+        Ok(written)
+    }
+    fn mount_plan(&self, id: &str, writable: bool) -> DriverResult<MountPlan> {
+        let mut dir = self.existing(id)?;
+        if writable && self.flaw == StoreFlaw::SharesParentTree {
+            dir = self.parent(id).unwrap_or(dir);
+        }
+        Ok(MountPlan { spec: MountSpec::Bind { source: dir.display().to_string(), readonly: !writable } })
+    }
+    fn export_diff(&self, id: &str, out: &mut dyn std::io::Write) -> DriverResult<()> {
+        let (dir, changes) = self.diff(id)?;
+        let mut tar = conformance::Ustar::new(0, 0);
+        for c in changes {
+            let rel = c.path.trim_start_matches('/');
+            let added = match (c.kind, item(&dir.join(rel)).map_err(store_io(rel))?) {
+                (ChangeKind::Deleted, _) | (_, None) => {
+                    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+                    tar.file(&format!("{parent}/.wh.{name}"), 0o644, b"")
+                }
+                (_, Some(Item::Dir)) => tar.dir(rel, 0o755),
+                (_, Some(Item::File(data))) => tar.file(rel, 0o644, &data),
+                (_, Some(Item::Link(target))) => tar.symlink(rel, &target.display().to_string()),
+            };
+            added.map_err(DriverError::Failed)?;
+        }
+        out.write_all(&tar.finish()).map_err(store_io("export"))
+    }
+    fn changes(&self, id: &str) -> DriverResult<Vec<Change>> {
+        self.diff(id).map(|(_, changes)| changes)
+    }
+    fn usage(&self, id: &str) -> DriverResult<u64> {
+        let (dir, changes) = self.diff(id)?;
+        let size = |c: &Change| std::fs::symlink_metadata(dir.join(c.path.trim_start_matches('/'))).map(|m| m.len());
+        Ok(changes.iter().filter(|c| c.kind != ChangeKind::Deleted).filter_map(|c| size(c).ok()).sum())
+    }
+    fn exists(&self, id: &str) -> DriverResult<bool> {
+        Ok(self.flaw == StoreFlaw::ExistsAlways || self.existing(id).is_ok())
+    }
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        std::fs::remove_dir_all(self.existing(id)?).map_err(store_io("remove"))?;
+        let _ = std::fs::remove_file(self.root.join("parents").join(id));
+        Ok(())
+    }
+    fn list(&self) -> DriverResult<Vec<String>> {
+        let entries = std::fs::read_dir(self.root.join("layers")).map_err(store_io("list"))?;
+        Ok(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+    }
+}
+
+fn storage_kit(flaw: StoreFlaw) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    failed_checks(check_storage_driver(&CopyLayers::new_in(dir.path(), flaw), dir.path()))
+}
+
+#[test]
+fn the_storage_kit_passes_a_good_driver_and_fails_each_flaw() {
+    assert_eq!(storage_kit(StoreFlaw::None), Vec::<String>::new());
+    let cases = [
+        (StoreFlaw::IgnoresWhiteouts, "a child layer shows its parent with its own diff applied"),
+        (StoreFlaw::IgnoresWhiteouts, "changes of a child are exactly its additions, modifications and deletions"),
+        (StoreFlaw::ExistsAlways, "exists of an unknown layer is false"),
+        (StoreFlaw::RecreateIsFine, "create of an existing id is Conflict"),
+        (StoreFlaw::SharesParentTree, "writing through the writable layer changes no image layer"),
+    ];
+    for (flaw, check) in cases {
+        let failed = storage_kit(flaw);
+        assert!(failed.iter().any(|c| c == check), "{flaw:?} should fail {check:?}, failed {failed:?}");
+    }
+}
+
+#[test]
+fn the_storage_kit_says_which_promise_broke_and_how() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = CopyLayers::new_in(dir.path(), StoreFlaw::IgnoresWhiteouts);
+    let text = check_storage_driver(&driver, dir.path()).expect_err("whiteouts are ignored").to_string();
+    assert!(
+        text.contains("a child layer shows its parent with its own diff applied")
+            && text.contains("/etc/gone is a file holding \"whited out by the child\\n\", want missing"),
+        "{text}"
+    );
+    // The kit cleans up after itself even when checks fail.
+    assert_eq!(driver.list().expect("list"), Vec::<String>::new());
+}
+
+#[test]
+fn the_kits_tar_writer_and_reader_agree() {
+    let mut tar = conformance::Ustar::new(1000, 1000);
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+    tar.dir("etc", 0o755).expect("dir");
+    tar.file(&long, 0o600, b"data").expect("long name in the prefix field");
+    tar.symlink("etc/l", "../x").expect("symlink");
+    assert!(tar.file(&"x".repeat(300), 0o600, b"").is_err(), "no prefix split fits");
+    let entries = conformance::read_tar(&tar.finish()).expect("reads back");
+    let got: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.kind, e.data.as_slice(), e.link.as_str())).collect();
+    assert_eq!(got, [("etc", b'5', &b""[..], ""), (long.as_str(), b'0', &b"data"[..], ""), ("etc/l", b'2', &b""[..], "../x")]);
+    let mut bad = conformance::Ustar::new(0, 0);
+    bad.file("f", 0o644, b"x").expect("file");
+    let mut bytes = bad.finish();
+    bytes[0] = b'g';
+    assert!(conformance::read_tar(&bytes).expect_err("bad checksum").contains("checksum"));
+}
+

@@ -64,6 +64,22 @@ pub struct MountPlan {
     pub spec: MountSpec,
 }
 
+/// How one path differs between a layer and its parent (`docker diff`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChangeKind {
+    Modified,
+    Added,
+    Deleted,
+}
+
+/// One entry of a storage driver's `changes`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute path inside the layer, e.g. `/etc/hosts`.
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
 /// What a network driver can do (libnetwork `GetCapabilities`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkCapabilities {

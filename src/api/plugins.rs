@@ -50,6 +50,7 @@ fn interface_type(kind: &Kind) -> &'static str {
     match kind {
         Kind::Volume => "docker.volumedriver/1.0",
         Kind::Network => "docker.networkdriver/1.0",
+        Kind::Storage => "docker.graphdriver/1.0",
     }
 }
 
@@ -118,7 +119,7 @@ where
 }
 
 /// `GET /plugins` with Docker's filters `enabled=true|false` and
-/// `capability=volumedriver|networkdriver`.
+/// `capability=volumedriver|networkdriver|graphdriver`.
 async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(&["enabled", "capability"])?;
     let mut enabled = None;

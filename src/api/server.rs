@@ -33,7 +33,8 @@ pub struct DaemonArgs {
     /// Runtime state directory (default /run/berth).
     #[arg(long, value_name = "DIR")]
     pub run: Option<PathBuf>,
-    /// Storage driver: overlay or vfs (default: overlay, vfs where overlay cannot mount).
+    /// Storage driver: overlay, vfs, or an enabled plugin providing storage
+    /// (default: overlay, vfs where overlay cannot mount).
     #[arg(short = 's', long, value_name = "DRIVER")]
     pub storage_driver: Option<String>,
     /// Log level: error, warn, info, debug, trace.
@@ -182,9 +183,6 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
         let root = root.clone();
         let run = loc.run.clone();
         tokio::task::spawn_blocking(move || -> Result<(Arc<Engine>, Arc<PluginManager>)> {
-            let storage = berth_drivers::storage::select(&root, storage_driver.as_deref())
-                .context("cannot set up the storage driver")?;
-            tracing::info!(driver = storage.name(), "storage driver ready");
             let drivers = Drivers::default();
             // Volumes: the in-tree `local` driver.
             let local = berth_drivers::volume::LocalDriver::new(&root).context("cannot set up the local volume driver")?;
@@ -192,11 +190,21 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
             // Networks: bridge (the default), host, null (`none`), macvlan.
             berth_drivers::network::register_all(&drivers.network);
             // Enabled plugins before the engine opens: it re-adopts the
-            // containers, volumes and networks that use their drivers.
-            let plugins = PluginManager::open(root.join("plugins")).context("cannot open the plugin directory")?;
+            // containers, volumes and networks that use their drivers, and a
+            // plugin may be the storage driver.
+            let plugins = PluginManager::open(root.join("plugins"), berth_plugins::DataLimit::Enforce).context("cannot open the plugin directory")?;
             for warning in plugins.load_enabled(&drivers) {
                 tracing::warn!("plugin not loaded: {warning}");
             }
+            let storage = match storage_driver.as_deref() {
+                Some(name) if !berth_drivers::storage::DRIVER_NAMES.contains(&name) => {
+                    plugins.storage_driver(name, &drivers).with_context(|| {
+                        format!("cannot use the storage driver {name:?} (in-tree: {})", berth_drivers::storage::DRIVER_NAMES.join(", "))
+                    })?
+                }
+                requested => berth_drivers::storage::select(&root, requested).context("cannot set up the storage driver")?,
+            };
+            tracing::info!(driver = storage.name(), "storage driver ready");
             let engine =
                 Engine::open(EngineConfig::new(root, run), storage, drivers).context("cannot open the engine state")?;
             Ok((engine, Arc::new(plugins)))

@@ -697,6 +697,26 @@ impl Sandbox {
         self.spawn();
     }
 
+    /// Starts the daemon again, with `--storage-driver <driver>` from now on (`None`: the default).
+    pub fn restart_with_driver(&mut self, driver: Option<&str>) {
+        self.stop();
+        self.storage_driver = driver.map(str::to_string);
+        self.spawn();
+    }
+
+    /// Stops the daemon and starts one with `--storage-driver <driver>` that
+    /// must refuse to start: its output. The daemon stays stopped.
+    pub fn daemon_refuses_driver(&mut self, driver: &str) -> String {
+        self.stop();
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(self.holder_pid().to_string()).args(["-m", "-n", "--"]).arg(BERTH).arg("daemon");
+        cmd.arg("--root").arg(&self.root).arg("--run").arg(&self.run).arg("-H").arg(self.host());
+        cmd.args(["--storage-driver", driver]).env_remove("BERTH_HOST");
+        let out = try_run(cmd, None, Duration::from_secs(60)).unwrap_or_else(|e| panic!("daemon with --storage-driver {driver}: {e}"));
+        assert!(!out.success(), "the daemon started with --storage-driver {driver}:\n{}", out.describe());
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
     /// Stops the daemon: SIGTERM, then SIGKILL after 15 s.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };

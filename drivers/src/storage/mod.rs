@@ -22,8 +22,8 @@ use berth_core::drivers::{DriverError, DriverResult, StorageDriver};
 pub use overlay::OverlayDriver;
 pub use vfs::VfsDriver;
 
-/// Names of the in-tree storage drivers, in order of preference.
-pub const DRIVER_NAMES: &[&str] = &["overlay", "vfs"];
+/// Names of the in-tree storage drivers (`overlay2` is Docker's name for overlay).
+pub const DRIVER_NAMES: &[&str] = &["overlay", "overlay2", "vfs"];
 
 /// Picks the storage driver for the data root `root`: the one `requested`
 /// names, or overlay when it can really mount here, else vfs (with a warning
