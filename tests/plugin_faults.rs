@@ -86,5 +86,25 @@ fn a_plugin_stuck_in_a_call_stalls_nothing_that_does_not_use_it() {
     assert!(text.contains("stuck") && text.contains("within"), "its error names the plugin and the deadline: {text}");
     sb.berth_ok(&["volume", "rm", "hang"]);
     assert!(sb.berth_ok(&["volume", "ls", "-q"]).contains("localvol"));
+
+    // A plugin stuck in `volume create` (`loop` spins until the deadline)
+    // holds up only that create: other volumes are made, used and removed meanwhile.
+    let log = sb.file("hung-create.log");
+    let mut hung = sb.berth_spawn(&["volume", "create", "-d", "stuck", "loop"], &log);
+    std::thread::sleep(Duration::from_millis(300));
+    for args in [
+        &["volume", "create", "other"][..],
+        &["run", "--rm", "-v", "other:/v", "-v", "fresh:/f", "busybox", "true"],
+        &["volume", "rm", "other", "fresh"],
+    ] {
+        let (out, took) = timed(args);
+        assert!(out.success() && took < Duration::from_secs(3), "{args:?} took {took:?} while a create hung: {}", out.describe());
+    }
+    assert!(hung.try_wait().ok().flatten().is_none(), "the create on the stuck plugin is still waiting");
+    let status = common::wait_child(&mut hung, Duration::from_secs(20));
+    assert!(!status.success(), "the create on the stuck plugin fails at its deadline");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("stuck") && text.contains("within"), "its error names the plugin and the deadline: {text}");
+    assert!(!sb.berth_ok(&["volume", "ls", "-q"]).lines().any(|l| l == "loop"), "a failed create leaves no volume");
     assert_no_leftover_mounts(&sb, &baseline);
 }

@@ -8,16 +8,16 @@
 //! the host mount a driver's plan needs (tmpfs, nfs, a bind onto `_data`)
 //! exists exactly while some container runs with it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::container::Filters;
 use crate::drivers::{DriverError, VolumeDriver};
 use crate::engine::{Engine, EngineError, EngineResult};
 use crate::model::container::ContainerRecord;
-use crate::model::volume::{MountPoint, VolumeCreateRequest, VolumeRecord};
+use crate::model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
 use crate::model::MountSpec;
 use crate::store::DefinitionTable;
 
@@ -34,6 +34,8 @@ pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 #[derive(Default)]
 pub struct VolumeState {
     inner: Mutex<Inner>,
+    /// Signalled when a name leaves `Inner::busy`.
+    settled: Condvar,
 }
 
 #[derive(Default)]
@@ -46,6 +48,10 @@ struct Inner {
     /// Container ID of a create in flight -> the volumes it references and
     /// the ones it made (removed again if the create fails).
     pending: HashMap<String, Pending>,
+    /// Names whose driver `create` or `remove` runs now, without the lock
+    /// (a plugin may take up to its deadline): other requests for the same
+    /// name wait or are refused; requests for other volumes go on.
+    busy: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -57,6 +63,29 @@ struct Pending {
 impl VolumeState {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock, once no driver call on `name` is in flight.
+    fn lock_settled(&self, name: &str) -> MutexGuard<'_, Inner> {
+        let inner = self.lock();
+        self.settled.wait_while(inner, |i| i.busy.contains(name)).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `call` (a driver call on volume `name`) without the lock, with
+    /// `name` marked busy meanwhile; returns the lock again with its result.
+    fn unlocked_for<'a, T>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+        name: &str,
+        call: impl FnOnce() -> T,
+    ) -> (MutexGuard<'a, Inner>, T) {
+        inner.busy.insert(name.to_string());
+        drop(inner);
+        let result = call();
+        let mut inner = self.lock();
+        inner.busy.remove(name);
+        self.settled.notify_all();
+        (inner, result)
     }
 }
 
@@ -326,9 +355,11 @@ impl Engine {
 
     /// Returns volume `name`, creating it with `driver` (empty: the default
     /// driver, or the existing volume's) when missing. The bool says whether
-    /// it was made now. The caller holds the volume lock.
+    /// it was made now. The caller holds the volume lock; `busy` is its
+    /// `Inner::busy` (a name another request is creating or removing is refused).
     fn ensure_volume(
         &self,
+        busy: &HashSet<String>,
         name: &str,
         driver: &str,
         options: &BTreeMap<String, String>,
@@ -337,36 +368,55 @@ impl Engine {
     ) -> EngineResult<(VolumeRecord, bool)> {
         validate_name(name)
             .map_err(|m| EngineError::InvalidArgument(format!("create {name}: {m}")))?;
-        if let Some(existing) = self.volume_record(name)? {
-            if !driver.is_empty() && driver != existing.driver {
-                return Err(EngineError::Conflict(format!(
-                    "create {name}: driver '{}' already has volume '{name}': volume name must be unique",
-                    existing.driver
-                )));
-            }
-            // A record whose data the driver lost (deleted by hand): make it again.
-            if let Ok(d) = self.volume_driver(&existing.driver) {
-                if let Err(DriverError::NotFound(_)) = d.get(name) {
-                    let request = VolumeCreateRequest {
-                        name: name.to_string(),
-                        options: existing.options.clone(),
-                    };
-                    d.create(&request).map_err(|e| op_err("create", name, e))?;
-                }
-            }
+        if busy.contains(name) {
+            return Err(EngineError::Conflict(format!(
+                "volume {name} is being created or removed by another request; try again when it is done"
+            )));
+        }
+        if let Some(existing) = self.existing_volume(name, driver)? {
             return Ok((existing, false));
         }
-        let driver_name = if driver.is_empty() {
-            DEFAULT_DRIVER
-        } else {
-            driver
-        };
+        let driver_name = if driver.is_empty() { DEFAULT_DRIVER } else { driver };
         let d = self.volume_driver(driver_name)?;
-        let request = VolumeCreateRequest {
-            name: name.to_string(),
-            options: options.clone(),
-        };
+        let request = VolumeCreateRequest { name: name.to_string(), options: options.clone() };
         let info = d.create(&request).map_err(|e| op_err("create", name, e))?;
+        let record = self.record_created(d.as_ref(), name, driver_name, info, options, labels, anonymous)?;
+        Ok((record, true))
+    }
+
+    /// The record of volume `name` if there is one, checked against the
+    /// `driver` asked for (empty: any). A record whose data its driver lost
+    /// (deleted by hand) gets the data made again.
+    fn existing_volume(&self, name: &str, driver: &str) -> EngineResult<Option<VolumeRecord>> {
+        let Some(existing) = self.volume_record(name)? else { return Ok(None) };
+        if !driver.is_empty() && driver != existing.driver {
+            return Err(EngineError::Conflict(format!(
+                "create {name}: driver '{}' already has volume '{name}': volume name must be unique",
+                existing.driver
+            )));
+        }
+        if let Ok(d) = self.volume_driver(&existing.driver) {
+            if let Err(DriverError::NotFound(_)) = d.get(name) {
+                let request = VolumeCreateRequest { name: name.to_string(), options: existing.options.clone() };
+                d.create(&request).map_err(|e| op_err("create", name, e))?;
+            }
+        }
+        Ok(Some(existing))
+    }
+
+    /// Stores the record of a volume driver `d` has just made; if it cannot
+    /// be stored, asks the driver to remove the volume again.
+    #[allow(clippy::too_many_arguments)]
+    fn record_created(
+        &self,
+        d: &dyn VolumeDriver,
+        name: &str,
+        driver_name: &str,
+        info: VolumeInfo,
+        options: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> EngineResult<VolumeRecord> {
         let mut labels = labels.clone();
         if anonymous {
             labels.entry(ANONYMOUS_LABEL.to_string()).or_default();
@@ -374,10 +424,7 @@ impl Engine {
         let record = VolumeRecord {
             name: name.to_string(),
             driver: driver_name.to_string(),
-            created_at: info
-                .created_at
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(now),
+            created_at: info.created_at.filter(|c| !c.is_empty()).unwrap_or_else(now),
             labels,
             options: options.clone(),
             anonymous,
@@ -388,7 +435,7 @@ impl Engine {
             }
             return Err(e);
         }
-        Ok((record, true))
+        Ok(record)
     }
 
     /// Removes a volume this engine just made for a create that failed,
@@ -506,14 +553,22 @@ impl Engine {
         } else {
             request.name.clone()
         };
-        let mut inner = self.volumes.lock();
-        let (record, _) = self.ensure_volume(
-            &name,
-            &request.driver,
-            &request.driver_opts,
-            &request.labels,
-            false,
-        )?;
+        validate_name(&name).map_err(|m| EngineError::InvalidArgument(format!("create {name}: {m}")))?;
+        let inner = self.volumes.lock_settled(&name);
+        let (mut inner, record) = match self.existing_volume(&name, &request.driver)? {
+            Some(existing) => (inner, existing),
+            None => {
+                // The driver makes it without the volume lock: a plugin that
+                // takes its time holds up this request only.
+                let driver_name = if request.driver.is_empty() { DEFAULT_DRIVER } else { request.driver.as_str() };
+                let d = self.volume_driver(driver_name)?;
+                let create = VolumeCreateRequest { name: name.clone(), options: request.driver_opts.clone() };
+                let (inner, made) = self.volumes.unlocked_for(inner, &name, || d.create(&create));
+                let info = made.map_err(|e| op_err("create", &name, e))?;
+                let record = self.record_created(d.as_ref(), &name, driver_name, info, &request.driver_opts, &request.labels, false)?;
+                (inner, record)
+            }
+        };
         let usage = self.volume_usage(&mut inner)?;
         drop(inner);
         Ok(self.volume_details(record, usage.get(&name), false))
@@ -590,10 +645,10 @@ impl Engine {
             let _inner = self.volumes.lock();
             self.adopt_driver_volumes(&listing)?;
         }
-        let mut inner = self.volumes.lock();
-        if self.volume_record(name)?.is_none() {
+        let mut inner = self.volumes.lock_settled(name);
+        let Some(record) = self.volume_record(name)? else {
             return if force { Ok(()) } else { Err(no_such_volume(name)) };
-        }
+        };
         let usage = self.volume_usage(&mut inner)?;
         if let Some(users) = usage.get(name).filter(|u| !u.is_empty()) {
             return Err(EngineError::Conflict(format!(
@@ -601,7 +656,15 @@ impl Engine {
                 users.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        self.delete_volume_now(name)?;
+        // The driver's remove runs without the volume lock, as create does;
+        // no container can take the volume meanwhile (the name is busy).
+        let driver = self.volume_driver(&record.driver)?;
+        let (mut inner, removed) = self.volumes.unlocked_for(inner, name, || driver.remove(name));
+        match removed {
+            Ok(()) | Err(DriverError::NotFound(_)) => {}
+            Err(e) => return Err(op_err("remove", name, e)),
+        }
+        self.delete_volume_record(name)?;
         inner.host_mounts.remove(name);
         Ok(())
     }
@@ -658,7 +721,7 @@ impl Engine {
 
     /// Resolves one parsed `-v`/`--mount` into its mount point, creating the
     /// volume it names (or an anonymous one) when missing.
-    fn resolve_mount(&self, p: ParsedMount, created: &mut Vec<String>) -> EngineResult<MountPoint> {
+    fn resolve_mount(&self, busy: &HashSet<String>, p: ParsedMount, created: &mut Vec<String>) -> EngineResult<MountPoint> {
         let mut point = p.point;
         if point.kind != "volume" {
             return Ok(point);
@@ -670,7 +733,7 @@ impl Engine {
             point.name.clone()
         };
         let (record, made) =
-            self.ensure_volume(&name, &p.driver, &p.driver_opts, &p.labels, anonymous)?;
+            self.ensure_volume(busy, &name, &p.driver, &p.driver_opts, &p.labels, anonymous)?;
         if made {
             created.push(name.clone());
         }
@@ -689,6 +752,7 @@ impl Engine {
 
     fn plan_mounts_locked(
         &self,
+        busy: &HashSet<String>,
         record: &ContainerRecord,
         image_volumes: &[String],
         created: &mut Vec<String>,
@@ -726,7 +790,7 @@ impl Engine {
             if explicit.contains(&dest) || tmpfs.contains(&dest) {
                 return Err(duplicate(&dest));
             }
-            let point = self.resolve_mount(p, created)?;
+            let point = self.resolve_mount(busy, p, created)?;
             explicit.insert(dest.clone());
             points.insert(dest, point);
         }
@@ -745,7 +809,7 @@ impl Engine {
             if explicit.contains(&dest) || tmpfs.contains(&dest) {
                 return Err(duplicate(&m.target));
             }
-            let point = self.resolve_mount(p, created)?;
+            let point = self.resolve_mount(busy, p, created)?;
             explicit.insert(dest.clone());
             points.insert(dest, point);
         }
@@ -773,6 +837,7 @@ impl Engine {
             }
             let name = hex::encode(crate::container::random_bytes(32)?);
             let (volume, made) = self.ensure_volume(
+                busy,
                 &name,
                 &hc.volume_driver,
                 &BTreeMap::new(),
@@ -814,7 +879,7 @@ impl Engine {
     ) -> EngineResult<()> {
         let mut inner = self.volumes.lock();
         let mut created = Vec::new();
-        match self.plan_mounts_locked(record, image_volumes, &mut created) {
+        match self.plan_mounts_locked(&inner.busy, record, image_volumes, &mut created) {
             Ok(points) => {
                 let refs = points
                     .iter()
