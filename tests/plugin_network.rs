@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::net::{ip_on, sandbox_links};
+use common::net::{ip_on, sandbox_links, sandbox_sh_ok};
 use common::plugins::{built_plugin, install};
 use common::volumes::sandbox_with;
 
@@ -20,6 +20,9 @@ fn containers_on_a_wasm_network_driver_reach_each_other_and_rm_leaves_nothing() 
     let bridge = format!("ib-{}", &id[..12]);
     assert!(sandbox_links(&sb).contains(&bridge), "the plugin's bridge {bridge} exists: {:?}", sandbox_links(&sb));
     assert_eq!(sb.berth_ok(&["network", "inspect", "-f", "{{.Driver}}", "iso"]), "isonet\n");
+    // The link says whose it is: the plugin's later plans may act on it, and on no host link without that tag.
+    let shown = sandbox_sh_ok(&sb, &format!("ip -d link show {bridge}"));
+    assert!(shown.contains("alias berth:isonet"), "{shown}");
 
     sb.berth_ok(&["run", "-d", "--name", "ca", "--network", "iso", "busybox", "sleep", "600"]);
     sb.berth_ok(&["run", "-d", "--name", "cb", "--network", "iso", "busybox", "sleep", "600"]);

@@ -166,6 +166,12 @@ pub trait NetworkDriver: Send + Sync {
     /// The driver's name (`-d NAME`).
     fn name(&self) -> &str;
 
+    /// Whether its plans may act only on the host links its own plans
+    /// created (plugins); in-tree drivers are trusted with every link.
+    fn confined(&self) -> bool {
+        false
+    }
+
     /// `GetCapabilities`.
     fn capabilities(&self) -> NetworkCapabilities;
 

@@ -152,6 +152,10 @@ impl NetworkDriver for PluginNetworkDriver {
         &self.inner.name
     }
 
+    fn confined(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> NetworkCapabilities {
         if let Some(c) = self.capabilities.get() {
             return c.clone();

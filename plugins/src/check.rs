@@ -168,9 +168,11 @@ impl Grant {
                         return Err(refuse(format!("{what} needs permission firewall=true")));
                     }
                 }
-                // Addresses, routes, moves and deletions act on links by name;
-                // the kernel and the executor own those. What a plugin may
-                // create (and on which parents) is the grant.
+                // Addresses, routes, moves and deletions act on links by name:
+                // the executor confines them to the host links the plugin's
+                // own plans created (`Authority::Confined`, `confined()` of
+                // the adapter). What a plugin may create, and on which
+                // parents, is the grant.
                 NetAction::DeleteLink { .. }
                 | NetAction::MoveToSandbox { .. }
                 | NetAction::SetMaster { .. }

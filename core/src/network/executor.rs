@@ -41,23 +41,34 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, NetError> {
         .map_err(|e| NetError::io("starting a runtime for netlink", e))
 }
 
-/// What a driver is allowed to do, checked before any step of its plan runs.
+/// Who a plan comes from, which decides the host links it may act on.
 ///
-/// Issue 6 (plugins) enforces a plugin's `plugin.toml` permissions here:
-/// which link kinds it may create, which parent interfaces it may use, which
-/// sysctls it may set, whether it may add firewall rules. In-tree drivers are
-/// trusted (`Trusted`). A refused plan changes nothing.
-pub trait PlanCheck: Send + Sync {
-    fn check(&self, plan: &NetworkPlan, sandbox: Option<&Path>) -> Result<(), NetError>;
+/// A plugin's plans are checked against its `plugin.toml` grant before they
+/// get here (link kinds, parents, sysctls, firewall); what the grant cannot
+/// say — which of the host's existing links a step names — is checked here,
+/// against the links themselves: every link a plan creates in the host
+/// namespace is tagged with the alias `berth:<owner>`, and a confined plan
+/// may delete, address, set up, enslave, move or route through only links
+/// with its own tag or links it creates itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authority<'a> {
+    /// The engine and the in-tree drivers: every host link.
+    Trusted { owner: &'a str },
+    /// A plugin's driver: only the host links of `owner`.
+    Confined { owner: &'a str },
 }
 
-/// The check of in-tree drivers: everything the executor can do is allowed.
-pub struct Trusted;
-
-impl PlanCheck for Trusted {
-    fn check(&self, _plan: &NetworkPlan, _sandbox: Option<&Path>) -> Result<(), NetError> {
-        Ok(())
+impl Authority<'_> {
+    fn owner(&self) -> &str {
+        match self {
+            Authority::Trusted { owner } | Authority::Confined { owner } => owner,
+        }
     }
+}
+
+/// The alias (`ip link` shows it) of the host links `owner`'s plans create.
+pub fn owner_alias(owner: &str) -> String {
+    format!("berth:{owner}")
 }
 
 /// Applies firewall rules. The nftables module (`firewall.rs`) is the one
@@ -103,15 +114,18 @@ impl Applied {
     }
 }
 
-/// Applies `plan` after `check` allowed it. `sandbox` is the namespace file
-/// of the container the plan's `Sandbox` steps act in.
-pub fn apply(plan: &NetworkPlan, sandbox: Option<&Path>, check: &dyn PlanCheck) -> Result<Applied, NetError> {
-    check.check(plan, sandbox)?;
+/// Applies `plan` on behalf of `by`. `sandbox` is the namespace file of the
+/// container the plan's `Sandbox` steps act in.
+pub fn apply(plan: &NetworkPlan, sandbox: Option<&Path>, by: Authority<'_>) -> Result<Applied, NetError> {
     validate(plan, sandbox)?;
     if plan.actions.is_empty() {
         return Ok(Applied { undo: Vec::new(), sandbox: sandbox.map(Path::to_path_buf) });
     }
     let mut conn = Conn::new(sandbox)?;
+    conn.alias = Some(owner_alias(by.owner()));
+    if let Authority::Confined { owner } = by {
+        conn.check_confined(plan, owner)?;
+    }
     let mut undo = Vec::new();
     let mut i = 0;
     while i < plan.actions.len() {
@@ -307,6 +321,8 @@ struct Conn {
     host: Handle,
     sandbox_path: Option<PathBuf>,
     sandbox: Option<Handle>,
+    /// The alias of the links this plan creates in the host namespace.
+    alias: Option<String>,
 }
 
 impl Conn {
@@ -318,7 +334,7 @@ impl Conn {
             tokio::spawn(conn);
             Ok::<_, NetError>(handle)
         })?;
-        Ok(Conn { rt, host, sandbox_path: sandbox.map(Path::to_path_buf), sandbox: None })
+        Ok(Conn { rt, host, sandbox_path: sandbox.map(Path::to_path_buf), sandbox: None, alias: None })
     }
 
     fn handle(&mut self, ns: Netns) -> Result<Handle, NetError> {
@@ -380,6 +396,88 @@ impl Conn {
                 Err(e) => Err(nl_err(format!("looking up link {name}"))(e)),
             }
         })
+    }
+
+    /// The alias of host link `name`, `None` if it has none or does not exist.
+    fn host_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
+        let h = self.host.clone();
+        let name = name.to_string();
+        self.rt.block_on(async move {
+            let mut s = h.link().get().match_name(name.clone()).execute();
+            match s.try_next().await {
+                Ok(Some(m)) => Ok(m.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfAlias(alias) => Some(alias),
+                    _ => None,
+                })),
+                Ok(None) => Ok(None),
+                Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+                Err(e) => Err(nl_err(format!("looking up link {name}"))(e)),
+            }
+        })
+    }
+
+    /// Refuses a plugin's plan that names a host link neither it nor this
+    /// plan created (see `Authority`). Nothing has been applied yet.
+    fn check_confined(&mut self, plan: &NetworkPlan, owner: &str) -> Result<(), NetError> {
+        let ours = owner_alias(owner);
+        let mut made: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for action in &plan.actions {
+            let named: Vec<&str> = match action {
+                NetAction::CreateLink { name, link, ns: Netns::Host, .. } => {
+                    // Creating a shared link adopts one that exists (see
+                    // `create_link`): a plugin may adopt only its own.
+                    let names = match link {
+                        LinkKind::Veth { peer } => vec![name.as_str(), peer.as_str()],
+                        _ => vec![name.as_str()],
+                    };
+                    for n in names {
+                        if !made.contains(n) && self.index(n, Netns::Host)?.is_some() && self.host_alias(n)?.as_deref() != Some(ours.as_str()) {
+                            return Err(NetError::Invalid(format!(
+                                "plugin {owner}: refused ({}): host link {n} exists and was not created by this plugin",
+                                describe(action)
+                            )));
+                        }
+                        made.insert(n);
+                    }
+                    continue;
+                }
+                NetAction::DeleteLink { name, ns: Netns::Host }
+                | NetAction::AddAddress { link: name, ns: Netns::Host, .. }
+                | NetAction::SetUp { link: name, ns: Netns::Host }
+                | NetAction::MoveToSandbox { name, .. } => vec![name],
+                NetAction::SetMaster { name, master } => vec![name, master],
+                NetAction::AddRoute { link: Some(link), ns: Netns::Host, .. } => vec![link],
+                NetAction::AddRoute { link: None, ns: Netns::Host, destination, .. } => {
+                    return Err(NetError::Invalid(format!(
+                        "plugin {owner}: refused ({}): a route in the host namespace must go through a link the plugin created",
+                        describe(&NetAction::AddRoute { destination: destination.clone(), gateway: None, link: None, ns: Netns::Host })
+                    )));
+                }
+                _ => continue,
+            };
+            for name in named {
+                if made.contains(name) || self.host_alias(name)?.as_deref() == Some(ours.as_str()) {
+                    continue;
+                }
+                return Err(NetError::Invalid(format!(
+                    "plugin {owner}: refused ({}): host link {name} was not created by this plugin",
+                    describe(action)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tags a link just created in the host namespace with this plan's owner.
+    fn tag(&mut self, name: &str) -> Result<(), NetError> {
+        let Some(alias) = self.alias.clone() else { return Ok(()) };
+        let idx = self.must_index(name, Netns::Host)?;
+        let h = self.host.clone();
+        let mut msg = LinkUnspec::new_with_index(idx).build();
+        msg.attributes.push(LinkAttribute::IfAlias(alias));
+        self.rt
+            .block_on(async move { h.link().set(msg).execute().await })
+            .map_err(nl_err(format!("tagging link {name} with its owner")))
     }
 
     fn step(&mut self, action: &NetAction, undo: &mut Vec<Undo>) -> Result<(), NetError> {
@@ -554,6 +652,12 @@ impl Conn {
         match r {
             Ok(()) => {
                 undo.push(Undo::DeleteLink { name: name.to_string(), ns });
+                if ns == Netns::Host {
+                    self.tag(name)?;
+                    if let LinkKind::Veth { peer } = link {
+                        self.tag(peer)?;
+                    }
+                }
                 // The MTU attribute sets only the named end; a peer left at
                 // 1500 drops the larger frames of the other end silently.
                 if let (LinkKind::Veth { peer }, Some(m)) = (link, mtu) {
@@ -864,6 +968,59 @@ mod tests {
         NetworkPlan { actions }
     }
 
+    fn link(name: &str, kind: LinkKind) -> NetAction {
+        NetAction::CreateLink { name: name.into(), link: kind, ns: Netns::Host, mtu: None, mac_address: None }
+    }
+
+    #[test]
+    fn a_confined_plan_acts_only_on_host_links_its_owner_created() {
+        sandboxed("executor confinement", || {
+            let mut conn = Conn::new(None).unwrap();
+            // A link someone else made (the host's, or an in-tree driver's).
+            apply(&plan(vec![link("hostbr0", LinkKind::Bridge)]), None, Authority::Trusted { owner: "bridge" }).unwrap().keep();
+            assert_eq!(conn.host_alias("hostbr0").unwrap().as_deref(), Some("berth:bridge"));
+            let plug = Authority::Confined { owner: "plug" };
+            let own = plan(vec![
+                link("plugbr0", LinkKind::Bridge),
+                link("plugv0", LinkKind::Veth { peer: "plugp0".into() }),
+                NetAction::SetMaster { name: "plugv0".into(), master: "plugbr0".into() },
+                NetAction::AddAddress { link: "plugbr0".into(), address: "10.77.0.1/24".into(), ns: Netns::Host },
+                NetAction::SetUp { link: "plugbr0".into(), ns: Netns::Host },
+                NetAction::AddRoute { destination: "10.78.0.0/24".into(), gateway: None, link: Some("plugbr0".into()), ns: Netns::Host },
+            ]);
+            apply(&own, None, plug).unwrap().keep();
+            for name in ["plugbr0", "plugv0", "plugp0"] {
+                assert_eq!(conn.host_alias(name).unwrap().as_deref(), Some("berth:plug"), "{name} is tagged");
+            }
+            let refused = [
+                NetAction::DeleteLink { name: "hostbr0".into(), ns: Netns::Host },
+                NetAction::DeleteLink { name: "lo".into(), ns: Netns::Host },
+                NetAction::SetMaster { name: "plugv0".into(), master: "hostbr0".into() },
+                NetAction::AddAddress { link: "lo".into(), address: "10.79.0.1/24".into(), ns: Netns::Host },
+                NetAction::SetUp { link: "hostbr0".into(), ns: Netns::Host },
+                NetAction::AddRoute { destination: "default".into(), gateway: Some("10.77.0.2".into()), link: None, ns: Netns::Host },
+                NetAction::AddRoute { destination: "10.80.0.0/24".into(), gateway: None, link: Some("hostbr0".into()), ns: Netns::Host },
+                // Creating a shared link adopts an existing one: not someone else's.
+                link("hostbr0", LinkKind::Bridge),
+            ];
+            for action in refused {
+                // The refused step comes after one that would change something: nothing may change.
+                let p = plan(vec![link("plugbr9", LinkKind::Bridge), action.clone()]);
+                let e = apply(&p, None, plug).err().unwrap_or_else(|| panic!("{action:?} must be refused")).to_string();
+                assert!(e.contains("plugin plug: refused") && e.contains("not created by this plugin") || e.contains("must go through a link"), "{action:?}: {e}");
+                assert!(conn.index("plugbr9", Netns::Host).unwrap().is_none(), "{action:?}: nothing was applied");
+            }
+            assert!(conn.index("hostbr0", Netns::Host).unwrap().is_some());
+            // Its own links it may remove.
+            let gone = plan(vec![
+                NetAction::DeleteLink { name: "plugv0".into(), ns: Netns::Host },
+                NetAction::DeleteLink { name: "plugbr0".into(), ns: Netns::Host },
+            ]);
+            apply(&gone, None, plug).unwrap().keep();
+            assert!(conn.index("plugbr0", Netns::Host).unwrap().is_none());
+        });
+    }
+
     #[test]
     fn a_bridge_and_a_veth_into_a_container() {
         sandboxed("executor bridge+veth", || {
@@ -882,9 +1039,9 @@ mod tests {
                 NetAction::AddAddress { link: "tbr0".into(), address: "10.9.0.1/24".into(), ns: Netns::Host },
                 NetAction::SetUp { link: "tbr0".into(), ns: Netns::Host },
             ]);
-            apply(&bridge, None, &Trusted).unwrap().keep();
+            apply(&bridge, None, Authority::Trusted { owner: "test" }).unwrap().keep();
             // Re-applying adopts the bridge and its address.
-            apply(&bridge, None, &Trusted).unwrap().keep();
+            apply(&bridge, None, Authority::Trusted { owner: "test" }).unwrap().keep();
             assert_eq!(addresses("tbr0", None).unwrap(), vec!["10.9.0.1/24".to_string()]);
             let join = plan(vec![
                 NetAction::CreateLink {
@@ -906,7 +1063,7 @@ mod tests {
                     ns: Netns::Sandbox,
                 },
             ]);
-            let applied = apply(&join, Some(&sb), &Trusted).unwrap();
+            let applied = apply(&join, Some(&sb), Authority::Trusted { owner: "test" }).unwrap();
             assert_eq!(addresses("eth0", Some(&sb)).unwrap(), vec!["10.9.0.2/24".to_string()]);
             assert!(link_exists("tveth1", None).unwrap() && !link_exists("tvp1", None).unwrap());
             // Both ends carry the MTU (this thread's netns is the child's).
@@ -934,7 +1091,7 @@ mod tests {
                 NetAction::AddAddress { link: "tbr1".into(), address: "10.8.0.1/24".into(), ns: Netns::Host },
                 NetAction::SetMaster { name: "nosuch0".into(), master: "tbr1".into() },
             ]);
-            let err = apply(&p, None, &Trusted).err().expect("must fail");
+            let err = apply(&p, None, Authority::Trusted { owner: "test" }).err().expect("must fail");
             assert!(err.to_string().contains("step 3") && err.to_string().contains("nosuch0"), "{err}");
             assert!(!link_exists("tbr1", None).unwrap(), "the bridge of the failed plan is gone");
         });
@@ -959,7 +1116,7 @@ mod tests {
                     mac_address: None,
                 },
             ]);
-            match apply(&p, None, &Trusted) {
+            match apply(&p, None, Authority::Trusted { owner: "test" }) {
                 Ok(a) => a.undo(),
                 Err(e) => assert!(e.to_string().contains("does not support vlan links"), "{e}"),
             }
@@ -974,9 +1131,9 @@ mod tests {
             address: "10.0.0.1/24".into(),
             ns: Netns::Sandbox,
         }]);
-        assert!(apply(&p, None, &Trusted).err().unwrap().to_string().contains("container namespace"));
+        assert!(apply(&p, None, Authority::Trusted { owner: "test" }).err().unwrap().to_string().contains("container namespace"));
         let p = plan(vec![NetAction::Sysctl { key: "kernel.panic".into(), value: "1".into(), ns: Netns::Host }]);
-        assert!(apply(&p, None, &Trusted).err().unwrap().to_string().contains("only net.*"));
+        assert!(apply(&p, None, Authority::Trusted { owner: "test" }).err().unwrap().to_string().contains("only net.*"));
         assert!(parse_cidr("10.0.0.1/33").is_err() && parse_mac("02:42:ac:11:00").is_err());
     }
 }

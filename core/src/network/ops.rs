@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::dns::{DnsServer, NameLookup};
-use super::executor::{self, Trusted};
+use super::executor::{self, Authority};
 use super::ipam::{self, Ipam, Pool, Subnet};
 use super::netns;
 use super::ports::{self, PortPublisher, PublishedPort};
@@ -202,9 +202,16 @@ impl Engine {
         }
     }
 
-    /// Applies a driver plan in the daemon's namespace (and `sandbox`'s).
-    fn apply_plan(&self, plan: &NetworkPlan, sandbox: Option<&Path>, what: &str) -> EngineResult<executor::Applied> {
-        executor::apply(plan, sandbox, &Trusted).map_err(net_err(what))
+    /// Applies a plan of `driver` in the daemon's namespace (and `sandbox`'s).
+    fn apply_plan(&self, driver: &dyn NetworkDriver, plan: &NetworkPlan, sandbox: Option<&Path>, what: &str) -> EngineResult<executor::Applied> {
+        let owner = driver.name();
+        let by = if driver.confined() { Authority::Confined { owner } } else { Authority::Trusted { owner } };
+        executor::apply(plan, sandbox, by).map_err(net_err(what))
+    }
+
+    /// Applies a plan of the engine's own (port publishing rules).
+    fn apply_own_plan(&self, plan: &NetworkPlan, what: &str) -> EngineResult<executor::Applied> {
+        executor::apply(plan, None, Authority::Trusted { owner: "engine" }).map_err(net_err(what))
     }
 
     fn dns(&self) -> Option<&DnsServer> {
@@ -298,7 +305,7 @@ impl Engine {
         let plan = driver
             .create_network(&Self::create_request(&record))
             .map_err(|e| driver_error(&format!("network {name}"), e))?;
-        let applied = match self.apply_plan(&plan, None, &format!("creating network {name}")) {
+        let applied = match self.apply_plan(driver.as_ref(), &plan, None, &format!("creating network {name}")) {
             Ok(a) => a,
             Err(e) => {
                 let _ = driver.delete_network(&record.id);
@@ -437,7 +444,7 @@ impl Engine {
             Some(driver) => {
                 let plan =
                     driver.delete_network(&net.id).map_err(|e| driver_error(&format!("network {}", net.name), e))?;
-                self.apply_plan(&plan, None, &format!("removing network {}", net.name))?.keep();
+                self.apply_plan(driver.as_ref(), &plan, None, &format!("removing network {}", net.name))?.keep();
             }
             None => {
                 tracing::warn!(network = %net.name, driver = %net.driver, "removing a network whose driver is gone")
@@ -719,7 +726,7 @@ impl Engine {
             let applied = driver
                 .create_network(&Self::create_request(&net))
                 .map_err(|e| driver_error(&format!("network {}", net.name), e))
-                .and_then(|plan| self.apply_plan(&plan, None, &format!("setting up network {}", net.name)));
+                .and_then(|plan| self.apply_plan(driver.as_ref(), &plan, None, &format!("setting up network {}", net.name)));
             match applied {
                 Ok(a) => a.keep(),
                 Err(e) => {
@@ -980,7 +987,7 @@ impl Engine {
                 options: BTreeMap::new(),
             })
             .map_err(|e| driver_error(&format!("network {}", net.name), e))?;
-        self.apply_plan(&plan, Some(path), &format!("connecting to network {}", net.name))?.keep();
+        self.apply_plan(driver.as_ref(), &plan, Some(path), &format!("connecting to network {}", net.name))?.keep();
         let short = record.id.short().to_string();
         if user_defined(&net.name) {
             let mut names = vec![record.name.to_ascii_lowercase(), short.clone()];
@@ -1042,7 +1049,7 @@ impl Engine {
                                     actions: plan.actions.into_iter().filter(|a| !acts_in_sandbox(a)).collect(),
                                 },
                             };
-                            match self.apply_plan(&plan, sandbox, &format!("leaving network {}", net.name)) {
+                            match self.apply_plan(driver.as_ref(), &plan, sandbox, &format!("leaving network {}", net.name)) {
                                 Ok(a) => a.keep(),
                                 Err(e) => {
                                     tracing::warn!(container = %id, network = %net.name, error = %e, "removing the container's interface")
@@ -1141,7 +1148,7 @@ impl Engine {
                 .map(|rule| NetAction::AddFirewallRule { rule })
                 .collect(),
         };
-        self.apply_plan(&plan, None, "adding the NAT rules of published ports")?.keep();
+        self.apply_own_plan(&plan, "adding the NAT rules of published ports")?.keep();
         Ok(())
     }
 
@@ -1340,7 +1347,7 @@ impl Engine {
                     .map(|rule| NetAction::DeleteFirewallRule { rule })
                     .collect(),
             };
-            match self.apply_plan(&plan, None, "removing the NAT rules of published ports") {
+            match self.apply_own_plan(&plan, "removing the NAT rules of published ports") {
                 Ok(a) => a.keep(),
                 Err(e) => tracing::warn!(container = %id, error = %e, "removing NAT rules"),
             }
