@@ -24,6 +24,14 @@ fn snapshot_story(sb: &Sandbox, driver: &str, docker: bool) {
     assert_eq!(cli(&["run", "--rm", "-v", "v2:/data", "busybox", "cat", "/data/note", "/data/sub/f"]), "first\ndeep\n");
     assert_eq!(cli(&["run", "--rm", "-v", "v1:/data", "busybox", "cat", "/data/note"]), "second\n");
 
+    // The engine mounts a plugin's volume on a dir of its own (opened without
+    // following symlinks) and gives the container that, not the plugin's path.
+    cli(&["run", "-d", "--name", "holder", "-v", "v2:/data", "busybox", "sleep", "600"]);
+    let ours = sb.run.join("volumes").join(driver).join("v2").display().to_string();
+    assert!(sb.mountinfo().lines().any(|l| l.split(' ').nth(4) == Some(ours.as_str())), "{ours} is mounted:\n{}", sb.mountinfo());
+    cli(&["rm", "-f", "holder"]);
+    assert!(!sb.mountinfo().lines().any(|l| l.split(' ').nth(4) == Some(ours.as_str())), "{ours} is released with its last user");
+
     let ls = cli(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
     assert!(ls.contains(&format!("{driver} v1\n")) && ls.contains(&format!("{driver} v2\n")), "{ls}");
     let mountpoint = cli(&["volume", "inspect", "-f", "{{.Mountpoint}}", "v2"]);

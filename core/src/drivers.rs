@@ -126,6 +126,13 @@ pub trait VolumeDriver: Send + Sync {
     /// The driver's name (`-d NAME`).
     fn name(&self) -> &str;
 
+    /// Whether someone other than the engine controls the paths of its
+    /// plans (plugins): the engine then mounts them itself, without
+    /// following symlinks, rather than handing a path to the container.
+    fn confined(&self) -> bool {
+        false
+    }
+
     /// `VolumeDriver.Capabilities`.
     fn capabilities(&self) -> VolumeCapabilities;
 

@@ -79,6 +79,10 @@ impl VolumeDriver for PluginVolumeDriver {
         &self.inner.name
     }
 
+    fn confined(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> VolumeCapabilities {
         if let Some(c) = self.capabilities.get() {
             return c.clone();

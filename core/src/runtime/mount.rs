@@ -75,6 +75,35 @@ pub fn mount(spec: &MountSpec, target: &Path) -> Result<(), MountError> {
     }
 }
 
+/// Mounts `spec` like `mount`, for a plan whose paths someone else controls
+/// (a plugin's data dir): a bind source is opened first without following
+/// any symlink (it was checked as a symlink-free path) and bound through its
+/// descriptor, so a path swapped for a symlink after the check is refused
+/// instead of followed.
+pub fn mount_untrusted(spec: &MountSpec, target: &Path) -> Result<(), MountError> {
+    let MountSpec::Bind { source, readonly } = spec else { return mount(spec, target) };
+    let src = cstring(target, source.as_os_str())?;
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: src and how are valid for the call; the size matches the struct.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, src.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let message = match e.raw_os_error() {
+            Some(libc::ELOOP) => format!("bind source {} has a symlink in its path (it changed after the plan was checked)", source.display()),
+            _ => format!("cannot open bind source {}: {e}", source.display()),
+        };
+        return Err(MountError::Invalid { target: target.to_path_buf(), message });
+    }
+    // SAFETY: fd was just opened and is owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    mount_bind(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())), *readonly, target)
+}
+
 /// Unmounts whatever is mounted on `target` (not following a symlink there).
 pub fn unmount(target: &Path) -> Result<(), MountError> {
     let t = cstring(target, target.as_os_str())?;
@@ -459,6 +488,27 @@ mod tests {
         std::fs::write(merged.join("c"), b"new").expect("write through");
         unmount(&merged).expect("unmount");
         assert_eq!(std::fs::read(upper.join("c")).expect("upper c"), b"new");
+    }
+
+    #[test]
+    fn an_untrusted_bind_source_is_never_followed_through_a_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (data, secret, target) = (tmp.path().join("data"), tmp.path().join("secret"), tmp.path().join("target"));
+        for d in [data.join("vol"), secret.clone(), target.clone()] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(data.join("vol/f"), b"volume").expect("write");
+        std::fs::write(secret.join("f"), b"secret").expect("write");
+        let spec = MountSpec::Bind { source: data.join("vol"), readonly: false };
+        mount_untrusted(&spec, &target).expect("bind of a plain dir");
+        assert_eq!(std::fs::read(target.join("f")).expect("read"), b"volume");
+        unmount(&target).expect("unmount");
+        // The checked path is swapped for a symlink to somewhere else.
+        std::fs::rename(data.join("vol"), data.join("old")).expect("rename");
+        std::os::unix::fs::symlink(&secret, data.join("vol")).expect("symlink");
+        let e = mount_untrusted(&spec, &target).expect_err("a symlink in the path").to_string();
+        assert!(e.contains("has a symlink in its path"), "{e}");
+        assert!(std::fs::read(target.join("f")).is_err(), "nothing was mounted");
     }
 
     #[test]

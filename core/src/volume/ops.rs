@@ -934,6 +934,7 @@ impl Engine {
     ) -> EngineResult<PathBuf> {
         let name = point.name.as_str();
         let PreparedMount { driver, plan, own } = prepared;
+        let confined = driver.confined();
         let source = match (&plan.spec, &own) {
             (
                 MountSpec::Bind {
@@ -941,15 +942,15 @@ impl Engine {
                     readonly: false,
                 },
                 Some(own),
-            ) if source == own => own.clone(),
+            ) if source == own && !confined => own.clone(),
             _ => {
-                let point_dir = own.unwrap_or_else(|| {
-                    self.config
-                        .run
-                        .join("volumes")
-                        .join(driver.name())
-                        .join(name)
-                });
+                // A plugin's data dir is the plugin's to change: its mount
+                // goes on a dir of ours, never onto a path of its own.
+                let ours = self.config.run.join("volumes").join(driver.name()).join(name);
+                let point_dir = match own {
+                    Some(own) if !confined => own,
+                    _ => ours,
+                };
                 if let Some(done) = inner.host_mounts.get(name) {
                     done.clone()
                 } else {
@@ -962,7 +963,12 @@ impl Engine {
                                 )
                             })
                             .and_then(|()| {
-                                crate::runtime::mount::mount(&plan.spec, &point_dir).map_err(|e| {
+                                let mounted = if confined {
+                                    crate::runtime::mount::mount_untrusted(&plan.spec, &point_dir)
+                                } else {
+                                    crate::runtime::mount::mount(&plan.spec, &point_dir)
+                                };
+                                mounted.map_err(|e| {
                                     EngineError::Internal(format!(
                                         "mount {name}: failed to mount local volume: {e}"
                                     ))
