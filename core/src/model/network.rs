@@ -65,7 +65,7 @@ pub struct JoinRequest {
 }
 
 /// Which network namespace a plan step acts in.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Netns {
     /// The engine's own namespace (the host, or the test sandbox).

@@ -400,7 +400,12 @@ impl Conn {
 
     /// The alias of host link `name`, `None` if it has none or does not exist.
     fn host_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
-        let h = self.host.clone();
+        self.alias_of(name, Netns::Host)
+    }
+
+    /// The alias of link `name` in `ns` (it stays with a link moved into a container).
+    fn alias_of(&mut self, name: &str, ns: Netns) -> Result<Option<String>, NetError> {
+        let h = self.handle(ns)?;
         let name = name.to_string();
         self.rt.block_on(async move {
             let mut s = h.link().get().match_name(name.clone()).execute();
@@ -416,14 +421,18 @@ impl Conn {
         })
     }
 
-    /// Refuses a plugin's plan that names a host link neither it nor this
-    /// plan created (see `Authority`). Nothing has been applied yet.
+    /// Refuses a plugin's plan that names a link, in the host or in the
+    /// container, that neither it nor this plan created (see `Authority`).
+    /// Nothing has been applied yet.
     fn check_confined(&mut self, plan: &NetworkPlan, owner: &str) -> Result<(), NetError> {
         let ours = owner_alias(owner);
-        let mut made: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut made: std::collections::HashSet<(&str, Netns)> = std::collections::HashSet::new();
+        let refuse = |action: &NetAction, why: String| {
+            NetError::Invalid(format!("plugin {owner}: refused ({}): {why}", describe(action)))
+        };
         for action in &plan.actions {
-            let named: Vec<&str> = match action {
-                NetAction::CreateLink { name, link, ns: Netns::Host, .. } => {
+            let named: Vec<(&str, Netns)> = match action {
+                NetAction::CreateLink { name, link, ns, .. } => {
                     // Creating a shared link adopts one that exists (see
                     // `create_link`): a plugin may adopt only its own.
                     let names = match link {
@@ -431,38 +440,40 @@ impl Conn {
                         _ => vec![name.as_str()],
                     };
                     for n in names {
-                        if !made.contains(n) && self.index(n, Netns::Host)?.is_some() && self.host_alias(n)?.as_deref() != Some(ours.as_str()) {
-                            return Err(NetError::Invalid(format!(
-                                "plugin {owner}: refused ({}): host link {n} exists and was not created by this plugin",
-                                describe(action)
-                            )));
+                        let exists = !made.contains(&(n, *ns)) && self.index(n, *ns)?.is_some();
+                        if exists && self.alias_of(n, *ns)?.as_deref() != Some(ours.as_str()) {
+                            let why = format!("{} link {n} exists and was not created by this plugin", ns_word(*ns));
+                            return Err(refuse(action, why));
                         }
-                        made.insert(n);
+                        made.insert((n, *ns));
                     }
                     continue;
                 }
-                NetAction::DeleteLink { name, ns: Netns::Host }
-                | NetAction::AddAddress { link: name, ns: Netns::Host, .. }
-                | NetAction::SetUp { link: name, ns: Netns::Host }
-                | NetAction::MoveToSandbox { name, .. } => vec![name],
-                NetAction::SetMaster { name, master } => vec![name, master],
-                NetAction::AddRoute { link: Some(link), ns: Netns::Host, .. } => vec![link],
-                NetAction::AddRoute { link: None, ns: Netns::Host, destination, .. } => {
-                    return Err(NetError::Invalid(format!(
-                        "plugin {owner}: refused ({}): a route in the host namespace must go through a link the plugin created",
-                        describe(&NetAction::AddRoute { destination: destination.clone(), gateway: None, link: None, ns: Netns::Host })
-                    )));
+                NetAction::MoveToSandbox { name, rename_to } => {
+                    // The link must be the plugin's; in the container it is its own under the new name.
+                    if !made.contains(&(name.as_str(), Netns::Host)) && self.host_alias(name)?.as_deref() != Some(ours.as_str()) {
+                        return Err(refuse(action, format!("host link {name} was not created by this plugin")));
+                    }
+                    made.insert((rename_to, Netns::Sandbox));
+                    continue;
+                }
+                NetAction::DeleteLink { name, ns } | NetAction::AddAddress { link: name, ns, .. } | NetAction::SetUp { link: name, ns } => {
+                    vec![(name, *ns)]
+                }
+                NetAction::SetMaster { name, master } => vec![(name, Netns::Host), (master, Netns::Host)],
+                NetAction::AddRoute { link: Some(link), ns, .. } => vec![(link, *ns)],
+                // A container's default route through a gateway is its network's to set.
+                NetAction::AddRoute { link: None, ns: Netns::Sandbox, .. } => continue,
+                NetAction::AddRoute { link: None, ns: Netns::Host, .. } => {
+                    return Err(refuse(action, "a route in the host namespace must go through a link the plugin created".into()));
                 }
                 _ => continue,
             };
-            for name in named {
-                if made.contains(name) || self.host_alias(name)?.as_deref() == Some(ours.as_str()) {
+            for (name, ns) in named {
+                if made.contains(&(name, ns)) || self.alias_of(name, ns)?.as_deref() == Some(ours.as_str()) {
                     continue;
                 }
-                return Err(NetError::Invalid(format!(
-                    "plugin {owner}: refused ({}): host link {name} was not created by this plugin",
-                    describe(action)
-                )));
+                return Err(refuse(action, format!("{} link {name} was not created by this plugin", ns_word(ns))));
             }
         }
         Ok(())
@@ -973,7 +984,7 @@ mod tests {
     }
 
     #[test]
-    fn a_confined_plan_acts_only_on_host_links_its_owner_created() {
+    fn a_confined_plan_acts_only_on_links_its_owner_created() {
         sandboxed("executor confinement", || {
             let mut conn = Conn::new(None).unwrap();
             // A link someone else made (the host's, or an in-tree driver's).
@@ -1011,6 +1022,35 @@ mod tests {
                 assert!(conn.index("plugbr9", Netns::Host).unwrap().is_none(), "{action:?}: nothing was applied");
             }
             assert!(conn.index("hostbr0", Netns::Host).unwrap().is_some());
+
+            // In a container: its own interface, and nothing else there.
+            let dir = tempfile::tempdir().unwrap();
+            netns::prepare_dir(dir.path()).unwrap();
+            let sb = netns::netns_path(dir.path(), "c1");
+            netns::create(&sb).unwrap();
+            let trusted_join = plan(vec![
+                link("tv0", LinkKind::Veth { peer: "tp0".into() }),
+                NetAction::MoveToSandbox { name: "tp0".into(), rename_to: "eth0".into() },
+            ]);
+            apply(&trusted_join, Some(&sb), Authority::Trusted { owner: "bridge" }).unwrap().keep();
+            let join = plan(vec![
+                link("plugv1", LinkKind::Veth { peer: "plugp1".into() }),
+                NetAction::MoveToSandbox { name: "plugp1".into(), rename_to: "eth1".into() },
+                NetAction::AddAddress { link: "eth1".into(), address: "10.77.0.2/24".into(), ns: Netns::Sandbox },
+                NetAction::SetUp { link: "eth1".into(), ns: Netns::Sandbox },
+                NetAction::AddRoute { destination: "default".into(), gateway: Some("10.77.0.1".into()), link: None, ns: Netns::Sandbox },
+            ]);
+            apply(&join, Some(&sb), plug).unwrap().keep();
+            for action in [
+                NetAction::DeleteLink { name: "eth0".into(), ns: Netns::Sandbox },
+                NetAction::AddAddress { link: "lo".into(), address: "10.79.0.1/8".into(), ns: Netns::Sandbox },
+                NetAction::MoveToSandbox { name: "tv0".into(), rename_to: "eth9".into() },
+            ] {
+                let e = apply(&plan(vec![action.clone()]), Some(&sb), plug).err().unwrap_or_else(|| panic!("{action:?} must be refused"));
+                assert!(e.to_string().contains("was not created by this plugin"), "{action:?}: {e}");
+            }
+            apply(&plan(vec![NetAction::DeleteLink { name: "eth1".into(), ns: Netns::Sandbox }]), Some(&sb), plug).unwrap().keep();
+
             // Its own links it may remove.
             let gone = plan(vec![
                 NetAction::DeleteLink { name: "plugv0".into(), ns: Netns::Host },
