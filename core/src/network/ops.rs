@@ -49,6 +49,10 @@ pub struct NetworkState {
     /// Serialises create/remove/connect/disconnect of networks: names stay
     /// unique and "in use" checks hold until the change is made.
     admin: Mutex<()>,
+    /// Networks whose plugin driver is asked to create them now, without
+    /// `admin` held (a plugin may take up to its deadline): their names and
+    /// subnets are taken meanwhile. Changed only with `admin` held.
+    creating: Mutex<Vec<(String, Vec<Subnet>)>>,
     /// Whether `<run>/netns` has been made a shared mount point.
     netns_ready: OnceLock<()>,
     /// Live endpoints on user-defined networks by container ID, for the
@@ -255,12 +259,14 @@ impl Engine {
         if request.enable_ipv6 || request.ipam.config.iter().any(|c| c.subnet.contains(':')) {
             return Err(EngineError::InvalidArgument("IPv6 networks are not supported by berth yet".into()));
         }
-        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.network_records()?;
-        if existing.iter().any(|n| n.name == name) {
+        let creating = self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if existing.iter().any(|n| n.name == name) || creating.iter().any(|(n, _)| *n == name) {
             return Err(EngineError::Conflict(format!("network with name {name} already exists")));
         }
-        let taken: Vec<Subnet> = existing.iter().filter_map(|n| Pool::of(n).map(|p| p.subnet)).collect();
+        let mut taken: Vec<Subnet> = existing.iter().filter_map(|n| Pool::of(n).map(|p| p.subnet)).collect();
+        taken.extend(creating.into_iter().flat_map(|(_, subnets)| subnets));
         let mut config = request.ipam.config.clone();
         let auto_subnet = config.is_empty();
         if auto_subnet {
@@ -302,9 +308,20 @@ impl Engine {
             options: request.options.clone(),
             labels: request.labels.clone(),
         };
-        let plan = driver
-            .create_network(&Self::create_request(&record))
-            .map_err(|e| driver_error(&format!("network {name}"), e))?;
+        let asked = if driver.confined() {
+            // A plugin answers without the admin lock held; the name and
+            // subnets stay taken until this create is done either way.
+            let subnets: Vec<Subnet> = record.ipam.config.iter().filter_map(|c| Subnet::parse(&c.subnet)).collect();
+            self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).push((name.clone(), subnets));
+            drop(admin);
+            let asked = driver.create_network(&Self::create_request(&record));
+            admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+            self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _)| *n != name);
+            asked
+        } else {
+            driver.create_network(&Self::create_request(&record))
+        };
+        let plan = asked.map_err(|e| driver_error(&format!("network {name}"), e))?;
         let applied = match self.apply_plan(driver.as_ref(), &plan, None, &format!("creating network {name}")) {
             Ok(a) => a,
             Err(e) => {
@@ -318,6 +335,7 @@ impl Engine {
             return Err(e);
         }
         applied.keep();
+        drop(admin);
         Ok(record.id)
     }
 
@@ -1517,5 +1535,105 @@ mod tests {
         assert!(parse_until("24h").unwrap() < chrono::Utc::now().timestamp());
         assert_eq!(parse_until("2024-01-01T00:00:00Z").unwrap(), 1704067200);
         assert!(parse_until("soon").is_err());
+    }
+}
+
+#[cfg(test)]
+mod slow_plugin_tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::{Arc, Engine, Mutex, NetworkCreate, NetworkDriver, NetworkPlan};
+    use crate::drivers::{DriverResult, Drivers, NetworkCapabilities};
+    use crate::engine::EngineConfig;
+    use crate::image::tests::DirDriver;
+    use crate::model::network::{EndpointCreateRequest, EndpointInfo, Ipam, IpamConfigEntry, JoinRequest, NetworkCreateRequest};
+
+    /// A driver whose plans change nothing; a `confined` one (a plugin) may
+    /// be told to hold `create_network` until released.
+    struct Quiet {
+        name: &'static str,
+        confined: bool,
+        hold: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    }
+
+    impl NetworkDriver for Quiet {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn confined(&self) -> bool {
+            self.confined
+        }
+        fn capabilities(&self) -> NetworkCapabilities {
+            NetworkCapabilities::default()
+        }
+        fn create_network(&self, _: &NetworkCreateRequest) -> DriverResult<NetworkPlan> {
+            if let Some((entered, release)) = self.hold.lock().unwrap().take() {
+                entered.send(()).unwrap();
+                release.recv_timeout(Duration::from_secs(10)).unwrap();
+            }
+            Ok(NetworkPlan::default())
+        }
+        fn delete_network(&self, _: &str) -> DriverResult<NetworkPlan> {
+            Ok(NetworkPlan::default())
+        }
+        fn create_endpoint(&self, _: &EndpointCreateRequest) -> DriverResult<EndpointInfo> {
+            Ok(EndpointInfo::default())
+        }
+        fn delete_endpoint(&self, _: &str, _: &str) -> DriverResult<()> {
+            Ok(())
+        }
+        fn join(&self, _: &JoinRequest) -> DriverResult<NetworkPlan> {
+            Ok(NetworkPlan::default())
+        }
+        fn leave(&self, _: &str, _: &str) -> DriverResult<NetworkPlan> {
+            Ok(NetworkPlan::default())
+        }
+    }
+
+    fn request(name: &str, driver: &str, subnet: &str) -> NetworkCreate {
+        NetworkCreate {
+            name: name.into(),
+            driver: driver.into(),
+            ipam: Ipam { driver: "default".into(), options: None, config: vec![IpamConfigEntry { subnet: subnet.into(), ..Default::default() }] },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_plugin_slow_to_create_a_network_holds_up_only_that_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let drivers = Drivers::default();
+        let slow = Arc::new(Quiet { name: "slow", confined: true, hold: Mutex::new(Some((entered_tx, release_rx))) });
+        drivers.network.register("slow", slow);
+        drivers.network.register("fast", Arc::new(Quiet { name: "fast", confined: false, hold: Mutex::new(None) }));
+        let storage = Arc::new(DirDriver { root: dir.path().join("layers") });
+        std::fs::create_dir_all(dir.path().join("layers")).unwrap();
+        let config = EngineConfig::new(dir.path().join("root"), dir.path().join("run"));
+        let engine = Engine::open(config, storage, drivers).unwrap();
+
+        let held = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.create_network(request("held", "slow", "10.60.0.0/24")))
+        };
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        // While the plugin holds its create: other networks are made at once,
+        // and the held one's name and subnet are taken.
+        let started = Instant::now();
+        engine.create_network(request("other", "fast", "10.61.0.0/24")).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        let e = engine.create_network(request("held", "fast", "10.62.0.0/24")).unwrap_err().to_string();
+        assert!(e.contains("network with name held already exists"), "{e}");
+        let e = engine.create_network(request("overlap", "fast", "10.60.0.0/25")).unwrap_err().to_string();
+        assert!(e.contains("overlaps"), "{e}");
+        release.send(()).unwrap();
+        held.join().unwrap().unwrap();
+        // Once done, the reservation is gone: its record holds name and subnet.
+        let e = engine.create_network(request("held", "fast", "10.63.0.0/24")).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+        engine.remove_network("held").unwrap();
+        engine.create_network(request("again", "fast", "10.60.0.0/24")).unwrap();
     }
 }
