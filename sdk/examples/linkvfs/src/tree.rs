@@ -106,17 +106,20 @@ pub fn make_private(root: &Dir, work: &Dir) -> io::Result<usize> {
         inodes.into_values().filter(|i| i.st.st_nlink as usize > i.names.len()).collect();
     shared.sort_by(|a, b| a.names.cmp(&b.names));
     let mut touched: HashMap<Vec<Vec<u8>>, libc::stat> = HashMap::new();
+    // Sorted by name, consecutive inodes mostly share a directory: keep the
+    // last one open rather than walking to it again for every file.
+    let mut last: Option<(Vec<Vec<u8>>, Dir)> = None;
     for inode in &shared {
         let Some((dir, name)) = inode.names.first() else { continue };
-        let parent = walk(root, &dir.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
-        copy_inode(&parent, name, &inode.st, work, b"copy")?;
+        let parent = open_cached(&mut last, root, dir)?;
+        copy_inode(parent, name, &inode.st, work, b"copy")?;
         for (dir, name) in &inode.names {
-            let parent = walk(root, &dir.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+            let parent = open_cached(&mut last, root, dir)?;
             if !touched.contains_key(dir) {
                 touched.insert(dir.clone(), parent.stat(b"")?);
             }
             work.link(b"copy", work, b"link")?;
-            work.rename(b"link", &parent, name)?;
+            work.rename(b"link", parent, name)?;
         }
         work.unlink(b"copy")?;
     }
@@ -126,6 +129,18 @@ pub fn make_private(root: &Dir, work: &Dir) -> io::Result<usize> {
         parent.set_times(b"", meta.atime, meta.mtime)?;
     }
     Ok(shared.len())
+}
+
+/// The directory `dir` below `root`, reusing `last` when it is the same one.
+fn open_cached<'a>(last: &'a mut Option<(Vec<Vec<u8>>, Dir)>, root: &Dir, dir: &[Vec<u8>]) -> io::Result<&'a Dir> {
+    if last.as_ref().is_none_or(|(path, _)| path.as_slice() != dir) {
+        let d = walk(root, &dir.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+        *last = Some((dir.to_vec(), d));
+    }
+    match last {
+        Some((_, d)) => Ok(d),
+        None => Err(io::Error::other("no directory open")),
+    }
 }
 
 fn collect(dir: &Dir, comps: &mut Vec<Vec<u8>>, inodes: &mut HashMap<(u64, u64), Inode>) -> io::Result<()> {
