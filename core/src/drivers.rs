@@ -81,8 +81,16 @@ pub trait StorageDriver: Send + Sync {
     /// Key/value pairs for `info`'s `DriverStatus`.
     fn status(&self) -> Vec<(String, String)>;
 
-    /// graphdriver `Create`/`CreateReadWrite`: an empty layer `id` on `parent`.
+    /// graphdriver `Create`: an empty layer `id` on `parent`, for an image
+    /// layer (`apply_diff` follows).
     fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
+
+    /// graphdriver `CreateReadWrite`: a container's writable layer `id` on
+    /// `parent`. Drivers whose layers are all alike need not override it;
+    /// one that shares files between image layers makes them its own here.
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        self.create(id, parent)
+    }
 
     /// graphdriver `ApplyDiff`: unpack an uncompressed OCI layer tar into the
     /// (empty) layer `id`, converting OCI whiteouts to the driver's form.

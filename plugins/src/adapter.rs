@@ -239,6 +239,10 @@ impl StorageDriver for PluginStorageDriver {
         self.call::<Value>("storage-driver.create", json!([id, parent]), Payload::None).map(drop)
     }
 
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        self.call::<Value>("storage-driver.create-read-write", json!([id, parent]), Payload::None).map(drop)
+    }
+
     fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
         self.call("storage-driver.apply-diff", json!([id]), Payload::Read(diff))
     }

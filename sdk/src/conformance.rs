@@ -69,6 +69,8 @@ pub trait ConformanceStorage {
     fn status(&self) -> DriverResult<Vec<(String, String)>>;
     /// `storage-driver.create`.
     fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
+    /// `storage-driver.create-read-write`.
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
     /// `storage-driver.apply-diff`: reads the layer tar from `diff`.
     fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64>;
     /// `storage-driver.mount-plan`, the plan exactly as the driver returned it.
@@ -93,6 +95,9 @@ impl<T: StorageDriver + ?Sized> ConformanceStorage for T {
     }
     fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
         StorageDriver::create(self, id, parent)
+    }
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        StorageDriver::create_read_write(self, id, parent)
     }
     fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
         StorageDriver::apply_diff(self, id, diff)
@@ -1137,7 +1142,7 @@ mod storage {
             }
         });
         let has_rw = has_child
-            && run.check("a writable layer is created on the child", || d.create(&rw, Some(&child)).map_err(said));
+            && run.check("a writable layer is created on the child", || d.create_read_write(&rw, Some(&child)).map_err(said));
 
         let mut views: BTreeMap<&str, View> = BTreeMap::new();
         let asked: Vec<(&str, bool)> = [(base.as_str(), false), (child.as_str(), false), (rw.as_str(), true)]

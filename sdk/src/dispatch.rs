@@ -40,6 +40,7 @@ pub const NETWORK_METHODS: &[&str] = &[
 pub const STORAGE_METHODS: &[&str] = &[
     "storage-driver.status",
     "storage-driver.create",
+    "storage-driver.create-read-write",
     "storage-driver.apply-diff",
     "storage-driver.mount-plan",
     "storage-driver.export-diff",
@@ -84,6 +85,11 @@ pub fn storage(driver: &dyn StorageDriver, method: &str, args: Vec<Value>, strea
             let (id, parent): (String, Option<String>) = (a.next()?, a.next()?);
             a.done()?;
             json(driver.create(&id, parent.as_deref())?)
+        }
+        "storage-driver.create-read-write" => {
+            let (id, parent): (String, Option<String>) = (a.next()?, a.next()?);
+            a.done()?;
+            json(driver.create_read_write(&id, parent.as_deref())?)
         }
         "storage-driver.apply-diff" => {
             let id: String = a.next()?;

@@ -109,8 +109,14 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn status(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    /// An empty layer `id` on `parent` (`Conflict` if `id` exists).
+    /// An empty image layer `id` on `parent` (`Conflict` if `id` exists);
+    /// `apply_diff` fills it.
     fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()>;
+    /// A container's writable layer `id` on `parent` (Docker's
+    /// `CreateReadWrite`); by default the same as `create`.
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        self.create(id, parent)
+    }
     /// Unpacks an uncompressed OCI layer tar into the new layer `id`,
     /// honouring whiteouts (`.wh.NAME` deletes NAME, `.wh..wh..opq` hides the
     /// parent's contents of its directory). Answers the bytes of file content written.

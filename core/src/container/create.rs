@@ -445,7 +445,7 @@ impl Engine {
             undo(false);
             return Err(e);
         }
-        if let Err(e) = self.storage.create(id.as_str(), top_storage.as_deref()) {
+        if let Err(e) = self.storage.create_read_write(id.as_str(), top_storage.as_deref()) {
             undo(false);
             return Err(super::driver_error("creating the container's writable layer", e));
         }

@@ -12,16 +12,16 @@
 //! - `apply_diff` never writes into or changes the metadata of an existing
 //!   file: it unlinks whatever is at an entry's path and makes the entry
 //!   anew, so the parent's inode is untouched (see `unpack`).
-//! - A writable layer must not write through a shared inode either, and a
-//!   layer made by `create` alone cannot be told from an image layer about
-//!   to get its diff. So the copy is lazy: the first `mount_plan(id, true)`
-//!   copies every inode the layer shares with another layer and renames the
-//!   copy over each of its names (`tree::make_private`), then writes the
-//!   marker `private`. From then on the container writes only its own
-//!   files. A layer created on a private layer copies instead of linking, as
-//!   the container could still change those files.
-//! - A container's layer thus costs a full copy when it first starts (as
-//!   with vfs); image layers cost only their own changes.
+//! - A writable layer must not write through a shared inode either. A
+//!   container's layer comes from `create_read_write`, which copies instead
+//!   of linking and writes the marker `private`. A layer made by `create`
+//!   and then mounted writable anyway is made private at that first
+//!   `mount_plan(id, true)`: every inode it shares with another layer is
+//!   copied and the copy renamed over each of its names
+//!   (`tree::make_private`). A layer created on a private layer copies
+//!   too, as the container could still change those files.
+//! - A container's layer thus costs a full copy when it is created (as with
+//!   vfs); image layers cost only their own changes.
 //!
 //! Layout in the data dir: `layers/<id>/root/` (the tree, the mount source),
 //! `layers/<id>/layer.json` (the parent), `layers/<id>/private` (the marker)
@@ -131,49 +131,13 @@ impl StorageDriver for Linkvfs {
     }
 
     fn create(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
-        check_id(id)?;
-        if let Some(p) = parent {
-            check_id(p)?;
-        }
-        if fs::symlink_metadata(self.layer_dir(id)).is_ok() {
-            return Err(DriverError::Conflict(format!("layer {id} already exists; remove it first or use another id")));
-        }
-        let from = match parent {
-            Some(p) => {
-                let root = self.root(p).map_err(|e| match e {
-                    DriverError::NotFound(_) => DriverError::NotFound(format!(
-                        "parent layer {p} of new layer {id} does not exist; create the parent first"
-                    )),
-                    other => other,
-                })?;
-                Some((root, self.is_private(p)))
-            }
-            None => None,
-        };
-        let staging = self.layers.join(format!("{STAGING}{id}-{}", nonce()));
-        let build = || -> io::Result<()> {
-            fs::create_dir(&staging)?;
-            let meta = serde_json::to_vec(&LayerMeta { parent: parent.map(str::to_string) }).map_err(io::Error::other)?;
-            write_atomic(&staging.join(META), &meta)?;
-            fs::create_dir(staging.join(ROOT))?;
-            let root = Dir::open(&staging.join(ROOT))?;
-            match &from {
-                Some((from, copy)) => tree::build_from(from, &root, *copy),
-                None => fs::set_permissions(staging.join(ROOT), fs::Permissions::from_mode(0o755)),
-            }
-        };
-        let built = build().map_err(failed(format!("creating layer {id} in {}", staging.display())));
-        let placed = built.and_then(|()| match fs::rename(&staging, self.layer_dir(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty) => {
-                Err(DriverError::Conflict(format!("layer {id} already exists (created meanwhile)")))
-            }
-            Err(e) => Err(DriverError::io(format!("moving new layer {id} into place"), e)),
-        });
-        if placed.is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        placed
+        self.make(id, parent, false)
+    }
+
+    fn create_read_write(&self, id: &str, parent: Option<&str>) -> DriverResult<()> {
+        // A container's layer: its own copies from the start, rather than
+        // links now and copies at its first writable mount.
+        self.make(id, parent, true)
     }
 
     fn apply_diff(&self, id: &str, diff: &mut dyn Read) -> DriverResult<u64> {
@@ -318,6 +282,58 @@ impl Linkvfs {
         let changes =
             tree::changes(&root, parent.as_ref()).map_err(failed(format!("layer {id}: comparing it with its parent")))?;
         Ok((root, changes))
+    }
+
+    /// A new layer `id` on `parent`: linked to the parent's files, or, for a
+    /// `private` one (a container's), with copies of its own and the marker.
+    fn make(&self, id: &str, parent: Option<&str>, private: bool) -> DriverResult<()> {
+        check_id(id)?;
+        if let Some(p) = parent {
+            check_id(p)?;
+        }
+        if fs::symlink_metadata(self.layer_dir(id)).is_ok() {
+            return Err(DriverError::Conflict(format!("layer {id} already exists; remove it first or use another id")));
+        }
+        let from = match parent {
+            Some(p) => {
+                let root = self.root(p).map_err(|e| match e {
+                    DriverError::NotFound(_) => DriverError::NotFound(format!(
+                        "parent layer {p} of new layer {id} does not exist; create the parent first"
+                    )),
+                    other => other,
+                })?;
+                Some((root, private || self.is_private(p)))
+            }
+            None => None,
+        };
+        let staging = self.layers.join(format!("{STAGING}{id}-{}", nonce()));
+        let build = || -> io::Result<()> {
+            fs::create_dir(&staging)?;
+            let meta = serde_json::to_vec(&LayerMeta { parent: parent.map(str::to_string) }).map_err(io::Error::other)?;
+            write_atomic(&staging.join(META), &meta)?;
+            fs::create_dir(staging.join(ROOT))?;
+            let root = Dir::open(&staging.join(ROOT))?;
+            match &from {
+                Some((from, copy)) => tree::build_from(from, &root, *copy)?,
+                None => fs::set_permissions(staging.join(ROOT), fs::Permissions::from_mode(0o755))?,
+            }
+            if private {
+                write_atomic(&staging.join(PRIVATE), b"")?;
+            }
+            Ok(())
+        };
+        let built = build().map_err(failed(format!("creating layer {id} in {}", staging.display())));
+        let placed = built.and_then(|()| match fs::rename(&staging, self.layer_dir(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty) => {
+                Err(DriverError::Conflict(format!("layer {id} already exists (created meanwhile)")))
+            }
+            Err(e) => Err(DriverError::io(format!("moving new layer {id} into place"), e)),
+        });
+        if placed.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        placed
     }
 
     fn is_private(&self, id: &str) -> bool {

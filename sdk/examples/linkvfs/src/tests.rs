@@ -234,6 +234,25 @@ fn a_writable_layer_never_writes_through_to_an_image_layer() {
     assert!(!dir.path().join("layers/child/private").exists());
 }
 
+#[test]
+fn a_container_layer_is_its_own_from_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = driver(dir.path());
+    base_and_child(&d);
+    d.create_read_write("rw", Some("child")).expect("create_read_write");
+    assert!(dir.path().join("layers/rw/private").is_file(), "marked private at creation");
+    let (child, rw) = (tree(dir.path(), "child"), tree(dir.path(), "rw"));
+    for path in ["etc/hosts", "etc/passwd", "bin/sh", "link", "dev/null", "run/fifo"] {
+        assert_ne!(stat(&rw.join(path)).ino(), stat(&child.join(path)).ino(), "{path} is a copy");
+    }
+    assert_eq!(stat(&rw.join("bin/ash")).ino(), stat(&rw.join("bin/sh")).ino(), "names of one inode stay one inode");
+    assert_eq!(changes(&d, "rw"), []);
+    d.mount_plan("rw", true).expect("writable plan");
+    assert!(!dir.path().join("layers/rw/work").exists(), "the first writable mount has nothing left to copy");
+    fs::write(rw.join("etc/hosts"), "container\n").expect("write");
+    assert_eq!(text(&child.join("etc/hosts")), "child\n");
+}
+
 /// Every path under `a` is under `b` with the same type, owner, mode and
 /// content (non-directories also the same mtime), and nothing more is in `b`.
 fn same_tree(a: &Path, b: &Path) {
