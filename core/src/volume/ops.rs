@@ -683,7 +683,8 @@ impl Engine {
         let mut records = self.volume_records()?;
         records.sort_by(|a, b| a.name.cmp(&b.name));
         for r in records {
-            if usage.get(&r.name).is_some_and(|u| !u.is_empty()) || !(all || r.anonymous) {
+            // A volume another request is creating or removing is that request's.
+            if usage.get(&r.name).is_some_and(|u| !u.is_empty()) || !(all || r.anonymous) || inner.busy.contains(&r.name) {
                 continue;
             }
             if !filters

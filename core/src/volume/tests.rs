@@ -28,6 +28,8 @@ struct TestVolumes {
     callers: Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// Volumes whose name starts with `tmp` are a 1 MiB tmpfs the host mounts.
     tmpfs: bool,
+    /// When set, the next `remove` says it started and waits to be released.
+    held: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 impl TestVolumes {
@@ -53,6 +55,11 @@ impl VolumeDriver for TestVolumes {
         self.get(&r.name)
     }
     fn remove(&self, name: &str) -> DriverResult<()> {
+        let held = self.held.lock().unwrap().take();
+        if let Some((entered, release)) = held {
+            entered.send(()).unwrap();
+            release.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        }
         if self
             .callers
             .lock()
@@ -135,6 +142,7 @@ impl Env {
             root: dir.path().join("vols/local"),
             callers: Default::default(),
             tmpfs: true,
+            held: Mutex::new(None),
         });
         Env { dir, local }
     }
@@ -146,6 +154,7 @@ impl Env {
             root: self.dir.path().join("vols/other"),
             callers: Default::default(),
             tmpfs: false,
+            held: Mutex::new(None),
         };
         drivers.volume.register("other", Arc::new(other));
         let storage = Arc::new(DirDriver {
@@ -259,6 +268,28 @@ fn names(engine: &Engine, filters: &[(&str, &str)]) -> Vec<String> {
         .into_iter()
         .map(|v| v.record.name)
         .collect()
+}
+
+#[test]
+fn a_driver_slow_to_remove_holds_up_only_that_volume() {
+    let env = Env::new();
+    let engine = env.open();
+    create(&engine, "slowvol", &[]);
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    *env.local.held.lock().unwrap() = Some((entered_tx, release_rx));
+    let remover = {
+        let engine = engine.clone();
+        std::thread::spawn(move || engine.remove_volume("slowvol", false))
+    };
+    entered.recv_timeout(std::time::Duration::from_secs(10)).expect("the remove reached the driver");
+    // Meanwhile other volumes are made and pruned; the one being removed is its remover's.
+    create(&engine, "other", &[]);
+    let (pruned, _) = engine.prune_volumes(&Filters::new(), true).expect("prune");
+    assert_eq!(pruned, vec!["other".to_string()]);
+    release.send(()).unwrap();
+    remover.join().unwrap().expect("the slow remove succeeds");
+    assert!(engine.list_volumes(&Filters::new(), false).expect("ls").volumes.is_empty());
 }
 
 #[test]
