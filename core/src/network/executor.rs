@@ -362,18 +362,22 @@ impl Conn {
         }
     }
 
-    fn index(&mut self, name: &str, ns: Netns) -> Result<Option<u32>, NetError> {
+    /// Link `name` in `ns` as netlink describes it, `None` if there is none.
+    fn link(&mut self, name: &str, ns: Netns) -> Result<Option<LinkMessage>, NetError> {
         let h = self.handle(ns)?;
         let name = name.to_string();
         self.rt.block_on(async move {
             let mut s = h.link().get().match_name(name.clone()).execute();
             match s.try_next().await {
-                Ok(Some(m)) => Ok(Some(m.header.index)),
-                Ok(None) => Ok(None),
+                Ok(found) => Ok(found),
                 Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
                 Err(e) => Err(nl_err(format!("looking up link {name}"))(e)),
             }
         })
+    }
+
+    fn index(&mut self, name: &str, ns: Netns) -> Result<Option<u32>, NetError> {
+        Ok(self.link(name, ns)?.map(|m| m.header.index))
     }
 
     fn must_index(&mut self, name: &str, ns: Netns) -> Result<u32, NetError> {
@@ -385,40 +389,18 @@ impl Conn {
 
     /// The kind (`bridge`, `veth`, ...) of link `name`, if it exists.
     fn link_kind(&mut self, name: &str, ns: Netns) -> Result<Option<String>, NetError> {
-        let h = self.handle(ns)?;
-        let name = name.to_string();
-        self.rt.block_on(async move {
-            let mut s = h.link().get().match_name(name.clone()).execute();
-            match s.try_next().await {
-                Ok(Some(m)) => Ok(Some(kind_of(&m))),
-                Ok(None) => Ok(None),
-                Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
-                Err(e) => Err(nl_err(format!("looking up link {name}"))(e)),
-            }
-        })
+        Ok(self.link(name, ns)?.map(|m| kind_of(&m)))
     }
 
-    /// The alias of host link `name`, `None` if it has none or does not exist.
-    fn host_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
-        self.alias_of(name, Netns::Host)
-    }
-
-    /// The alias of link `name` in `ns` (it stays with a link moved into a container).
+    /// The alias of link `name` in `ns` (it stays with a link moved into a
+    /// container), `None` if it has none or does not exist.
     fn alias_of(&mut self, name: &str, ns: Netns) -> Result<Option<String>, NetError> {
-        let h = self.handle(ns)?;
-        let name = name.to_string();
-        self.rt.block_on(async move {
-            let mut s = h.link().get().match_name(name.clone()).execute();
-            match s.try_next().await {
-                Ok(Some(m)) => Ok(m.attributes.into_iter().find_map(|a| match a {
-                    LinkAttribute::IfAlias(alias) => Some(alias),
-                    _ => None,
-                })),
-                Ok(None) => Ok(None),
-                Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
-                Err(e) => Err(nl_err(format!("looking up link {name}"))(e)),
-            }
-        })
+        Ok(self.link(name, ns)?.and_then(|m| {
+            m.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfAlias(alias) => Some(alias),
+                _ => None,
+            })
+        }))
     }
 
     /// Refuses a plugin's plan that names a link, in the host or in the
@@ -451,7 +433,7 @@ impl Conn {
                 }
                 NetAction::MoveToSandbox { name, rename_to } => {
                     // The link must be the plugin's; in the container it is its own under the new name.
-                    if !made.contains(&(name.as_str(), Netns::Host)) && self.host_alias(name)?.as_deref() != Some(ours.as_str()) {
+                    if !made.contains(&(name.as_str(), Netns::Host)) && self.alias_of(name, Netns::Host)?.as_deref() != Some(ours.as_str()) {
                         return Err(refuse(action, format!("host link {name} was not created by this plugin")));
                     }
                     made.insert((rename_to, Netns::Sandbox));
@@ -989,7 +971,7 @@ mod tests {
             let mut conn = Conn::new(None).unwrap();
             // A link someone else made (the host's, or an in-tree driver's).
             apply(&plan(vec![link("hostbr0", LinkKind::Bridge)]), None, Authority::Trusted { owner: "bridge" }).unwrap().keep();
-            assert_eq!(conn.host_alias("hostbr0").unwrap().as_deref(), Some("berth:bridge"));
+            assert_eq!(conn.alias_of("hostbr0", Netns::Host).unwrap().as_deref(), Some("berth:bridge"));
             let plug = Authority::Confined { owner: "plug" };
             let own = plan(vec![
                 link("plugbr0", LinkKind::Bridge),
@@ -1001,7 +983,7 @@ mod tests {
             ]);
             apply(&own, None, plug).unwrap().keep();
             for name in ["plugbr0", "plugv0", "plugp0"] {
-                assert_eq!(conn.host_alias(name).unwrap().as_deref(), Some("berth:plug"), "{name} is tagged");
+                assert_eq!(conn.alias_of(name, Netns::Host).unwrap().as_deref(), Some("berth:plug"), "{name} is tagged");
             }
             let refused = [
                 NetAction::DeleteLink { name: "hostbr0".into(), ns: Netns::Host },
