@@ -754,3 +754,31 @@ fn limits_reach_the_process_and_its_cgroup() {
     let cpu: [&str; 2] = if v1 { ["150000", "512"] } else { ["150000 100000", "20"] };
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), vec!["500", "100", "200", cpu[0], cpu[1], "0", &memory], "{out:?}");
 }
+
+#[test]
+fn a_parent_cpuset_another_start_left_empty_is_filled_before_use() {
+    require_root!();
+    // Two starts race on a shared parent: one has created it and not yet
+    // copied cpuset.cpus/mems into it when the other creates its child.
+    let cpuset = Path::new("/sys/fs/cgroup/cpuset");
+    if !cpuset.join("cpuset.cpus").exists() {
+        eprintln!("skipped: no v1 cpuset hierarchy on this host");
+        return;
+    }
+    let parent_name = format!("berth-race-{}", std::process::id());
+    let parent = Cgroup::new(&parent_name).paths().expect("paths").into_iter().find(|p| p.starts_with(cpuset)).expect("cpuset path");
+    std::fs::create_dir(&parent).expect("mkdir the half-made parent");
+    assert_eq!(std::fs::read_to_string(parent.join("cpuset.cpus")).expect("read").trim(), "", "a new v1 cpuset starts empty");
+
+    let child = Cgroup::new(&format!("{parent_name}/c"));
+    child.create(&oci_spec::runtime::LinuxResources::default()).expect("create the child");
+    let mut sleeper = std::process::Command::new("sleep").arg("5").spawn().expect("spawn");
+    let added = child.add_task(sleeper.id() as i32);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    child.destroy().expect("destroy");
+    for p in Cgroup::new(&parent_name).paths().expect("paths") {
+        let _ = std::fs::remove_dir(p);
+    }
+    added.expect("a task joins the child cgroup");
+}

@@ -278,16 +278,22 @@ fn make_dirs(h: &Hierarchy, path: &Path, pure_v2: bool) -> Result<Vec<PathBuf>, 
                 return Err(sys(format!("creating cgroup {}", dir.display()), e));
             }
         }
-        if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
-            // A new v1 cpuset starts empty and refuses tasks: copy the parent's.
+    }
+    if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
+        // A new v1 cpuset starts empty and refuses tasks: copy the parent's,
+        // top down. Every directory of the path is checked, not only the ones
+        // created here: a concurrent start may have created a parent and not
+        // yet filled it when this one copied from it.
+        let chain: Vec<&Path> = path.ancestors().take_while(|p| *p != h.mountpoint && p.starts_with(&h.mountpoint)).collect();
+        for dir in chain.into_iter().rev() {
             for file in ["cpuset.cpus", "cpuset.mems"] {
-                let mine = read_trim(&dir.join(file)).unwrap_or_default();
-                if mine.is_empty() {
-                    let parent = dir.parent().map(|p| read_trim(&p.join(file)).unwrap_or_default()).unwrap_or_default();
-                    if let Err(e) = write_file(&dir.join(file), &parent) {
-                        undo_dirs(&created);
-                        return Err(e);
-                    }
+                if !read_trim(&dir.join(file)).unwrap_or_default().is_empty() {
+                    continue;
+                }
+                let parent = dir.parent().map(|p| read_trim(&p.join(file)).unwrap_or_default()).unwrap_or_default();
+                if let Err(e) = write_file(&dir.join(file), &parent) {
+                    undo_dirs(&created);
+                    return Err(e);
                 }
             }
         }
