@@ -8,7 +8,8 @@
 //! filesystem is the plugin's data dir at `/data`: no environment, no
 //! arguments, no sockets, stdout and stderr captured into the daemon's log.
 //! An instance whose call returned (an answer or a driver error) is kept warm
-//! for the next call, up to `WARM_PER_KIND` per plugin; one whose call trapped,
+//! for the next call, up to `WARM_PER_KIND` per plugin and kind and `WARM_TOTAL`
+//! in all (an idle instance holds a pool slot); one whose call trapped,
 //! timed out or hit its memory cap is dropped, so a failure leaves nothing
 //! behind. Instantiating costs tens of microseconds (a pool slot's memory
 //! reset, the data-dir preopen, the guest's start-up); a warm call costs a few.
@@ -24,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,11 +83,17 @@ const LOG_MESSAGE_MAX: usize = 4096;
 /// overlap on a small host, few enough that idle plugins leave pool slots
 /// (and their memory) to busy ones.
 const WARM_PER_KIND: usize = 4;
+/// Idle instances kept across all plugins: each holds a pool slot, so
+/// without this bound some 32 installed plugins, each called once, would
+/// leave no slot for a new call. Half the pool stays free for calls.
+const WARM_TOTAL: usize = POOL_SLOTS as usize / 2;
 
 /// The process-wide engine and the linker with the host's imports.
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<CallState>,
+    /// Instances kept warm now, across all plugins (at most `WARM_TOTAL`).
+    warm: AtomicUsize,
 }
 
 static RUNTIME: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
@@ -126,7 +134,7 @@ impl WasmRuntime {
                 ticker.increment_epoch();
             })
             .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
-        Ok(WasmRuntime { engine, linker })
+        Ok(WasmRuntime { engine, linker, warm: AtomicUsize::new(0) })
     }
 
     /// Key of a precompiled component: the wasmtime version and engine
@@ -358,22 +366,35 @@ struct Warm<I> {
 struct KindPool<P, I> {
     pre: P,
     idle: Mutex<Vec<Warm<I>>>,
+    /// The runtime's count of warm instances, which this pool's are part of.
+    warm_total: &'static AtomicUsize,
 }
 
 impl<P, I> KindPool<P, I> {
-    fn new(pre: P) -> Self {
-        KindPool { pre, idle: Mutex::new(Vec::new()) }
+    fn new(pre: P, runtime: &'static WasmRuntime) -> Self {
+        KindPool { pre, idle: Mutex::new(Vec::new()), warm_total: &runtime.warm }
     }
 
     fn take_idle(&self) -> Option<Warm<I>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        self.warm_total.fetch_sub(1, Ordering::Relaxed);
+        Some(warm)
     }
 
+    /// Keeps `warm` for the next call if this kind and the whole runtime
+    /// are below their bounds; otherwise it is dropped and its slot freed.
     fn put_back(&self, warm: Warm<I>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < WARM_PER_KIND {
+        if idle.len() < WARM_PER_KIND && self.warm_total.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < WARM_TOTAL).then_some(n + 1)).is_ok() {
             idle.push(warm);
         }
+    }
+}
+
+impl<P, I> Drop for KindPool<P, I> {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.warm_total.fetch_sub(idle.len(), Ordering::Relaxed);
     }
 }
 
@@ -401,8 +422,8 @@ impl WasmPlugin {
             .instantiate_pre(&component)
             .map_err(|e| PluginError::InvalidArgument(format!("plugin {name}: imports something berth does not offer: {e}")))?;
         let link_error = |e: wasmtime::Error| PluginError::InvalidArgument(format!("plugin {name}: {e}"));
-        let volume = if manifest.has_kind(Kind::Volume) { Some(KindPool::new(VolumePluginPre::new(pre.clone()).map_err(link_error)?)) } else { None };
-        let network = if manifest.has_kind(Kind::Network) { Some(KindPool::new(NetworkPluginPre::new(pre).map_err(link_error)?)) } else { None };
+        let volume = if manifest.has_kind(Kind::Volume) { Some(KindPool::new(VolumePluginPre::new(pre.clone()).map_err(link_error)?, runtime)) } else { None };
+        let network = if manifest.has_kind(Kind::Network) { Some(KindPool::new(NetworkPluginPre::new(pre).map_err(link_error)?, runtime)) } else { None };
         let plugin = WasmPlugin {
             runtime,
             shared: Arc::new(Shared { name: name.to_string(), settings: settings.clone() }),

@@ -148,6 +148,24 @@ fn snapvol_through_the_wasm_host() {
     bare_call_overhead(&raw, "wasm snapvol");
 }
 
+#[test]
+fn many_loaded_plugins_called_once_each_leave_pool_slots_for_new_calls() {
+    let Some(_) = built_plugins() else { return };
+    let h = host();
+    let info = h.install("snapvol-wasm", grant()).expect("install");
+    // Each load is a plugin of its own to the runtime; each keeps the
+    // instance of its one call warm. More of them than the runtime has
+    // instance slots: a new call must still find a slot.
+    let mut loaded = Vec::new();
+    for i in 0..150 {
+        let (plugin, _) = WasmPlugin::load("snapvol", &info.dir, &info.manifest, &info.settings).expect("load");
+        plugin.call("volume-driver.capabilities", json!([])).unwrap_or_else(|e| panic!("call on load {i}: {e}"));
+        loaded.push(plugin);
+    }
+    let first = &loaded[0];
+    first.call("volume-driver.capabilities", json!([])).expect("the first plugin still answers");
+}
+
 /// Instantiate (or dispatch) + call + drop with no work in the plugin and
 /// no adapter: the host's own cost per call.
 fn bare_call_overhead(backend: &dyn Backend, label: &str) {
