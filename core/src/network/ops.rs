@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::dns::{DnsServer, NameLookup};
 use super::executor::{self, Authority};
@@ -53,12 +53,50 @@ pub struct NetworkState {
     /// `admin` held (a plugin may take up to its deadline): their names and
     /// subnets are taken meanwhile. Changed only with `admin` held.
     creating: Mutex<Vec<(String, Vec<Subnet>)>>,
+    /// IDs of networks whose plugin driver is asked to delete them now,
+    /// without `admin` held. Changed only with `admin` held.
+    removing: Mutex<Vec<String>>,
+    /// Endpoints a plugin driver is asked to connect or disconnect now,
+    /// without `admin` held, as (network ID, container name): the network
+    /// counts as in use meanwhile. Added only with `admin` held.
+    endpoints_in_flight: Mutex<Vec<(String, String)>>,
     /// Whether `<run>/netns` has been made a shared mount point.
     netns_ready: OnceLock<()>,
     /// Live endpoints on user-defined networks by container ID, for the
     /// embedded DNS: in memory because a container asks before its start
     /// is recorded in the store.
     live: Mutex<BTreeMap<String, Vec<LiveEndpoint>>>,
+}
+
+/// An entry of `NetworkState::endpoints_in_flight`, removed when dropped.
+struct EndpointInFlight<'a> {
+    list: &'a Mutex<Vec<(String, String)>>,
+    entry: (String, String),
+}
+
+impl NetworkState {
+    /// Marks an endpoint of `container` on `network_id` as in flight; call
+    /// with `admin` held.
+    fn endpoint_in_flight(&self, network_id: &str, container: &str) -> EndpointInFlight<'_> {
+        let entry = (network_id.to_string(), container.to_string());
+        self.endpoints_in_flight.lock().unwrap_or_else(|e| e.into_inner()).push(entry.clone());
+        EndpointInFlight { list: &self.endpoints_in_flight, entry }
+    }
+}
+
+impl Drop for EndpointInFlight<'_> {
+    fn drop(&mut self) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = list.iter().position(|e| *e == self.entry) {
+            list.remove(i);
+        }
+    }
+}
+
+/// See `Engine::hold_for_driver`; held for its `Drop`.
+enum DriverHold<'a> {
+    Locked(#[allow(dead_code)] MutexGuard<'a, ()>),
+    InFlight(#[allow(dead_code)] EndpointInFlight<'a>),
 }
 
 /// What the embedded DNS knows of one endpoint.
@@ -435,12 +473,14 @@ impl Engine {
     }
 
     pub(crate) fn remove_network_impl(&self, id_or_name: &str) -> EngineResult<()> {
-        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
         let net = self.network_record(id_or_name)?;
-        self.remove_network_locked(&net)
+        self.remove_network_locked(&net, &mut admin)
     }
 
-    fn remove_network_locked(&self, net: &NetworkRecord) -> EngineResult<()> {
+    /// Removes `net`; `admin` is held on entry and on return, and released
+    /// while a plugin driver is asked (see `removing`).
+    fn remove_network_locked<'a>(&'a self, net: &NetworkRecord, admin: &mut Option<MutexGuard<'a, ()>>) -> EngineResult<()> {
         if PREDEFINED.contains(&net.name.as_str()) {
             return Err(EngineError::Forbidden(format!(
                 "{} is a pre-defined network and cannot be removed",
@@ -448,9 +488,11 @@ impl Engine {
             )));
         }
         let containers = self.store.read()?.containers()?;
-        let active = active_on(&containers, &net.id);
-        if !active.is_empty() {
-            let names: Vec<String> = active.iter().map(|c| c.name.clone()).collect();
+        let mut names: Vec<String> = active_on(&containers, &net.id).into_iter().map(|c| c.name).collect();
+        let in_flight = self.networks.endpoints_in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        names.extend(in_flight.iter().filter(|(n, _)| *n == net.id).map(|(_, c)| c.clone()));
+        drop(in_flight);
+        if !names.is_empty() {
             return Err(EngineError::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints (containers: {})",
                 net.name,
@@ -460,8 +502,25 @@ impl Engine {
         }
         match self.drivers.network.get(&net.driver) {
             Some(driver) => {
-                let plan =
-                    driver.delete_network(&net.id).map_err(|e| driver_error(&format!("network {}", net.name), e))?;
+                let asked = if driver.confined() {
+                    // A plugin answers without the admin lock held, as in
+                    // create; the network is marked meanwhile so that nobody
+                    // connects to it or removes it twice.
+                    let mut removing = self.networks.removing.lock().unwrap_or_else(|e| e.into_inner());
+                    if removing.contains(&net.id) {
+                        return Err(EngineError::Conflict(format!("network {} is being removed by another request", net.name)));
+                    }
+                    removing.push(net.id.clone());
+                    drop(removing);
+                    admin.take();
+                    let asked = driver.delete_network(&net.id);
+                    *admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
+                    self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).retain(|id| *id != net.id);
+                    asked
+                } else {
+                    driver.delete_network(&net.id)
+                };
+                let plan = asked.map_err(|e| driver_error(&format!("network {}", net.name), e))?;
                 self.apply_plan(driver.as_ref(), &plan, None, &format!("removing network {}", net.name))?.keep();
             }
             None => {
@@ -486,11 +545,16 @@ impl Engine {
             Some(v) => Some(parse_until(v)?),
             None => None,
         };
-        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let containers = self.store.read()?.containers()?;
+        let mut admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
         let mut removed = Vec::new();
         for net in self.network_records()? {
-            if PREDEFINED.contains(&net.name.as_str()) || !active_on(&containers, &net.id).is_empty() {
+            // Read per network: the lock is let go while a plugin removes one.
+            if self.network_record(&net.id).is_err() {
+                continue;
+            }
+            let containers = self.store.read()?.containers()?;
+            let being_removed = self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id);
+            if PREDEFINED.contains(&net.name.as_str()) || !active_on(&containers, &net.id).is_empty() || being_removed {
                 continue;
             }
             if !filters.get("label").is_none_or(|vs| vs.iter().all(|v| label_matches(&net.labels, v))) {
@@ -505,7 +569,7 @@ impl Engine {
                     continue;
                 }
             }
-            match self.remove_network_locked(&net) {
+            match self.remove_network_locked(&net, &mut admin) {
                 Ok(()) => removed.push(net.name.clone()),
                 Err(e) => tracing::warn!(network = %net.name, error = %e, "pruning a network"),
             }
@@ -521,7 +585,7 @@ impl Engine {
     ) -> EngineResult<()> {
         let id = self.lookup_container(container)?.id.to_string();
         let _g = self.containers.lock(&id);
-        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = self
             .load_container(&id)?
             .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
@@ -564,9 +628,13 @@ impl Engine {
         }
         let mut settings = settings;
         self.check_endpoint_settings(&net, &settings)?;
+        self.not_being_removed(&net)?;
         settings.network_id = net.id.clone();
         let running = matches!(record.state.status, Status::Running | Status::Paused);
         record.networks.insert(net.name.clone(), settings);
+        // A plugin is asked without the admin lock held; until the record is
+        // saved the network counts the endpoint as in use.
+        let _hold = self.hold_for_driver(admin, &net, &record.name);
         if running {
             let path = PathBuf::from(&record.sandbox_key);
             if record.sandbox_key.is_empty() || !netns::is_netns(&path) {
@@ -599,18 +667,18 @@ impl Engine {
     pub(crate) fn disconnect_network_impl(&self, network: &str, container: &str, force: bool) -> EngineResult<()> {
         let id = self.lookup_container(container)?.id.to_string();
         let _g = self.containers.lock(&id);
-        let _admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = self
             .load_container(&id)?
             .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
-        let key = match self.network_record(network) {
+        let (key, net) = match self.network_record(network) {
             Ok(net) => {
                 if net.name == "host" || record.host_config.network_mode == "host" {
                     return Err(EngineError::InvalidArgument(
                         "container cannot be disconnected from host network or connected to host network".into(),
                     ));
                 }
-                record
+                let key = record
                     .networks
                     .iter()
                     .find(|(k, s)| s.network_id == net.id || **k == net.name)
@@ -620,14 +688,19 @@ impl Engine {
                             "container {} is not connected to network {}",
                             record.id, net.name
                         ))
-                    })?
+                    })?;
+                (key, Some(net))
             }
             // `-f` takes a container off a network that is gone.
             Err(e) if force && record.networks.contains_key(network) => {
                 tracing::info!(network, error = %e, "force-disconnecting from a network that cannot be found");
-                network.to_string()
+                (network.to_string(), None)
             }
             Err(e) => return Err(e),
+        };
+        let _hold = match &net {
+            Some(net) => self.hold_for_driver(admin, net, &record.name),
+            None => DriverHold::Locked(admin),
         };
         let path = (!record.sandbox_key.is_empty()).then(|| PathBuf::from(&record.sandbox_key));
         self.detach_endpoint(&mut record, &key, path.as_deref());
@@ -643,6 +716,28 @@ impl Engine {
         }
         self.save_container(&record)?;
         Ok(())
+    }
+
+    /// What a connect or disconnect keeps while it asks `net`'s driver: the
+    /// admin lock for an in-tree driver; for a plugin, which may take up to
+    /// its deadline, an in-flight mark instead, so that other networks are
+    /// not held up and this one still counts as in use.
+    fn hold_for_driver<'a>(&'a self, admin: MutexGuard<'a, ()>, net: &NetworkRecord, container: &str) -> DriverHold<'a> {
+        match self.drivers.network.get(&net.driver) {
+            Some(driver) if driver.confined() => {
+                let mark = self.networks.endpoint_in_flight(&net.id, container);
+                drop(admin);
+                DriverHold::InFlight(mark)
+            }
+            _ => DriverHold::Locked(admin),
+        }
+    }
+
+    fn not_being_removed(&self, net: &NetworkRecord) -> EngineResult<()> {
+        match self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id) {
+            true => Err(EngineError::Conflict(format!("network {} is being removed", net.name))),
+            false => Ok(()),
+        }
     }
 
     /// Docker's checks of what a container asks of one network.
@@ -960,6 +1055,7 @@ impl Engine {
     ) -> EngineResult<()> {
         let settings = record.networks.get(key).cloned().unwrap_or_default();
         let net = self.network_record(if settings.network_id.is_empty() { key } else { &settings.network_id })?;
+        self.not_being_removed(&net)?;
         let driver = self.driver_of(&net)?;
         let pool =
             Pool::of(&net).ok_or_else(|| EngineError::Internal(format!("network {} has no IPv4 subnet", net.name)))?;
@@ -1550,11 +1646,45 @@ mod slow_plugin_tests {
     use crate::model::network::{EndpointCreateRequest, EndpointInfo, Ipam, IpamConfigEntry, JoinRequest, NetworkCreateRequest};
 
     /// A driver whose plans change nothing; a `confined` one (a plugin) may
-    /// be told to hold `create_network` until released.
+    /// be told to hold one call (`create_network` or `delete_network`) until
+    /// released.
     struct Quiet {
         name: &'static str,
         confined: bool,
-        hold: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+        hold: Mutex<Option<Hold>>,
+    }
+
+    struct Hold {
+        method: &'static str,
+        entered: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    }
+
+    impl Quiet {
+        fn maybe_hold(&self, method: &str) {
+            let mut slot = self.hold.lock().unwrap();
+            if slot.as_ref().is_some_and(|h| h.method == method) {
+                let hold = slot.take().unwrap();
+                drop(slot);
+                hold.entered.send(()).unwrap();
+                hold.release.recv_timeout(Duration::from_secs(10)).unwrap();
+            }
+        }
+    }
+
+    /// An engine with the drivers `slow` (a plugin holding `method` once)
+    /// and `fast` (in-tree); the channels say when `slow` is held and let it go.
+    fn engine_with_slow(dir: &std::path::Path, method: &'static str) -> (Arc<Engine>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let drivers = Drivers::default();
+        let hold = Hold { method, entered: entered_tx, release: release_rx };
+        drivers.network.register("slow", Arc::new(Quiet { name: "slow", confined: true, hold: Mutex::new(Some(hold)) }));
+        drivers.network.register("fast", Arc::new(Quiet { name: "fast", confined: false, hold: Mutex::new(None) }));
+        let storage = Arc::new(DirDriver { root: dir.join("layers") });
+        std::fs::create_dir_all(dir.join("layers")).unwrap();
+        let config = EngineConfig::new(dir.join("root"), dir.join("run"));
+        (Engine::open(config, storage, drivers).unwrap(), entered, release)
     }
 
     impl NetworkDriver for Quiet {
@@ -1568,13 +1698,11 @@ mod slow_plugin_tests {
             NetworkCapabilities::default()
         }
         fn create_network(&self, _: &NetworkCreateRequest) -> DriverResult<NetworkPlan> {
-            if let Some((entered, release)) = self.hold.lock().unwrap().take() {
-                entered.send(()).unwrap();
-                release.recv_timeout(Duration::from_secs(10)).unwrap();
-            }
+            self.maybe_hold("create_network");
             Ok(NetworkPlan::default())
         }
         fn delete_network(&self, _: &str) -> DriverResult<NetworkPlan> {
+            self.maybe_hold("delete_network");
             Ok(NetworkPlan::default())
         }
         fn create_endpoint(&self, _: &EndpointCreateRequest) -> DriverResult<EndpointInfo> {
@@ -1603,16 +1731,7 @@ mod slow_plugin_tests {
     #[test]
     fn a_plugin_slow_to_create_a_network_holds_up_only_that_network() {
         let dir = tempfile::tempdir().unwrap();
-        let (entered_tx, entered) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        let drivers = Drivers::default();
-        let slow = Arc::new(Quiet { name: "slow", confined: true, hold: Mutex::new(Some((entered_tx, release_rx))) });
-        drivers.network.register("slow", slow);
-        drivers.network.register("fast", Arc::new(Quiet { name: "fast", confined: false, hold: Mutex::new(None) }));
-        let storage = Arc::new(DirDriver { root: dir.path().join("layers") });
-        std::fs::create_dir_all(dir.path().join("layers")).unwrap();
-        let config = EngineConfig::new(dir.path().join("root"), dir.path().join("run"));
-        let engine = Engine::open(config, storage, drivers).unwrap();
+        let (engine, entered, release) = engine_with_slow(dir.path(), "create_network");
 
         let held = {
             let engine = engine.clone();
@@ -1635,5 +1754,32 @@ mod slow_plugin_tests {
         assert!(e.contains("already exists"), "{e}");
         engine.remove_network("held").unwrap();
         engine.create_network(request("again", "fast", "10.60.0.0/24")).unwrap();
+    }
+
+    #[test]
+    fn a_plugin_slow_to_remove_a_network_holds_up_only_that_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, entered, release) = engine_with_slow(dir.path(), "delete_network");
+        engine.create_network(request("held", "slow", "10.70.0.0/24")).unwrap();
+        engine.create_network(request("spare", "fast", "10.71.0.0/24")).unwrap();
+        let held = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.remove_network("held"))
+        };
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        // While the plugin holds its delete: other networks come and go at
+        // once; the held one is neither removed twice nor pruned.
+        let started = Instant::now();
+        engine.create_network(request("other", "fast", "10.72.0.0/24")).unwrap();
+        engine.remove_network("other").unwrap();
+        let e = engine.remove_network("held").unwrap_err().to_string();
+        assert!(e.contains("network held is being removed"), "{e}");
+        let pruned = engine.prune_networks(&Default::default()).unwrap();
+        assert_eq!(pruned, vec!["spare".to_string()]);
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        release.send(()).unwrap();
+        held.join().unwrap().unwrap();
+        assert!(engine.find_network("held").is_err(), "removed once the plugin answered");
+        engine.create_network(request("held", "fast", "10.70.0.0/24")).unwrap();
     }
 }
