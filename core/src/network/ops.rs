@@ -363,12 +363,15 @@ impl Engine {
         let applied = match self.apply_plan(driver.as_ref(), &plan, None, &format!("creating network {name}")) {
             Ok(a) => a,
             Err(e) => {
+                // The driver's own clean-up concerns this ID alone: no lock.
+                drop(admin);
                 let _ = driver.delete_network(&record.id);
                 return Err(e);
             }
         };
         if let Err(e) = self.store_network(&record, auto_subnet) {
             applied.undo();
+            drop(admin);
             let _ = driver.delete_network(&record.id);
             return Err(e);
         }
