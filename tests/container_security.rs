@@ -391,3 +391,54 @@ fn a_workdir_of_proc_self_fd_n_cannot_reach_the_host() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn seccomp_refuses_what_dockers_default_profile_refuses_and_takes_a_users_profile() {
+    let sb = with_testbox();
+    let seccomp_line = "grep '^Seccomp:' /proc/self/status";
+    // Docker's answers (dockerd 20.10 with runc, same commands): `Seccomp: 2`
+    // and `unshare: unshare(0x10000000): Operation not permitted`.
+    let out = sb.berth(&["run", "--rm", "testbox", "sh", "-c", &format!("{seccomp_line}; unshare -U true")]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(out.stdout.trim(), "Seccomp:\t2", "{}", out.describe());
+    assert!(out.stderr.contains("unshare(0x10000000): Operation not permitted"), "{}", out.describe());
+
+    let unconfined = sb.berth_ok(&["run", "--rm", "--security-opt", "seccomp=unconfined", "testbox", "sh", "-c", &format!("{seccomp_line}; unshare -U true && echo unshared")]);
+    assert_eq!(unconfined.lines().collect::<Vec<_>>(), ["Seccomp:\t0", "unshared"]);
+    let privileged = sb.berth_ok(&["run", "--rm", "--privileged", "testbox", "sh", "-c", seccomp_line]);
+    assert_eq!(privileged.trim(), "Seccomp:\t0", "--privileged runs without a filter");
+    let admin = sb.berth_ok(&["run", "--rm", "--cap-add", "SYS_ADMIN", "testbox", "sh", "-c", "unshare -U true && echo unshared"]);
+    assert_eq!(admin.trim(), "unshared", "CAP_SYS_ADMIN lifts the namespace rules");
+
+    // exec'd processes are under the container's filter.
+    sb.berth_ok(&["run", "-d", "--name", "confined", "testbox", "sleep", "60"]);
+    let out = sb.berth(&["exec", "confined", "unshare", "-U", "true"]);
+    assert!(!out.success() && out.stderr.contains("Operation not permitted"), "{}", out.describe());
+    sb.berth_ok(&["rm", "-f", "confined"]);
+
+    // A profile file, read by the CLI (berth's and docker's alike) and sent as JSON.
+    let profile = sb.file("no-mkdir.json");
+    std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#)
+    .expect("write the profile");
+    let profile_opt = format!("seccomp={}", profile.display());
+    for cli in ["berth", "docker"] {
+        let args = ["run", "--rm", "--security-opt", &profile_opt, "testbox", "mkdir", "/tmp/d"];
+        let out = if cli == "berth" { sb.berth(&args) } else { sb.docker(&args) };
+        assert!(!out.success() && out.stderr.contains("can't create directory '/tmp/d': Function not implemented"), "{cli}: {}", out.describe());
+    }
+
+    // Bad profiles are clear errors, and no container is left.
+    let out = sb.berth_fails(&["run", "--rm", "--security-opt", "seccomp=/no/such/profile.json", "testbox", "true"]);
+    assert!(out.stderr.contains("opening seccomp profile (/no/such/profile.json) failed"), "{}", out.describe());
+    let bad = sb.file("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_MAYBE"}"#).expect("write");
+    let out = sb.docker(&["run", "--rm", "--security-opt", &format!("seccomp={}", bad.display()), "testbox", "true"]);
+    assert!(!out.success() && out.stderr.contains("decoding seccomp profile failed") && out.stderr.contains("SCMP_ACT_MAYBE"), "{}", out.describe());
+    assert_eq!(sb.berth_ok(&["ps", "-aq"]), "", "a refused profile leaves no container");
+
+    // `info` says which profile containers get, as Docker's does.
+    assert_eq!(sb.docker_ok(&["info", "--format", "{{json .SecurityOptions}}"]).trim(), r#"["name=seccomp,profile=default"]"#);
+    let info = sb.berth_ok(&["info"]);
+    assert!(info.contains(" Security Options:\n  seccomp\n   Profile: default\n"), "{info}");
+}

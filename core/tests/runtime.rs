@@ -465,7 +465,8 @@ fn external_runtimes_run_the_same_spec() {
         ran += 1;
         let fixture = Fixture::new();
         let cfg = ContainerConfig { hostname: format!("{name}box"), user: "nobody".into(), ..Default::default() };
-        let rec = record(&["sh", "-c", "echo pid=$$; hostname; id -u; echo $HOME"], cfg, HostConfig { memory: 64 << 20, ..Default::default() });
+        let script = "echo pid=$$; hostname; id -u; echo $HOME; grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1";
+        let rec = record(&["sh", "-c", script], cfg, HostConfig { memory: 64 << 20, ..Default::default() });
         let spec = build(&fixture, &rec).expect("spec");
         let (out_r, out_w) = pipe();
         let (err_r, err_w) = pipe();
@@ -490,8 +491,11 @@ fn external_runtimes_run_the_same_spec() {
         std::fs::File::from(out_r).read_to_string(&mut stdout).expect("read");
         let mut stderr = String::new();
         std::fs::File::from(err_r).read_to_string(&mut stderr).expect("read");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "{name}: {stdout} {stderr}");
-        assert_eq!(stdout.lines().collect::<Vec<_>>(), vec!["pid=1", &format!("{name}box"), "65534", "/nonexistent"], "{name}: {stderr}");
+        // The last line is unshare's failure: the spec's seccomp filter is theirs too.
+        assert_eq!(libc::WEXITSTATUS(status), 1, "{name}: {stdout} {stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(&lines[..5], ["pid=1", &format!("{name}box"), "65534", "/nonexistent", "Seccomp:\t2"], "{name}: {stderr}");
+        assert!(lines[5].contains("Operation not permitted"), "{name}: {stdout}");
         rt.delete(id, true).expect("delete");
         assert!(rt.state(id).is_err(), "{name}: state after delete");
 
@@ -781,4 +785,47 @@ fn a_parent_cpuset_another_start_left_empty_is_filled_before_use() {
         let _ = std::fs::remove_dir(p);
     }
     added.expect("a task joins the child cgroup");
+}
+
+#[test]
+fn the_default_seccomp_profile_blocks_new_namespaces_unless_unconfined_or_admin() {
+    require_root!();
+    // `unshare -U` needs no capability: only seccomp refuses it (as Docker's profile does).
+    let script = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1 && echo unshared";
+    let out = run_sh(script, ContainerConfig::default(), HostConfig::default());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "Seccomp:\t2", "a filter is loaded: {out:?}");
+    assert!(lines[1].contains("Operation not permitted"), "{out:?}");
+    assert_eq!(out.code, Some(1), "{out:?}");
+
+    let unconfined = HostConfig { security_opt: Some(vec!["seccomp=unconfined".into()]), ..Default::default() };
+    let out = run_sh(script, ContainerConfig::default(), unconfined);
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["Seccomp:\t0", "unshared"], "{out:?}");
+
+    let admin = HostConfig { cap_add: Some(vec!["SYS_ADMIN".into()]), ..Default::default() };
+    let out = run_sh(script, ContainerConfig::default(), admin);
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["Seccomp:\t2", "unshared"], "CAP_SYS_ADMIN lifts the namespace rules: {out:?}");
+
+    // A profile of the user's own, as the CLI sends it (its JSON): mkdir gets ENOSYS,
+    // with no_new_privileges (the filter then loads after the capabilities go).
+    let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#;
+    let own = HostConfig { security_opt: Some(vec![format!("seccomp={profile}"), "no-new-privileges".into()]), ..Default::default() };
+    let out = run_sh("mkdir /tmp/d 2>&1; unshare -U true && echo unshared", ContainerConfig::default(), own);
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["mkdir: can't create directory '/tmp/d': Function not implemented", "unshared"], "{out:?}");
+
+    // exec'd processes run under the container's filter too.
+    let mut b = create(&["sleep", "30"], ContainerConfig::default(), HostConfig::default()).expect("create");
+    b.start();
+    let process = spec::exec_process(&b.spec, &["sh".into(), "-c".into(), "unshare -U true 2>&1".into()], &[], "", "/", false, false).expect("process");
+    let (r, w) = pipe();
+    let (_r2, w2) = pipe();
+    let pid = linux::exec(b.pid, &b.spec, &process, Stdio { stdin: None, stdout: w, stderr: w2 }).expect("exec");
+    let status = wait_pid(pid);
+    let mut text = String::new();
+    std::fs::File::from(r).read_to_string(&mut text).expect("read");
+    assert!(libc::WEXITSTATUS(status) == 1 && text.contains("Operation not permitted"), "{text}");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(b.pid, libc::SIGKILL) };
+    let (_, cg) = b.wait();
+    destroy(cg);
 }

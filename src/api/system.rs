@@ -107,6 +107,16 @@ fn exists(path: &str) -> bool {
     std::path::Path::new(path).exists()
 }
 
+/// Docker's `SecurityOptions`: every container that is not privileged gets
+/// berth's default seccomp profile; cgroup namespaces on a v2 host.
+fn security_options(cgroup_version: &str) -> Value {
+    let seccomp = format!("name=seccomp,profile={}", berth_core::runtime::seccomp::DEFAULT_PROFILE_NAME);
+    match cgroup_version {
+        "2" => json!([seccomp, "name=cgroupns"]),
+        _ => json!([seccomp]),
+    }
+}
+
 /// What resource limits the host's cgroups can enforce (info's MemoryLimit etc.).
 fn cgroup_features(v: &str) -> Value {
     if v == "2" {
@@ -258,7 +268,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         "ContainerdCommit": { "ID": "" },
         "RuncCommit": { "ID": "" },
         "InitCommit": { "ID": "" },
-        "SecurityOptions": if cg == "2" { json!(["name=cgroupns"]) } else { json!([]) },
+        "SecurityOptions": security_options(cg),
         "CDISpecDirs": [],
         "Warnings": null,
     });

@@ -256,6 +256,22 @@ pub fn parse_memory(s: &str) -> Result<i64> {
     Ok((value * mult as f64) as i64)
 }
 
+/// `--security-opt` as the daemon takes it: as the docker CLI does, a
+/// `seccomp=FILE` is replaced by the file's JSON, compacted.
+fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    opts.iter()
+        .map(|opt| {
+            let Some(path) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")).filter(|p| *p != "unconfined") else {
+                return Ok(opt.clone());
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow!("opening seccomp profile ({path}) failed: {e}"))?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| anyhow!("compacting json for seccomp profile ({path}) failed: {e}"))?;
+            Ok(format!("seccomp={json}"))
+        })
+        .collect()
+}
+
 /// `--ulimit name=soft[:hard]`.
 pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
     let (name, limits) = s.split_once('=').ok_or_else(|| anyhow!("invalid ulimit argument: {s}"))?;
@@ -486,7 +502,7 @@ pub fn build(flags: &CreateFlags, args: &[String], detach: bool, lookup: &dyn Fn
     let list = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
     h.cap_add = list(&flags.cap_add);
     h.cap_drop = list(&flags.cap_drop);
-    h.security_opt = list(&flags.security_opt);
+    h.security_opt = list(&security_opts(&flags.security_opt)?);
     h.group_add = list(&flags.group_add);
     if !flags.ulimit.is_empty() {
         h.ulimits = Some(flags.ulimit.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?);

@@ -167,8 +167,19 @@ pub async fn info(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
     let security = list("/SecurityOptions");
     if !security.is_empty() {
         let _ = writeln!(o, " Security Options:");
+        // Docker's form: the name, then its options (`name=seccomp,profile=default`).
         for opt in security {
-            let _ = writeln!(o, "  {}", opt.strip_prefix("name=").unwrap_or(&opt));
+            for (i, (key, value)) in opt.split(',').filter_map(|kv| kv.split_once('=')).enumerate() {
+                match (i, key) {
+                    (0, "name") => {
+                        let _ = writeln!(o, "  {value}");
+                    }
+                    (_, "profile") => {
+                        let _ = writeln!(o, "   Profile: {value}");
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     let _ = writeln!(o, " Kernel Version: {}", s(&i, "KernelVersion"));

@@ -31,11 +31,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, PosixRlimitType, Process, Spec};
 
 use super::cgroups::{self, Cgroup};
 use super::sync::{Channel, Msg};
-use super::{caps, rootfs, spec as specmod, user, RuntimeError};
+use super::{caps, rootfs, seccomp, spec as specmod, user, RuntimeError};
 
 /// The process's standard streams. With a tty all three are the pty's slave.
 pub struct Stdio {
@@ -142,7 +142,9 @@ pub fn exec(container_pid: i32, spec: &Spec, process: &Process, stdio: Stdio) ->
         }
     }
     let group_add = spec.annotations().as_ref().and_then(|a| a.get(specmod::ANNOTATION_GROUP_ADD).cloned());
-    let (pid, chan) = spawn(&joins, 0, stdio, |chan, stdio| exec_process(process, group_add.as_deref(), chan, stdio), |pid| {
+    // The container's seccomp filter binds what is exec'd in it too (as runc).
+    let filter = linux.seccomp().as_ref();
+    let (pid, chan) = spawn(&joins, 0, stdio, |chan, stdio| exec_process(process, group_add.as_deref(), filter, chan, stdio), |pid| {
         cgroups::join_cgroups_of(container_pid, pid)
     })?;
     match chan.recv() {
@@ -586,8 +588,18 @@ fn check_cwd_inside() -> Result<(), Fatal> {
 }
 
 /// Bounding set, user switch, then the capability sets (runc's order: the
-/// switch needs CAP_SETUID/SETGID, kept across it with PR_SET_KEEPCAPS).
-fn drop_privileges(process: &Process, id: &Identity) -> Result<(), Fatal> {
+/// switch needs CAP_SETUID/SETGID, kept across it with PR_SET_KEEPCAPS),
+/// and the seccomp filter.
+fn drop_privileges(process: &Process, id: &Identity, filter: Option<&LinuxSeccomp>) -> Result<(), Fatal> {
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    let seccomp_failed = |message: String| Fatal { message, exit_code: 1 };
+    let filter = filter.map(|f| seccomp::compile(f, no_new_privs)).transpose().map_err(seccomp_failed)?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: then it is
+    // loaded before the capabilities go (runc's order), and the steps below
+    // run under it; with no_new_privs, as late as can be.
+    if let (Some(filter), false) = (&filter, no_new_privs) {
+        seccomp::load(filter).map_err(seccomp_failed)?;
+    }
     let last = caps::last_cap();
     let masks = process.capabilities().as_ref().map(|c| caps::Masks::of(c, last)).unwrap_or_default();
     let masks = masks.within(caps::permitted().map_err(|e| fatal("reading capabilities", e))?);
@@ -609,10 +621,13 @@ fn drop_privileges(process: &Process, id: &Identity) -> Result<(), Fatal> {
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     caps::apply(&masks).map_err(|e| fatal("setting capabilities", e))?;
-    if process.no_new_privileges() == Some(true) {
+    if no_new_privs {
         // SAFETY: plain prctl.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(fatal("setting no_new_privs", io::Error::last_os_error()));
+        }
+        if let Some(filter) = &filter {
+            seccomp::load(filter).map_err(seccomp_failed)?;
         }
     }
     Ok(())
@@ -821,7 +836,7 @@ fn init_steps(spec: &Spec, rootfs: &Path, chan: &Channel, stdio: Stdio) -> Resul
     // 16. No descriptor of the caller survives exec.
     cloexec_all()?;
     // 17. Capabilities and the user switch; no_new_privs.
-    drop_privileges(&process, &id)?;
+    drop_privileges(&process, &id, spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     // 18. The command must exist before we report ready (Docker's error otherwise).
     let args = exec_args(&process, id.home.as_deref())?;
     set_umask(&process);
@@ -945,14 +960,14 @@ fn reaper(args: &ExecArgs, chan: &Channel) -> Result<Infallible, Fatal> {
 
 /// An exec'd process: joined the container's namespaces in the intermediate;
 /// here it takes the process's user, caps, rlimits, env and cwd, then execs.
-fn exec_process(process: &Process, group_add: Option<&str>, chan: &Channel, stdio: Stdio) -> Fatal {
-    match exec_steps(process, group_add, chan, stdio) {
+fn exec_process(process: &Process, group_add: Option<&str>, seccomp: Option<&LinuxSeccomp>, chan: &Channel, stdio: Stdio) -> Fatal {
+    match exec_steps(process, group_add, seccomp, chan, stdio) {
         Ok(never) => match never {},
         Err(f) => f,
     }
 }
 
-fn exec_steps(process: &Process, group_add: Option<&str>, chan: &Channel, stdio: Stdio) -> Result<Infallible, Fatal> {
+fn exec_steps(process: &Process, group_add: Option<&str>, seccomp: Option<&LinuxSeccomp>, chan: &Channel, stdio: Stdio) -> Result<Infallible, Fatal> {
     // 1. In the container's cgroup before anything else.
     expect_continue(chan)?;
     // 2. Stdio; a tty makes a session of its own.
@@ -979,7 +994,7 @@ fn exec_steps(process: &Process, group_add: Option<&str>, chan: &Channel, stdio:
     check_cwd_inside()?;
     // 4. No descriptor of the shim survives; privileges dropped; then exec.
     cloexec_all()?;
-    drop_privileges(process, &id)?;
+    drop_privileges(process, &id, seccomp)?;
     let args = exec_args(process, id.home.as_deref())?;
     set_umask(process);
     reset_signals();

@@ -9,6 +9,7 @@
 //! - `linux`: the built-in runtime (`create`/`Created::start`/`exec`), with
 //!   `rootfs` (mounts, /dev, pivot_root, masked paths), `caps`, `user`
 //!   (passwd/group resolution) and `sync` (the typed parent/child channel).
+//! - `seccomp`: Docker's profile format, the default profile, loading a filter.
 //! - `cgroups`: one container's cgroup on v1, v2 or hybrid hosts.
 //! - `external`: runc/crun driven through their CLI on the same spec.
 //! - `mount`: the executor of drivers' mount plans.
@@ -19,6 +20,7 @@ pub mod external;
 pub mod linux;
 pub mod mount;
 mod rootfs;
+pub mod seccomp;
 pub mod spec;
 mod sync;
 pub mod user;

@@ -17,7 +17,7 @@ use oci_spec::runtime::{
 use crate::model::container::ContainerRecord;
 use crate::model::volume::MountPoint;
 
-use super::{caps, RuntimeError};
+use super::{caps, seccomp, RuntimeError};
 
 /// Annotation naming the user to resolve inside the container at create time
 /// (`--user name[:group]`, or a bare uid whose gid and groups come from /etc/passwd).
@@ -162,26 +162,60 @@ fn capabilities(inputs: &SpecInputs<'_>) -> Result<HashSet<Capability>, RuntimeE
     Ok(set)
 }
 
-/// Whether `--security-opt` asks for no-new-privileges; other options we
-/// cannot honour are refused rather than ignored.
-fn no_new_privileges(inputs: &SpecInputs<'_>) -> Result<bool, RuntimeError> {
-    let mut nnp = false;
+/// What `--security-opt` asks for.
+#[derive(Debug, Default)]
+struct SecurityOpts {
+    no_new_privileges: bool,
+    /// `seccomp=unconfined`.
+    seccomp_unconfined: bool,
+    /// `seccomp=PROFILE`: the profile's JSON (the docker CLI sends the file's text).
+    seccomp_profile: Option<String>,
+}
+
+/// Parses `--security-opt`; options berth cannot honour are refused rather than ignored.
+fn security_opts(inputs: &SpecInputs<'_>) -> Result<SecurityOpts, RuntimeError> {
+    let mut out = SecurityOpts::default();
     for opt in inputs.record.host_config.security_opt.iter().flatten() {
         let (key, value) = match opt.split_once(['=', ':']) {
             Some((k, v)) => (k, Some(v)),
             None => (opt.as_str(), None),
         };
         match (key, value) {
-            ("no-new-privileges", None) => nnp = true,
+            ("no-new-privileges", None) => out.no_new_privileges = true,
             ("no-new-privileges", Some(v)) => {
-                nnp = v.parse::<bool>().map_err(|_| invalid(format!("invalid --security-opt {opt:?}: {v:?} is not a boolean")))?
+                out.no_new_privileges =
+                    v.parse::<bool>().map_err(|_| invalid(format!("invalid --security-opt {opt:?}: {v:?} is not a boolean")))?
             }
-            // There is no seccomp, AppArmor or SELinux profile to turn off.
-            ("seccomp" | "apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("seccomp", Some("unconfined")) => out.seccomp_unconfined = true,
+            ("seccomp", Some(profile)) if profile.trim_start().starts_with('{') => out.seccomp_profile = Some(profile.to_string()),
+            ("seccomp", Some(path)) => {
+                return Err(invalid(format!(
+                    "invalid --security-opt seccomp={path}: the daemon takes the profile's JSON, not a path (the docker and berth CLIs read the file and send its contents)"
+                )))
+            }
+            // There is no AppArmor or SELinux profile to turn off.
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
             _ => return Err(invalid(format!("invalid --security-opt {opt:?}: not supported by berth"))),
         }
     }
-    Ok(nnp)
+    Ok(out)
+}
+
+/// The container's seccomp filter: none when privileged or `seccomp=unconfined`,
+/// else the given profile or berth's default, resolved for its capabilities.
+fn seccomp_filter(
+    security: &SecurityOpts,
+    privileged: bool,
+    capabilities: &HashSet<Capability>,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, RuntimeError> {
+    if privileged || security.seccomp_unconfined {
+        return Ok(None);
+    }
+    let profile = match &security.seccomp_profile {
+        Some(json) => seccomp::Profile::parse(json).map_err(invalid)?,
+        None => seccomp::Profile::berth_default(),
+    };
+    Ok(Some(profile.to_oci(&seccomp::Target::here(capabilities))))
 }
 
 fn rlimit_type(name: &str) -> Option<(PosixRlimitType, libc::__rlimit_resource_t)> {
@@ -680,8 +714,11 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, RuntimeError> {
         annotations.insert(ANNOTATION_GROUP_ADD.to_string(), group_names.join(","));
     }
     process.set_user(oci_user);
-    process.set_capabilities(Some(caps::docker_sets(&capabilities(inputs)?)));
-    process.set_no_new_privileges(Some(no_new_privileges(inputs)?));
+    let security = security_opts(inputs)?;
+    let capabilities = capabilities(inputs)?;
+    let seccomp = seccomp_filter(&security, hc.privileged, &capabilities)?;
+    process.set_capabilities(Some(caps::docker_sets(&capabilities)));
+    process.set_no_new_privileges(Some(security.no_new_privileges));
     process.set_rlimits(Some(rlimits(inputs)?));
     if hc.oom_score_adj != 0 {
         if !(-1000..=1000).contains(&hc.oom_score_adj) {
@@ -765,6 +802,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, RuntimeError> {
         linux.set_sysctl(Some(sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
     }
     linux.set_rootfs_propagation(Some(rootfs_propagation(&inputs.volume_mounts).to_string()));
+    linux.set_seccomp(seccomp);
 
     let mut root = Root::default();
     root.set_path(inputs.rootfs.clone());
@@ -1044,6 +1082,24 @@ mod tests {
         assert_eq!(spec.process().as_ref().expect("p").no_new_privileges(), Some(false));
         let hc = HostConfig { security_opt: Some(vec!["apparmor=myprofile".into()]), ..Default::default() };
         assert!(build_with(ContainerConfig::default(), hc, NetnsMode::New).is_err());
+    }
+
+    #[test]
+    fn seccomp_default_unconfined_privileged_and_profiles() {
+        let seccomp_of = |hc: HostConfig| build_with(ContainerConfig::default(), hc, NetnsMode::New).map(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()));
+        let default = seccomp_of(HostConfig::default()).expect("spec").expect("a filter by default");
+        assert!(default.syscalls().iter().flatten().any(|r| r.names().contains(&"mount".to_string())));
+        let opt = |o: &str| HostConfig { security_opt: Some(vec![o.to_string()]), ..Default::default() };
+        assert!(seccomp_of(opt("seccomp=unconfined")).expect("spec").is_none());
+        assert!(seccomp_of(HostConfig { privileged: true, ..Default::default() }).expect("spec").is_none());
+        let own = seccomp_of(opt(r#"seccomp={"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#))
+            .expect("spec")
+            .expect("the given profile");
+        assert_eq!(own.default_action(), oci_spec::runtime::LinuxSeccompAction::ScmpActErrno);
+        let e = seccomp_of(opt("seccomp=/etc/profile.json")).expect_err("a path").to_string();
+        assert!(e.contains("the daemon takes the profile's JSON, not a path"), "{e}");
+        let e = seccomp_of(opt("seccomp={\"defaultAction\": 1}")).expect_err("bad JSON").to_string();
+        assert!(e.contains("decoding seccomp profile failed"), "{e}");
     }
 
     #[test]
