@@ -129,20 +129,21 @@ fn a_network_plugin_stuck_in_a_call_holds_up_only_its_network() {
         assert!(out.success() && took < Duration::from_secs(3), "{args:?} took {took:?} while {while_}: {}", out.describe());
         out
     };
-    let hangs = |args: &[&str], log: &str| {
-        let child = sb.berth_spawn(args, &sb.file(log));
-        // Long enough for the request to reach the plugin, well short of its deadline.
-        std::thread::sleep(Duration::from_millis(700));
+    // Written by the plugin when a call arrives where it hangs.
+    let data = sb.in_daemon(&sb.root.join("plugins/stucknet/data").display().to_string());
+    let hangs = |args: &[&str], call: &str| {
+        let child = sb.berth_spawn(args, &sb.file(&format!("{call}.log")));
+        common::poll_until(Duration::from_secs(5), &format!("the plugin to get stuck in {call}"), || data.join(format!("stuck-{call}")).exists());
         child
     };
-    let ends = |mut child: std::process::Child, log: &str| {
+    let ends = |mut child: std::process::Child, call: &str| {
         let status = common::wait_child(&mut child, Duration::from_secs(20));
-        (status, std::fs::read_to_string(sb.file(log)).unwrap_or_default())
+        (status, std::fs::read_to_string(sb.file(&format!("{call}.log"))).unwrap_or_default())
     };
 
     // Stuck in join: other networks are made, used and removed meanwhile,
     // and the stuck one counts as in use.
-    let connect = hangs(&["network", "connect", "sj", "c1"], "connect.log");
+    let connect = hangs(&["network", "connect", "sj", "c1"], "join");
     let while_ = "a connect hung";
     quick(&["network", "create", "other"], while_);
     quick(&["network", "connect", "other", "c2"], while_);
@@ -151,14 +152,14 @@ fn a_network_plugin_stuck_in_a_call_holds_up_only_its_network() {
     quick(&["network", "ls"], while_);
     let out = sb.berth_fails(&["network", "rm", "sj"]);
     assert!(out.stderr.contains("active endpoints") && out.stderr.contains("c1"), "{}", out.describe());
-    let (status, text) = ends(connect, "connect.log");
+    let (status, text) = ends(connect, "join");
     assert!(!status.success() && text.contains("stucknet") && text.contains("within"), "the connect fails at the deadline, naming the plugin: {text}");
     let networks = sb.berth_ok(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "c1"]);
     assert_eq!(networks.trim(), "bridge", "a failed connect leaves the container as it was");
     sb.berth_ok(&["network", "rm", "sj"]);
 
     // Stuck in delete: the same, and the network is not joined or removed twice meanwhile.
-    let rm = hangs(&["network", "rm", "sd"], "rm.log");
+    let rm = hangs(&["network", "rm", "sd"], "delete");
     let while_ = "a network rm hung";
     quick(&["network", "create", "other"], while_);
     quick(&["network", "rm", "other"], while_);
@@ -166,19 +167,19 @@ fn a_network_plugin_stuck_in_a_call_holds_up_only_its_network() {
     assert!(out.stderr.contains("network sd is being removed"), "{}", out.describe());
     let out = sb.berth_fails(&["network", "rm", "sd"]);
     assert!(out.stderr.contains("being removed"), "{}", out.describe());
-    let (status, text) = ends(rm, "rm.log");
+    let (status, text) = ends(rm, "delete");
     assert!(!status.success() && text.contains("stucknet") && text.contains("within"), "{text}");
     assert!(sb.berth_ok(&["network", "ls", "--format", "{{.Name}}"]).lines().any(|n| n == "sd"), "a network whose driver failed to delete it is kept");
 
     // Stuck in leave: a disconnect waits for the plugin alone, then the container is off the network.
     sb.berth_ok(&["network", "connect", "sl", "c2"]);
-    let disconnect = hangs(&["network", "disconnect", "sl", "c2"], "disconnect.log");
+    let disconnect = hangs(&["network", "disconnect", "sl", "c2"], "leave");
     let while_ = "a disconnect hung";
     quick(&["network", "create", "other"], while_);
     quick(&["network", "rm", "other"], while_);
     let out = sb.berth_fails(&["network", "rm", "sl"]);
     assert!(out.stderr.contains("active endpoints") && out.stderr.contains("c2"), "{}", out.describe());
-    let (status, text) = ends(disconnect, "disconnect.log");
+    let (status, text) = ends(disconnect, "leave");
     assert!(status.success(), "a leave that failed is logged and the endpoint released: {text}");
     let networks = sb.berth_ok(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "c2"]);
     assert_eq!(networks.trim(), "bridge");

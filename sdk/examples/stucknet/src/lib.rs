@@ -1,8 +1,9 @@
 //! stucknet: a network plugin for the host's tests, the network-side peer
 //! of `misbehave`. Its networks carry nothing (every plan is empty: no
 //! links, so it needs no permission), and it hangs where a network's
-//! `-o stuck=<call>` says: `join`, `leave` or `delete` spin until the
-//! call's deadline ends them. A test uses it to show that a network plugin
+//! `-o stuck=<call>` says: `join`, `leave` or `delete` write
+//! `<data>/stuck-<call>` (so a test knows the call arrived) and spin until
+//! the call's deadline ends them. A test uses it to show that a network plugin
 //! stuck in a call holds up only the requests that use that network.
 //!
 //! What `-o stuck` said is kept at create in `<data>/networks/<id>`: every
@@ -78,6 +79,8 @@ impl Stucknet {
         let file = self.network_file(network_id)?;
         let stuck = fs::read_to_string(&file).map_err(|_| DriverError::NotFound(format!("no network {network_id}")))?;
         if !call.is_empty() && stuck == call {
+            let marker = self.data.join(format!("stuck-{call}"));
+            fs::write(&marker, network_id).map_err(|e| DriverError::io(marker.display(), e))?;
             spin();
         }
         Ok(())
