@@ -159,6 +159,21 @@ struct Outcome {
 }
 
 impl Ctr {
+    /// Runs `sh -c script` in the running container as `user`: its exit
+    /// code, stdout and stderr.
+    fn exec_sh(&self, user: &str, script: &str) -> (i32, String, String) {
+        let process = spec::exec_process(&self.spec, &["sh".into(), "-c".into(), script.into()], &[], user, "/", false, false).expect("exec process");
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let pid = linux::exec(self.pid, &self.spec, &process, Stdio { stdin: None, stdout: out_w, stderr: err_w }).expect("exec");
+        let status = wait_pid(pid);
+        let mut stdout = String::new();
+        std::fs::File::from(out_r).read_to_string(&mut stdout).expect("read");
+        let mut stderr = String::new();
+        std::fs::File::from(err_r).read_to_string(&mut stderr).expect("read");
+        (libc::WEXITSTATUS(status), stdout, stderr)
+    }
+
     fn start(&mut self) {
         self.created.take().expect("not started").start().expect("start");
     }
@@ -387,17 +402,8 @@ fn exec_enters_the_running_container() {
     let cfg = ContainerConfig { hostname: "execbox".into(), ..Default::default() };
     let mut b = create(&["sleep", "30"], cfg, HostConfig::default()).expect("create");
     b.start();
-    let process = spec::exec_process(&b.spec, &["sh".into(), "-c".into(), "hostname; cat /proc/1/comm; id -u; ls /proc/self/fd".into()], &[], "nobody", "/", false, false)
-        .expect("exec process");
-    let (out_r, out_w) = pipe();
-    let (err_r, err_w) = pipe();
-    let pid = linux::exec(b.pid, &b.spec, &process, Stdio { stdin: None, stdout: out_w, stderr: err_w }).expect("exec");
-    let status = wait_pid(pid);
-    let mut stdout = String::new();
-    std::fs::File::from(out_r).read_to_string(&mut stdout).expect("read");
-    let mut stderr = String::new();
-    std::fs::File::from(err_r).read_to_string(&mut stderr).expect("read");
-    assert_eq!(libc::WEXITSTATUS(status), 0, "{stdout} {stderr}");
+    let (code, stdout, stderr) = b.exec_sh("nobody", "hostname; cat /proc/1/comm; id -u; ls /proc/self/fd");
+    assert_eq!(code, 0, "{stdout} {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(&lines[..3], &["execbox", "sleep", "65534"], "{stdout} {stderr}");
     assert_eq!(lines[3..].join(" "), "0 1 2 3", "{stdout}");
@@ -816,14 +822,8 @@ fn the_default_seccomp_profile_blocks_new_namespaces_unless_unconfined_or_admin(
     // exec'd processes run under the container's filter too.
     let mut b = create(&["sleep", "30"], ContainerConfig::default(), HostConfig::default()).expect("create");
     b.start();
-    let process = spec::exec_process(&b.spec, &["sh".into(), "-c".into(), "unshare -U true 2>&1".into()], &[], "", "/", false, false).expect("process");
-    let (r, w) = pipe();
-    let (_r2, w2) = pipe();
-    let pid = linux::exec(b.pid, &b.spec, &process, Stdio { stdin: None, stdout: w, stderr: w2 }).expect("exec");
-    let status = wait_pid(pid);
-    let mut text = String::new();
-    std::fs::File::from(r).read_to_string(&mut text).expect("read");
-    assert!(libc::WEXITSTATUS(status) == 1 && text.contains("Operation not permitted"), "{text}");
+    let (code, _, stderr) = b.exec_sh("", "unshare -U true");
+    assert!(code == 1 && stderr.contains("Operation not permitted"), "{stderr}");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(b.pid, libc::SIGKILL) };
     let (_, cg) = b.wait();
