@@ -212,23 +212,18 @@ impl Profile {
             None if self.architectures.is_empty() && self.arch_map.is_empty() => arches.extend(subs.iter().copied()),
             None => arches.extend(self.architectures.iter().copied().filter(|a| *a != native && subs.contains(a))),
         }
-        let here = |f: &Filter, all: bool| {
-            let caps = if all { f.caps.iter().all(|c| target.caps.contains(c)) } else { f.caps.iter().any(|c| target.caps.contains(c)) };
-            let arch = if all { f.arches.is_empty() || f.arches.iter().any(|a| go_names.contains(&a.as_str())) } else { f.arches.iter().any(|a| go_names.contains(&a.as_str())) };
-            let kernel = match kernel_version(&f.min_kernel) {
-                Some(min) => target.kernel >= min,
-                None => all,
-            };
-            if all {
-                caps && arch && kernel
-            } else {
-                caps || arch || (!f.min_kernel.is_empty() && kernel)
-            }
+        let has_cap = |c: &String| target.caps.contains(c);
+        let is_native = |a: &String| go_names.contains(&a.as_str());
+        let kernel_at_least = |v: &str| kernel_version(v).is_some_and(|min| target.kernel >= min);
+        // Docker's reading: every `includes` condition holds; any `excludes` one does.
+        let included = |f: &Filter| {
+            f.caps.iter().all(has_cap) && (f.arches.is_empty() || f.arches.iter().any(is_native)) && (f.min_kernel.is_empty() || kernel_at_least(&f.min_kernel))
         };
+        let excluded = |f: &Filter| f.caps.iter().any(has_cap) || f.arches.iter().any(is_native) || kernel_at_least(&f.min_kernel);
         let syscalls: Vec<LinuxSyscall> = self
             .syscalls
             .iter()
-            .filter(|r| here(&r.includes, true) && !here(&r.excludes, false))
+            .filter(|r| included(&r.includes) && !excluded(&r.excludes))
             .map(|r| {
                 let mut names = r.names.clone();
                 if !r.name.is_empty() {
