@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start latency of a container: `berth run --rm busybox true` (CLI, daemon,
 # shim, overlay and all) next to raw `crun run` and `runc run` on a prepared
-# OCI bundle of the same busybox rootfs, `podman run --rm --network none`, and
+# OCI bundle of the same busybox rootfs (with berth's seccomp filter, as berth's
+# containers have), `podman run --rm --network none` (podman's own filter), and
 # `unshare` + `chroot` + exec as the floor. Alternating in one run, RUNS times
 # each (default 20), after one untimed warm-up each; medians and ratios are
 # printed. Then the resident memory (VmRSS) of the idle berth daemon and of
@@ -112,12 +113,19 @@ for _ in $(seq 1 400); do
 done
 b load -i "$work/busybox.tar" >/dev/null
 
-# The OCI bundle: the same busybox layer unpacked, `runc spec` with `true` and no terminal.
+# The OCI bundle: the same busybox layer unpacked, `runc spec` with `true` and
+# no terminal, and the seccomp filter berth gives its containers (taken from
+# the spec of one berth ran), so that crun and runc load the same filter.
 mkdir -p "$work/image" "$work/bundle/rootfs"
 tar -xf "$work/busybox.tar" -C "$work/image"
 tar -xf "$work/image/$(jq -r '.[0].Layers[0]' "$work/image/manifest.json")" -C "$work/bundle/rootfs"
 (cd "$work/bundle" && runc spec)
-jq '.process.terminal = false | .process.args = ["true"] | .linux.cgroupsPath = "/berth-bench-oci"' \
+spec_source="$(b create --network none busybox true)"
+b start -a "$spec_source" >/dev/null
+jq '.linux.seccomp' "$work/root/containers/$spec_source/config.json" >"$work/seccomp.json"
+b rm "$spec_source" >/dev/null
+jq --slurpfile seccomp "$work/seccomp.json" \
+  '.process.terminal = false | .process.args = ["true"] | .linux.cgroupsPath = "/berth-bench-oci" | .linux.seccomp = $seccomp[0]' \
   "$work/bundle/config.json" >"$work/bundle/config.json.new"
 mv "$work/bundle/config.json.new" "$work/bundle/config.json"
 
@@ -145,8 +153,15 @@ chroot_run() { unshare --mount --uts --ipc --pid --net --fork chroot "$work/bund
 tools=(berth berth-dflt crun runc podman chroot)
 
 for tool in "${tools[@]}"; do "${tool}_run" >/dev/null || { echo "start.sh: $tool failed its warm-up run" >&2; exit 1; }; done
+# Each round starts one tool later: whichever tool follows podman pays for
+# the tail of its clean-up (conmon exiting, cgroups going), so no tool may
+# always be the one that does.
+n_tools=${#tools[@]}
 for i in $(seq 1 "$runs"); do
-  for tool in "${tools[@]}"; do measure "$tool" "${tool}_run"; done
+  for j in $(seq 0 $((n_tools - 1))); do
+    tool="${tools[$(((i + j) % n_tools))]}"
+    measure "$tool" "${tool}_run"
+  done
 done
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
