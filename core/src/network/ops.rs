@@ -550,12 +550,18 @@ impl Engine {
         };
         let mut admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
         let mut removed = Vec::new();
+        let mut containers = self.store.read()?.containers()?;
+        // Set after a removal: the lock may have been let go while a plugin
+        // answered, so what was read before may be stale.
+        let mut stale = false;
         for net in self.network_records()? {
-            // Read per network: the lock is let go while a plugin removes one.
-            if self.network_record(&net.id).is_err() {
-                continue;
+            if stale {
+                if self.network_record(&net.id).is_err() {
+                    continue;
+                }
+                containers = self.store.read()?.containers()?;
+                stale = false;
             }
-            let containers = self.store.read()?.containers()?;
             let being_removed = self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id);
             if PREDEFINED.contains(&net.name.as_str()) || !active_on(&containers, &net.id).is_empty() || being_removed {
                 continue;
@@ -572,6 +578,7 @@ impl Engine {
                     continue;
                 }
             }
+            stale = true;
             match self.remove_network_locked(&net, &mut admin) {
                 Ok(()) => removed.push(net.name.clone()),
                 Err(e) => tracing::warn!(network = %net.name, error = %e, "pruning a network"),
