@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::drivers::{Drivers, VolumeDriver};
-use berth_core::model::volume::VolumeCreateRequest;
+use berth_core::drivers::Drivers;
+use berth_model::drivers::VolumeDriver;
+use berth_model::volume::VolumeCreateRequest;
 use berth_plugins::{InstallOptions, PluginManager};
 
 fn main() -> ExitCode {

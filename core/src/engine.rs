@@ -8,8 +8,10 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 
-use crate::drivers::{DriverError, Drivers, StorageDriver};
-use crate::model::{Digest, ImageRecord};
+use berth_model::drivers::{DriverError, StorageDriver};
+
+use crate::drivers::Drivers;
+use berth_model::{Digest, ImageRecord};
 
 /// Where the engine keeps its state.
 #[derive(Clone, Debug)]
@@ -144,7 +146,7 @@ pub enum ArchiveFormat {
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
     /// Reference to tag the new image with.
-    pub reference: Option<crate::model::ImageRef>,
+    pub reference: Option<berth_model::ImageRef>,
     /// Dockerfile instructions applied to the config (`--change 'CMD ["sh"]'`).
     pub changes: Vec<String>,
     /// Commit message recorded in the history (`--message`).
@@ -275,7 +277,7 @@ impl Engine {
     }
 
     /// `docker tag SOURCE TARGET`.
-    pub fn tag_image(&self, source: &str, target: &crate::model::ImageRef) -> EngineResult<()> {
+    pub fn tag_image(&self, source: &str, target: &berth_model::ImageRef) -> EngineResult<()> {
         self.tag_image_impl(source, target)
     }
 

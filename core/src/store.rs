@@ -13,8 +13,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::container::ContainerRecord;
-use crate::model::{Digest, ImageRecord, LayerRecord};
+use berth_model::container::ContainerRecord;
+use berth_model::{Digest, ImageRecord, LayerRecord};
 
 /// Version of the layout of the tables below; bumped when it changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -186,7 +186,7 @@ where
 }
 
 fn parse_digest(table: &'static str, key: &str, value: &str) -> Result<Digest, StoreError> {
-    value.parse().map_err(|e: crate::model::DigestError| StoreError::Corrupt {
+    value.parse().map_err(|e: berth_model::DigestError| StoreError::Corrupt {
         table,
         key: key.to_string(),
         message: e.to_string(),

@@ -375,12 +375,12 @@ impl From<TrashError> for crate::engine::EngineError {
     }
 }
 
-impl From<TrashError> for crate::drivers::DriverError {
+impl From<TrashError> for berth_model::drivers::DriverError {
     fn from(e: TrashError) -> Self {
         match e {
-            TrashError::Io { context, source } => crate::drivers::DriverError::Io { context, source },
+            TrashError::Io { context, source } => berth_model::drivers::DriverError::Io { context, source },
             // Still mounted means still in use: Docker's 409.
-            TrashError::MountPoint(_) => crate::drivers::DriverError::Conflict(e.to_string()),
+            TrashError::MountPoint(_) => berth_model::drivers::DriverError::Conflict(e.to_string()),
         }
     }
 }
@@ -470,7 +470,7 @@ mod tests {
     fn mounts_are_never_trashed_nor_deleted_through() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let trash = Trash::open(tmp.path().join(".trash")).expect("open");
-        let tmpfs = crate::model::MountSpec::Tmpfs { options: String::new() };
+        let tmpfs = berth_model::MountSpec::Tmpfs { options: String::new() };
         // A mount point itself is refused.
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mkdir");

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_core::model::container::{ContainerConfig, ContainerRecord, ContainerState, HostConfig};
+use berth_model::container::{ContainerConfig, ContainerRecord, ContainerState, HostConfig};
 use berth_core::runtime::cgroups::Cgroup;
 use berth_core::runtime::linux::{self, Stdio};
 use berth_core::runtime::spec::{self, NetnsMode, SpecInputs};
@@ -743,7 +743,7 @@ fn a_pty_from_the_containers_own_devpts_is_dev_pts_0_inside() {
 #[test]
 fn limits_reach_the_process_and_its_cgroup() {
     require_root!();
-    use berth_core::model::container::Ulimit;
+    use berth_model::container::Ulimit;
     let hc = HostConfig {
         oom_score_adj: 500,
         ulimits: Some(vec![Ulimit { name: "nofile".into(), soft: 100, hard: 200 }]),

@@ -11,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_core::model::container::ContainerId;
-use berth_core::model::{MountPlan, MountSpec};
+use berth_model::container::ContainerId;
+use berth_model::{MountPlan, MountSpec};
 use berth_core::shim::{recorded_exit, ExecRequest, ShimClient, ShimError, ShimOptions};
 
 fn berth_bin() -> PathBuf {

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_core::drivers::{Drivers, StorageDriver};
+use berth_core::drivers::Drivers;
+use berth_model::drivers::StorageDriver;
 use berth_core::engine::{ArchiveFormat, ErrorKind};
-use berth_core::model::{Digest, MountSpec};
+use berth_model::{Digest, MountSpec};
 use berth_core::{Engine, EngineConfig};
 
 fn tar_of(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_core::drivers::{ChangeKind, DriverError, StorageDriver};
+use berth_model::drivers::{ChangeKind, DriverError, StorageDriver};
 use berth_core::runtime::mount::{mount, unmount};
 use berth_drivers::storage::{self, OverlayDriver, VfsDriver};
 
@@ -379,7 +379,7 @@ fn overlay_mounts_120_layers() {
     assert_eq!(tree["top"].content, b"119");
     assert_eq!(tree["f000"].content, b"0");
     match plan.spec {
-        berth_core::model::MountSpec::Overlay { lower, .. } => {
+        berth_model::MountSpec::Overlay { lower, .. } => {
             assert_eq!(lower.len(), 120);
             let total: usize = lower.iter().map(|p| p.as_os_str().len() + 1).sum();
             assert!(total > 4096, "test should exceed one page of options ({total} bytes)");

@@ -9,12 +9,12 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use berth_core::drivers::{
+use berth_model::drivers::{
     Change, DriverError, DriverResult, NetworkCapabilities, NetworkDriver, StorageDriver, VolumeCapabilities, VolumeDriver,
 };
-use berth_core::model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
-use berth_core::model::volume::{VolumeCreateRequest, VolumeInfo};
-use berth_core::model::MountPlan;
+use berth_model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
+use berth_model::volume::{VolumeCreateRequest, VolumeInfo};
+use berth_model::MountPlan;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 

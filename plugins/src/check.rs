@@ -8,10 +8,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use berth_core::drivers::{DriverError, DriverResult};
-use berth_core::model::network::{FirewallRule, LinkKind, NetAction, NetworkPlan};
-use berth_core::model::volume::VolumeInfo;
-use berth_core::model::{MountPlan, MountSpec};
+use berth_model::drivers::{DriverError, DriverResult};
+use berth_model::network::{FirewallRule, LinkKind, NetAction, NetworkPlan};
+use berth_model::volume::VolumeInfo;
+use berth_model::{MountPlan, MountSpec};
 
 use crate::manifest::{LinkPermission, MountPermission, Permissions};
 
@@ -236,7 +236,7 @@ pub fn sysctl_matches(pattern: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::network::Netns;
+    use berth_model::network::Netns;
 
     fn grant(view: PathView, dir: &Path, permissions: Permissions) -> Grant {
         Grant { plugin: "misbehave".into(), permissions, data_dir: dir.to_path_buf(), view }

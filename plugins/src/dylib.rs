@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use berth_core::drivers::{DriverError, DriverResult};
+use berth_model::drivers::{DriverError, DriverResult};
 use berth_sdk::abi::{self, Answer, Buffer, Descriptor, InitConfig};
 use serde_json::Value;
 
@@ -341,15 +341,8 @@ unsafe extern "C" fn stream_write(ctx: *mut c_void, buf: *const u8, len: usize) 
     }
 }
 
-fn sdk_error(e: berth_sdk::DriverError) -> (&'static str, String) {
-    use berth_sdk::DriverError as E;
-    match e {
-        E::NotFound(m) => ("not_found", m),
-        E::Conflict(m) => ("conflict", m),
-        E::InvalidArgument(m) => ("invalid_argument", m),
-        E::Unsupported(m) => ("unsupported", m),
-        E::Failed(m) => ("failed", m),
-    }
+fn sdk_error(e: DriverError) -> (&'static str, String) {
+    (e.kind(), e.message())
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use berth_core::drivers::{Drivers, StorageDriver};
+use berth_core::drivers::Drivers;
+use berth_model::drivers::StorageDriver;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_core::drivers::{DriverError, Drivers};
-use berth_core::model::volume::VolumeCreateRequest;
+use berth_core::drivers::Drivers;
+use berth_model::drivers::DriverError;
+use berth_model::volume::VolumeCreateRequest;
 use berth_plugins::{InstallOptions, PluginError, PluginManager};
 
 const MANIFEST: &str = r#"name = "cplug"
@@ -240,32 +241,32 @@ fn leftover_staging_is_swept_and_broken_plugins_are_warnings() {
 #[test]
 fn an_in_tree_driver_name_is_not_taken_over() {
     struct Local;
-    impl berth_core::drivers::VolumeDriver for Local {
+    impl berth_model::drivers::VolumeDriver for Local {
         fn name(&self) -> &str {
             "local"
         }
-        fn capabilities(&self) -> berth_core::drivers::VolumeCapabilities {
+        fn capabilities(&self) -> berth_model::drivers::VolumeCapabilities {
             Default::default()
         }
-        fn create(&self, _: &VolumeCreateRequest) -> berth_core::drivers::DriverResult<berth_core::model::volume::VolumeInfo> {
+        fn create(&self, _: &VolumeCreateRequest) -> berth_model::drivers::DriverResult<berth_model::volume::VolumeInfo> {
             Err(DriverError::Unsupported("test".into()))
         }
-        fn remove(&self, _: &str) -> berth_core::drivers::DriverResult<()> {
+        fn remove(&self, _: &str) -> berth_model::drivers::DriverResult<()> {
             Ok(())
         }
-        fn mount(&self, _: &str, _: &str) -> berth_core::drivers::DriverResult<berth_core::model::MountPlan> {
+        fn mount(&self, _: &str, _: &str) -> berth_model::drivers::DriverResult<berth_model::MountPlan> {
             Err(DriverError::Unsupported("test".into()))
         }
-        fn unmount(&self, _: &str, _: &str) -> berth_core::drivers::DriverResult<()> {
+        fn unmount(&self, _: &str, _: &str) -> berth_model::drivers::DriverResult<()> {
             Ok(())
         }
-        fn path(&self, _: &str) -> berth_core::drivers::DriverResult<Option<PathBuf>> {
+        fn path(&self, _: &str) -> berth_model::drivers::DriverResult<Option<PathBuf>> {
             Ok(None)
         }
-        fn get(&self, _: &str) -> berth_core::drivers::DriverResult<berth_core::model::volume::VolumeInfo> {
+        fn get(&self, _: &str) -> berth_model::drivers::DriverResult<berth_model::volume::VolumeInfo> {
             Err(DriverError::NotFound("test".into()))
         }
-        fn list(&self) -> berth_core::drivers::DriverResult<Vec<berth_core::model::volume::VolumeInfo>> {
+        fn list(&self) -> berth_model::drivers::DriverResult<Vec<berth_model::volume::VolumeInfo>> {
             Ok(Vec::new())
         }
     }

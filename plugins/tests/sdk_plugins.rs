@@ -13,16 +13,15 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use berth_core::drivers::{DriverError, Drivers, NetworkDriver, VolumeDriver};
-use berth_core::model::volume::VolumeCreateRequest;
-use berth_core::model::MountSpec;
+use berth_core::drivers::Drivers;
+use berth_model::drivers::{DriverError, NetworkDriver, VolumeDriver};
+use berth_model::volume::VolumeCreateRequest;
+use berth_model::MountSpec;
 use berth_plugins::dylib::DylibPlugin;
 use berth_plugins::wasm::WasmPlugin;
 use berth_plugins::{Backend, InstallOptions, PluginManager};
 use berth_sdk as sdk;
 use berth_sdk::conformance::{ConformanceNetwork, ConformanceVolume, VolumeKit};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::json;
 
 /// `<target>/plugins`, built once per test process; a test fails when they
@@ -282,72 +281,57 @@ fn wrong_contract_component_is_refused_at_install() {
     assert_eq!(std::fs::read_dir(&h.root).expect("ls").count(), 0, "a refused install leaves nothing");
 }
 
-/// JSON round trip between the twin types (their JSON is equal: tests/schema.rs).
-fn conv<A: Serialize, B: DeserializeOwned>(a: A) -> B {
-    serde_json::from_value(serde_json::to_value(a).expect("encode")).expect("decode twin")
-}
-
-fn sdk_err(e: DriverError) -> sdk::DriverError {
-    match e {
-        DriverError::NotFound(m) => sdk::DriverError::NotFound(m),
-        DriverError::Conflict(m) => sdk::DriverError::Conflict(m),
-        DriverError::InvalidArgument(m) => sdk::DriverError::InvalidArgument(m),
-        DriverError::Unsupported(m) => sdk::DriverError::Unsupported(m),
-        other => sdk::DriverError::Failed(other.to_string()),
-    }
-}
-
 /// A host adapter as the conformance kit sees a driver.
 struct ViaHost<D: ?Sized>(Arc<D>);
 
 impl ConformanceVolume for ViaHost<dyn VolumeDriver> {
     fn capabilities(&self) -> sdk::DriverResult<sdk::VolumeCapabilities> {
-        Ok(conv(self.0.capabilities()))
+        Ok(self.0.capabilities())
     }
     fn create(&self, request: sdk::VolumeCreateRequest) -> sdk::DriverResult<sdk::VolumeInfo> {
-        self.0.create(&conv(request)).map(conv).map_err(sdk_err)
+        self.0.create(&request)
     }
     fn remove(&self, name: &str) -> sdk::DriverResult<()> {
-        self.0.remove(name).map_err(sdk_err)
+        self.0.remove(name)
     }
     fn mount(&self, name: &str, caller_id: &str) -> sdk::DriverResult<sdk::MountPlan> {
-        self.0.mount(name, caller_id).map(conv).map_err(sdk_err)
+        self.0.mount(name, caller_id)
     }
     fn unmount(&self, name: &str, caller_id: &str) -> sdk::DriverResult<()> {
-        self.0.unmount(name, caller_id).map_err(sdk_err)
+        self.0.unmount(name, caller_id)
     }
     fn path(&self, name: &str) -> sdk::DriverResult<Option<String>> {
-        self.0.path(name).map(|p| p.map(|p| p.display().to_string())).map_err(sdk_err)
+        self.0.path(name).map(|p| p.map(|p| p.display().to_string()))
     }
     fn get(&self, name: &str) -> sdk::DriverResult<sdk::VolumeInfo> {
-        self.0.get(name).map(conv).map_err(sdk_err)
+        self.0.get(name)
     }
     fn list(&self) -> sdk::DriverResult<Vec<sdk::VolumeInfo>> {
-        self.0.list().map(conv).map_err(sdk_err)
+        self.0.list()
     }
 }
 
 impl ConformanceNetwork for ViaHost<dyn NetworkDriver> {
     fn capabilities(&self) -> sdk::DriverResult<sdk::NetworkCapabilities> {
-        Ok(conv(self.0.capabilities()))
+        Ok(self.0.capabilities())
     }
     fn create_network(&self, request: sdk::NetworkCreateRequest) -> sdk::DriverResult<sdk::NetworkPlan> {
-        self.0.create_network(&conv(request)).map(conv).map_err(sdk_err)
+        self.0.create_network(&request)
     }
     fn delete_network(&self, network_id: &str) -> sdk::DriverResult<sdk::NetworkPlan> {
-        self.0.delete_network(network_id).map(conv).map_err(sdk_err)
+        self.0.delete_network(network_id)
     }
     fn create_endpoint(&self, request: sdk::EndpointCreateRequest) -> sdk::DriverResult<sdk::EndpointInfo> {
-        self.0.create_endpoint(&conv(request)).map(conv).map_err(sdk_err)
+        self.0.create_endpoint(&request)
     }
     fn delete_endpoint(&self, network_id: &str, endpoint_id: &str) -> sdk::DriverResult<()> {
-        self.0.delete_endpoint(network_id, endpoint_id).map_err(sdk_err)
+        self.0.delete_endpoint(network_id, endpoint_id)
     }
     fn join(&self, request: sdk::JoinRequest) -> sdk::DriverResult<sdk::NetworkPlan> {
-        self.0.join(&conv(request)).map(conv).map_err(sdk_err)
+        self.0.join(&request)
     }
     fn leave(&self, network_id: &str, endpoint_id: &str) -> sdk::DriverResult<sdk::NetworkPlan> {
-        self.0.leave(network_id, endpoint_id).map(conv).map_err(sdk_err)
+        self.0.leave(network_id, endpoint_id)
     }
 }
 

@@ -136,7 +136,7 @@ pub struct InitConfig {
 
 /// The JSON document a call (or a failed `init`) writes to `out`:
 /// `{"ok": VALUE}` or `{"err": {"kind": ..., "message": ...}}`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Ok(serde_json::Value),

@@ -65,6 +65,7 @@ fn wit_error(e: DriverError) -> WitError {
         DriverError::InvalidArgument(m) => WitError::InvalidArgument(m),
         DriverError::Unsupported(m) => WitError::Unsupported(m),
         DriverError::Failed(m) => WitError::Failed(m),
+        other @ (DriverError::Io { .. } | DriverError::Plugin { .. }) => WitError::Failed(other.to_string()),
     }
 }
 

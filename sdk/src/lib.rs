@@ -24,7 +24,6 @@ pub mod dispatch;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod native;
-pub mod types;
 
 #[cfg(test)]
 mod tests;
@@ -32,7 +31,17 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use types::*;
+/// The engine's model (`berth-model`): the documents a driver exchanges with
+/// the host are the engine's own types, so the two cannot drift apart. Paths
+/// in them are in the plugin's own view: under `/data` for a WASM plugin,
+/// under `PluginContext::data_dir` for a dylib.
+pub use berth_model as model;
+pub use berth_model::drivers::{Change, ChangeKind, DriverError, DriverResult, NetworkCapabilities, VolumeCapabilities};
+pub use berth_model::network::{
+    EndpointCreateRequest, EndpointInfo, FirewallRule, IpamPool, JoinRequest, LinkKind, NetAction, Netns, NetworkCreateRequest, NetworkPlan,
+};
+pub use berth_model::volume::{Scope, VolumeCreateRequest, VolumeInfo};
+pub use berth_model::{MountPlan, MountSpec};
 
 /// What the host gives a driver when it is created.
 #[derive(Clone, Debug, Default)]

@@ -85,7 +85,7 @@ impl DirVolumes {
         }
     }
     fn info(&self, name: &str) -> VolumeInfo {
-        VolumeInfo { name: name.into(), mountpoint: Some(self.dir(name).display().to_string()), ..Default::default() }
+        VolumeInfo { name: name.into(), mountpoint: Some(self.dir(name)), ..Default::default() }
     }
 }
 
@@ -122,7 +122,7 @@ impl VolumeDriver for DirVolumes {
     fn mount(&self, name: &str, _caller: &str) -> DriverResult<MountPlan> {
         let dir = self.existing(name)?;
         let source = if self.flaw == Flaw::MountsEtc { "/etc".into() } else { dir.display().to_string() };
-        Ok(MountPlan { spec: MountSpec::Bind { source, readonly: false } })
+        Ok(MountPlan { spec: MountSpec::Bind { source: source.into(), readonly: false } })
     }
     fn unmount(&self, name: &str, _caller: &str) -> DriverResult<()> {
         self.existing(name).map(drop)
@@ -577,7 +577,7 @@ impl StorageDriver for CopyLayers {
         if writable && self.flaw == StoreFlaw::SharesParentTree {
             dir = self.parent(id).unwrap_or(dir);
         }
-        Ok(MountPlan { spec: MountSpec::Bind { source: dir.display().to_string(), readonly: !writable } })
+        Ok(MountPlan { spec: MountSpec::Bind { source: dir, readonly: !writable } })
     }
     fn export_diff(&self, id: &str, out: &mut dyn std::io::Write) -> DriverResult<()> {
         let (dir, changes) = self.diff(id)?;

@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use berth_core::container::{ContainerDetails, ListOptions, LogEntry, LogsOptions, StreamKind, WaitCondition};
-use berth_core::model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
-use berth_core::model::ImageRef;
+use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
+use berth_model::ImageRef;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -701,7 +701,7 @@ async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::container::ContainerState;
+    use berth_model::container::ContainerState;
 
     fn record(state: ContainerState) -> ContainerRecord {
         ContainerRecord {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_core::engine::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
-use berth_core::model::ImageRef;
+use berth_model::ImageRef;
 use serde_json::{json, Value};
 
 use super::stream::{body_reader, drain, json_lines, streamed};

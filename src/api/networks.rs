@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_core::model::container::ContainerRecord;
-use berth_core::model::network::{EndpointSettings, Ipam, NetworkingConfig};
+use berth_model::container::ContainerRecord;
+use berth_model::network::{EndpointSettings, Ipam, NetworkingConfig};
 use berth_core::network::{NetworkCreate, NetworkDetails};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -182,7 +182,7 @@ fn network_create(b: CreateBody) -> Result<NetworkCreate, ApiError> {
         if c.auxiliary_addresses.as_ref().is_some_and(|a| !a.is_empty()) {
             return Err(ApiError::bad_request("auxiliary addresses (--aux-address) are not supported by berth"));
         }
-        config.push(berth_core::model::network::IpamConfigEntry {
+        config.push(berth_model::network::IpamConfigEntry {
             subnet: c.subnet.unwrap_or_default(),
             ip_range: c.ip_range.unwrap_or_default(),
             gateway: c.gateway.unwrap_or_default(),
@@ -385,7 +385,7 @@ pub fn networking_config(v: Option<Value>, network_mode: &str) -> Result<Network
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::network::{IpamConfigEntry, NetworkRecord};
+    use berth_model::network::{IpamConfigEntry, NetworkRecord};
     use berth_core::network::NetworkContainer;
 
     fn details() -> NetworkDetails {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use berth_core::model::container::ContainerRecord;
+use berth_model::container::ContainerRecord;
 use berth_core::volume::{VolumeCreate, VolumeDetails};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -187,7 +187,7 @@ async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::volume::VolumeRecord;
+    use berth_model::volume::VolumeRecord;
 
     fn details(anonymous: bool) -> VolumeDetails {
         VolumeDetails {
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn container_mounts_show_each_type_as_docker_does() {
-        use berth_core::model::volume::MountPoint;
+        use berth_model::volume::MountPoint;
         let mp = |kind: &str, name: &str, dest: &str| MountPoint {
             kind: kind.into(),
             name: name.into(),

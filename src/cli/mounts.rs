@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use berth_core::model::container::{ContainerConfig, HostConfig, MountRequest};
+use berth_model::container::{ContainerConfig, HostConfig, MountRequest};
 use serde_json::{json, Map, Value};
 
 use super::run::{parse_memory, CreateFlags};

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use berth_core::model::container::{ContainerConfig, HostConfig};
-use berth_core::model::network::{EndpointIpamConfig, EndpointSettings, NetworkingConfig, PortBinding, PortMap};
+use berth_model::container::{ContainerConfig, HostConfig};
+use berth_model::network::{EndpointIpamConfig, EndpointSettings, NetworkingConfig, PortBinding, PortMap};
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};

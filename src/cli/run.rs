@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use berth_core::model::container::{ContainerConfig, HostConfig, LogConfig, RestartPolicy, Ulimit};
+use berth_model::container::{ContainerConfig, HostConfig, LogConfig, RestartPolicy, Ulimit};
 use clap::{ArgAction, Args};
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -378,7 +378,7 @@ pub struct CreateRequest {
     pub config: ContainerConfig,
     pub host_config: HostConfig,
     /// Endpoint settings per network (`--ip`, `--network-alias`, `--link`).
-    pub networking: berth_core::model::network::NetworkingConfig,
+    pub networking: berth_model::network::NetworkingConfig,
 }
 
 /// Turns the flags and positional arguments into the API's objects.

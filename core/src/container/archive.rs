@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerRecord, Status};
+use berth_model::container::{ContainerRecord, Status};
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::names;
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{
+use berth_model::container::{
     ContainerConfig, ContainerId, ContainerRecord, ContainerState, HostConfig, RestartPolicy, Status, ZERO_TIME,
 };
 
@@ -321,7 +321,7 @@ impl Engine {
         name: Option<&str>,
         config: ContainerConfig,
         mut host_config: HostConfig,
-        networking: crate::model::network::NetworkingConfig,
+        networking: berth_model::network::NetworkingConfig,
     ) -> EngineResult<(ContainerRecord, Vec<String>)> {
         let mut warnings = Vec::new();
         if config.image.is_empty() {

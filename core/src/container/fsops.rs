@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{events, Event, Filters};
-use crate::drivers::{Change, ChangeKind};
+use berth_model::drivers::{Change, ChangeKind};
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerConfig, Status};
-use crate::model::{Digest, ImageRef};
+use berth_model::container::{ContainerConfig, Status};
+use berth_model::{Digest, ImageRef};
 
 /// The keys of a container config an image config keeps.
 const IMAGE_CONFIG_KEYS: &[&str] =

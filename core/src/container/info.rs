@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::create::{online_cpus, validate_resources, validate_restart_policy};
 use super::lifecycle::is_active;
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{HostConfig, Status};
+use berth_model::container::{HostConfig, Status};
 
 /// Clock ticks per second (`USER_HZ`).
 fn clk_tck() -> u64 {
@@ -222,7 +222,7 @@ impl Engine {
         if !running {
             // Docker answers a stopped container with zeros.
             return Ok(json!({
-                "read": crate::model::container::ZERO_TIME, "preread": crate::model::container::ZERO_TIME,
+                "read": berth_model::container::ZERO_TIME, "preread": berth_model::container::ZERO_TIME,
                 "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
                 "cpu_stats": zero_cpu.clone(), "precpu_stats": zero_cpu, "memory_stats": {},
                 "name": format!("/{}", record.name), "id": id,
@@ -255,7 +255,7 @@ impl Engine {
             .insert(id.clone(), json!({"read": read.clone(), "cpu_stats": cpu.clone()}));
         let (preread, precpu) = match prev {
             Some(p) => (p["read"].clone(), p["cpu_stats"].clone()),
-            None => (json!(crate::model::container::ZERO_TIME), zero_cpu),
+            None => (json!(berth_model::container::ZERO_TIME), zero_cpu),
         };
         Ok(json!({
             "read": read,

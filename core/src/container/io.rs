@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::live::{ExecEntry, PendingAttach};
 use super::{Attachment, ExecConfig, ExecDetails, LogEntry, LogsOptions, StreamKind};
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::Status;
+use berth_model::container::Status;
 use crate::shim::jsonlog::{self, ReadConfig, Stream};
 use crate::shim::ExecRequest;
 

@@ -14,7 +14,7 @@ use super::create::{now_rfc3339, write_replace};
 use super::live::PendingAttach;
 use super::{events, signal, WaitCondition, WaitResult, Waiter};
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerRecord, ContainerState, Status};
+use berth_model::container::{ContainerRecord, ContainerState, Status};
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::spec::SpecInputs;
 use crate::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
@@ -314,7 +314,7 @@ impl Engine {
         &self,
         record: &ContainerRecord,
         netns: crate::runtime::spec::NetnsMode,
-        volume_mounts: Vec<crate::model::volume::MountPoint>,
+        volume_mounts: Vec<berth_model::volume::MountPoint>,
     ) -> EngineResult<ShimOptions> {
         let id = record.id.to_string();
         let config_bytes = self.content.read(&record.image)?;
@@ -895,14 +895,14 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::container::{ContainerConfig, HostConfig, RestartPolicy};
+    use berth_model::container::{ContainerConfig, HostConfig, RestartPolicy};
 
     fn record(policy: &str, max: i64, count: i64, manual: bool) -> ContainerRecord {
         ContainerRecord {
             id: "a".repeat(64).parse().unwrap(),
             name: "x".into(),
             created: String::new(),
-            image: crate::model::Digest::of(b"i"),
+            image: berth_model::Digest::of(b"i"),
             path: "sh".into(),
             args: vec![],
             config: ContainerConfig::default(),

@@ -19,10 +19,10 @@ mod tests;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 
-use crate::drivers::DriverError;
+use berth_model::drivers::DriverError;
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerConfig, ContainerRecord, HostConfig};
-use crate::model::network::NetworkingConfig;
+use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig};
+use berth_model::network::NetworkingConfig;
 
 pub use create::{hosts_file, merge_config, parse_network_mode, resolv_conf, resolve_command, NetworkMode};
 pub use lifecycle::{is_command_error, restart_at_boot, should_restart};
@@ -352,7 +352,7 @@ impl Engine {
     }
 
     /// `docker diff`.
-    pub fn container_changes(&self, id_or_name: &str) -> EngineResult<Vec<crate::drivers::Change>> {
+    pub fn container_changes(&self, id_or_name: &str) -> EngineResult<Vec<berth_model::drivers::Change>> {
         self.container_changes_impl(id_or_name)
     }
 
@@ -366,12 +366,12 @@ impl Engine {
     pub fn commit_container(
         &self,
         id_or_name: &str,
-        reference: Option<&crate::model::ImageRef>,
+        reference: Option<&berth_model::ImageRef>,
         comment: &str,
         author: &str,
         changes: &[String],
         config: Option<ContainerConfig>,
-    ) -> EngineResult<crate::model::Digest> {
+    ) -> EngineResult<berth_model::Digest> {
         self.commit_container_impl(id_or_name, reference, comment, author, changes, config)
     }
 
@@ -412,6 +412,6 @@ impl Engine {
 
 /// Whether a container state has (or is about to have) a process:
 /// running, paused or restarting.
-pub fn is_running_state(state: &crate::model::container::ContainerState) -> bool {
+pub fn is_running_state(state: &berth_model::container::ContainerState) -> bool {
     lifecycle::is_active(state)
 }

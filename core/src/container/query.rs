@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use super::lifecycle::is_active;
 use super::{ContainerDetails, Filters, ListOptions};
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerRecord, Status};
-use crate::model::MountSpec;
+use berth_model::container::{ContainerRecord, Status};
+use berth_model::MountSpec;
 
 /// Filter keys `ps` accepts.
 const PS_KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network"];
@@ -276,14 +276,14 @@ fn parse_until(v: &str) -> EngineResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::container::{ContainerConfig, ContainerState, HostConfig};
+    use berth_model::container::{ContainerConfig, ContainerState, HostConfig};
 
     fn rec(name: &str, status: Status, code: i64) -> ContainerRecord {
         ContainerRecord {
             id: format!("{:0<64}", "abc123").parse().unwrap(),
             name: name.into(),
             created: String::new(),
-            image: crate::model::Digest::of(b"img"),
+            image: berth_model::Digest::of(b"img"),
             path: "sh".into(),
             args: vec![],
             config: ContainerConfig {

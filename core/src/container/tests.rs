@@ -13,8 +13,8 @@ use super::ListOptions;
 use crate::image::tests::{tar_of, DirDriver};
 use crate::drivers::Drivers;
 use crate::engine::{Engine, EngineConfig, ErrorKind};
-use crate::model::container::{ContainerConfig, HostConfig, RestartPolicy, Status};
-use crate::model::Digest;
+use berth_model::container::{ContainerConfig, HostConfig, RestartPolicy, Status};
+use berth_model::Digest;
 
 /// A one-layer docker archive tagged `tag`, whose config has `config`.
 fn archive(tag: &str, config: serde_json::Value) -> Vec<u8> {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::content::{BlobPin, ContentStore};
 use super::ImageError;
 use crate::engine::Progress;
-use crate::model::{Digest, ImageRef};
+use berth_model::{Digest, ImageRef};
 
 /// Largest metadata file (manifest.json, a config, ...) kept in memory.
 const MAX_METADATA: u64 = 16 << 20;

@@ -211,7 +211,7 @@ pub(crate) fn import_config(
     arch: &str,
     variant: Option<&str>,
     container_config: Map<String, Value>,
-    diff_id: &crate::model::Digest,
+    diff_id: &berth_model::Digest,
     created: &str,
     comment: &str,
 ) -> Vec<u8> {

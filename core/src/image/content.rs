@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest as _, Sha256};
 
 use super::ImageError;
-use crate::model::Digest;
+use berth_model::Digest;
 
 /// Content-addressed blobs, verified on write.
 pub struct ContentStore {

@@ -22,7 +22,7 @@ pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
 pub(crate) use ops::LayerClaims;
 
 use crate::engine::ErrorKind;
-use crate::model::Digest;
+use berth_model::Digest;
 
 /// Errors of image handling.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use crate::engine::{
     ArchiveFormat, Engine, EngineError, EngineResult, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage,
     ImportOptions, Progress,
 };
-use crate::model::{Digest, ImageRecord, ImageRef, LayerRecord};
+use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord};
 use crate::store::{ReadTxn, WriteTxn};
 
 /// Layers (by chain ID) an operation is creating, reusing or removing.

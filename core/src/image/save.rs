@@ -16,7 +16,7 @@ use super::content::ContentStore;
 use super::unpack::pipeline;
 use super::ImageError;
 use crate::engine::EngineError;
-use crate::model::{Digest, ImageRef, LayerRecord};
+use berth_model::{Digest, ImageRef, LayerRecord};
 
 /// One image to write.
 pub(crate) struct SaveImage {

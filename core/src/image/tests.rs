@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::drivers::{Change, DriverError, DriverResult, Drivers, StorageDriver};
+use crate::drivers::Drivers;
+use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use crate::engine::{ArchiveFormat, Engine, EngineConfig, ErrorKind, ImageDeleteItem, ImportOptions};
-use crate::model::{Digest, MountPlan, MountSpec};
+use berth_model::{Digest, MountPlan, MountSpec};
 
 /// A storage driver for tests: each layer is a directory holding a full
 /// copy of its parent plus its own diff (like vfs), unpacked with the tar crate.

@@ -15,9 +15,9 @@ use sha2::{Digest as _, Sha256};
 use super::compress::{decompressed, Compression};
 use super::content::ContentStore;
 use super::ImageError;
-use crate::drivers::{DriverError, StorageDriver};
+use berth_model::drivers::{DriverError, StorageDriver};
 use crate::engine::EngineError;
-use crate::model::Digest;
+use berth_model::Digest;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 8;

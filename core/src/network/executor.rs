@@ -30,7 +30,7 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
-use crate::model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
+use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
 
 /// A current-thread runtime for one call's netlink conversation.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, NetError> {

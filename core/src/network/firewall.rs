@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::NetError;
-use crate::model::network::FirewallRule;
+use berth_model::network::FirewallRule;
 
 /// The nftables table (family `ip`) that holds every berth rule.
 pub const TABLE: &str = "berth";

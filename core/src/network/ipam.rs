@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::NetError;
 use crate::engine::{EngineError, EngineResult};
-use crate::model::network::{IpamConfigEntry, NetworkRecord};
+use berth_model::network::{IpamConfigEntry, NetworkRecord};
 use crate::store::{DefinitionTable, Store};
 
 /// An IPv4 prefix, stored with its host bits as given.
@@ -369,7 +369,7 @@ impl Ipam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::Ipam as IpamModel;
+    use berth_model::network::Ipam as IpamModel;
 
     fn net(id: &str, subnet: &str, range: &str, gw: &str) -> NetworkRecord {
         NetworkRecord {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::container::Filters;
 use crate::engine::{Engine, EngineResult};
-use crate::model::network::{EndpointSettings, Ipam, NetworkRecord};
+use berth_model::network::{EndpointSettings, Ipam, NetworkRecord};
 
 pub use ops::NetworkState;
 

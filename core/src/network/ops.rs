@@ -21,10 +21,10 @@ use super::netns;
 use super::ports::{self, PortPublisher, PublishedPort};
 use super::{NetError, NetworkContainer, NetworkCreate, NetworkDetails};
 use crate::container::{driver_error, Filters, NetworkMode};
-use crate::drivers::NetworkDriver;
+use berth_model::drivers::NetworkDriver;
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::{ContainerRecord, Status};
-use crate::model::network::{
+use berth_model::container::{ContainerRecord, Status};
+use berth_model::network::{
     EndpointCreateRequest, EndpointSettings, IpamConfigEntry, IpamPool, JoinRequest, NetAction, NetworkCreateRequest,
     NetworkPlan, NetworkRecord, NetworkingConfig,
 };
@@ -340,7 +340,7 @@ impl Engine {
             scope: "local".into(),
             driver: driver_name.clone(),
             enable_ipv6: false,
-            ipam: crate::model::network::Ipam { driver: "default".into(), options: None, config },
+            ipam: berth_model::network::Ipam { driver: "default".into(), options: None, config },
             internal: request.internal,
             attachable: request.attachable,
             options: request.options.clone(),
@@ -830,7 +830,7 @@ impl Engine {
                 scope: "local".into(),
                 driver: driver.into(),
                 enable_ipv6: false,
-                ipam: crate::model::network::Ipam { driver: "default".into(), options: None, config },
+                ipam: berth_model::network::Ipam { driver: "default".into(), options: None, config },
                 internal: false,
                 attachable: false,
                 options,
@@ -1569,7 +1569,7 @@ impl Engine {
 
 /// Whether a plan step acts inside the container's namespace.
 fn acts_in_sandbox(a: &NetAction) -> bool {
-    use crate::model::network::Netns;
+    use berth_model::network::Netns;
     match a {
         NetAction::CreateLink { ns, .. }
         | NetAction::DeleteLink { ns, .. }
@@ -1650,10 +1650,11 @@ mod slow_plugin_tests {
     use std::time::{Duration, Instant};
 
     use super::{Arc, Engine, Mutex, NetworkCreate, NetworkDriver, NetworkPlan};
-    use crate::drivers::{DriverResult, Drivers, NetworkCapabilities};
+    use crate::drivers::Drivers;
+    use berth_model::drivers::{DriverResult, NetworkCapabilities};
     use crate::engine::EngineConfig;
     use crate::image::tests::DirDriver;
-    use crate::model::network::{EndpointCreateRequest, EndpointInfo, Ipam, IpamConfigEntry, JoinRequest, NetworkCreateRequest};
+    use berth_model::network::{EndpointCreateRequest, EndpointInfo, Ipam, IpamConfigEntry, JoinRequest, NetworkCreateRequest};
 
     /// A driver whose plans change nothing; a `confined` one (a plugin) may
     /// be told to hold one call (`create_network` or `delete_network`) until

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::NetError;
-use crate::model::network::{FirewallRule, PortBinding, PortMap};
+use berth_model::network::{FirewallRule, PortBinding, PortMap};
 
 /// One published port, as asked (`host_port` 0: pick a free one).
 #[derive(Clone, Debug, PartialEq, Eq)]

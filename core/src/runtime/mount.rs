@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::model::MountSpec;
+use berth_model::MountSpec;
 
 /// A mount or unmount that failed: the target, the call and the kernel's reason.
 #[derive(Debug, thiserror::Error)]

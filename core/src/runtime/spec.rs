@@ -14,8 +14,8 @@ use oci_spec::runtime::{
     LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
-use crate::model::container::ContainerRecord;
-use crate::model::volume::MountPoint;
+use berth_model::container::ContainerRecord;
+use berth_model::volume::MountPoint;
 
 use super::{caps, seccomp, RuntimeError};
 
@@ -79,7 +79,7 @@ pub struct SpecInputs<'a> {
     pub cgroup_parent: String,
     /// Volumes, binds and tmpfs mounts with their host sources, from
     /// `Engine::mount_container_volumes`, in the order they are mounted.
-    pub volume_mounts: Vec<crate::model::volume::MountPoint>,
+    pub volume_mounts: Vec<berth_model::volume::MountPoint>,
     /// Docker's `--link` variables (`ALIAS_NAME`, `ALIAS_PORT_...`), from
     /// `Engine::link_env`; the image's and the container's env override them.
     pub link_env: Vec<String>,
@@ -874,7 +874,7 @@ pub fn exec_process(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::container::{ContainerConfig, ContainerState, HostConfig, Ulimit};
+    use berth_model::container::{ContainerConfig, ContainerState, HostConfig, Ulimit};
 
     fn record(config: ContainerConfig, host_config: HostConfig) -> ContainerRecord {
         ContainerRecord {

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::container::ContainerId;
-use crate::model::MountPlan;
+use berth_model::container::ContainerId;
+use berth_model::MountPlan;
 
 /// Errors talking to or running a shim.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::container::Filters;
 use crate::engine::{Engine, EngineResult};
-use crate::model::volume::VolumeRecord;
+use berth_model::volume::VolumeRecord;
 
 pub use ops::{validate_name, VolumeState, ANONYMOUS_LABEL, DEFAULT_DRIVER};
 

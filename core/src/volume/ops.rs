@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::container::Filters;
-use crate::drivers::{DriverError, VolumeDriver};
+use berth_model::drivers::{DriverError, VolumeDriver};
 use crate::engine::{Engine, EngineError, EngineResult};
-use crate::model::container::ContainerRecord;
-use crate::model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
-use crate::model::MountSpec;
+use berth_model::container::ContainerRecord;
+use berth_model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
+use berth_model::MountSpec;
 use crate::store::DefinitionTable;
 
 use super::parse::{self, ParsedMount};
@@ -188,14 +188,14 @@ const LIST_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 /// for those that failed or did not answer in time.
 #[derive(Default)]
 struct DriverListing {
-    answered: BTreeMap<String, BTreeMap<String, crate::model::volume::VolumeInfo>>,
+    answered: BTreeMap<String, BTreeMap<String, berth_model::volume::VolumeInfo>>,
     warnings: Vec<String>,
 }
 
 /// A driver's answer to `mount`, fetched before the volume lock is taken.
 struct PreparedMount {
     driver: Arc<dyn VolumeDriver>,
-    plan: crate::model::MountPlan,
+    plan: berth_model::MountPlan,
     /// The driver's `Path` for the volume.
     own: Option<PathBuf>,
 }
@@ -323,7 +323,7 @@ impl Engine {
     fn volume_details_from(
         &self,
         record: VolumeRecord,
-        info: crate::model::volume::VolumeInfo,
+        info: berth_model::volume::VolumeInfo,
         used_by: Option<&BTreeSet<String>>,
         size: bool,
     ) -> VolumeDetails {
@@ -1310,7 +1310,7 @@ impl Engine {
             let mut inner = self.volumes.lock();
             if !matches!(
                 record.state.status,
-                crate::model::container::Status::Running | crate::model::container::Status::Paused
+                berth_model::container::Status::Running | berth_model::container::Status::Paused
             ) {
                 // A driver that outlived the daemon (a plugin) may still count
                 // this container from before; it uses nothing now.

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
 
-use crate::model::container::MountRequest;
-use crate::model::volume::MountPoint;
+use berth_model::container::MountRequest;
+use berth_model::volume::MountPoint;
 
 /// Docker's default propagation of a bind mount.
 pub const DEFAULT_PROPAGATION: &str = "rprivate";

@@ -14,12 +14,13 @@ use serde_json::json;
 
 use super::{VolumeCreate, ANONYMOUS_LABEL};
 use crate::container::Filters;
-use crate::drivers::{DriverError, DriverResult, Drivers, VolumeCapabilities, VolumeDriver};
+use crate::drivers::Drivers;
+use berth_model::drivers::{DriverError, DriverResult, VolumeCapabilities, VolumeDriver};
 use crate::engine::{Engine, EngineConfig, ErrorKind};
 use crate::image::tests::{tar_of, DirDriver};
-use crate::model::container::{ContainerConfig, HostConfig, MountRequest};
-use crate::model::volume::{VolumeCreateRequest, VolumeInfo};
-use crate::model::{Digest, MountPlan, MountSpec};
+use berth_model::container::{ContainerConfig, HostConfig, MountRequest};
+use berth_model::volume::{VolumeCreateRequest, VolumeInfo};
+use berth_model::{Digest, MountPlan, MountSpec};
 
 /// Volumes as plain directories; remembers its callers like `local`.
 struct TestVolumes {
@@ -458,7 +459,7 @@ fn create_resolves_mounts_like_docker_inspect() {
             .collect(),
     );
     let (rec, _) = engine.create_container(Some("c1"), c, hc).expect("create");
-    let by_dest: BTreeMap<&str, &crate::model::volume::MountPoint> = rec
+    let by_dest: BTreeMap<&str, &berth_model::volume::MountPoint> = rec
         .mounts
         .iter()
         .map(|m| (m.destination.as_str(), m))
@@ -688,7 +689,7 @@ fn volumes_from_chains_and_modes() {
         }
     }
     // The image's /data of `store` is shared, so `mid` makes no anonymous volume of its own.
-    let data = |r: &crate::model::container::ContainerRecord| {
+    let data = |r: &berth_model::container::ContainerRecord| {
         r.mounts
             .iter()
             .find(|m| m.destination == "/data")

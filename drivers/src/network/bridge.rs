@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_core::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver};
-use berth_core::model::network::{
+use berth_model::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver};
+use berth_model::network::{
     EndpointCreateRequest, EndpointInfo, FirewallRule, JoinRequest, LinkKind, NetAction, Netns, NetworkCreateRequest,
     NetworkPlan,
 };
@@ -255,7 +255,7 @@ impl NetworkDriver for BridgeDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::network::IpamPool;
+    use berth_model::network::IpamPool;
 
     fn create(
         d: &BridgeDriver,

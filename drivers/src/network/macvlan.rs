@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_core::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver};
-use berth_core::model::network::{
+use berth_model::drivers::{DriverError, DriverResult, NetworkCapabilities, NetworkDriver};
+use berth_model::network::{
     EndpointCreateRequest, EndpointInfo, JoinRequest, LinkKind, NetAction, Netns, NetworkCreateRequest, NetworkPlan,
 };
 
@@ -241,7 +241,7 @@ impl NetworkDriver for MacvlanDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::model::network::IpamPool;
+    use berth_model::network::IpamPool;
 
     fn req(parent: &str, mode: Option<&str>) -> NetworkCreateRequest {
         let mut options = BTreeMap::new();

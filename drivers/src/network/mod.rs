@@ -8,7 +8,8 @@ pub mod none;
 
 use std::sync::Arc;
 
-use berth_core::drivers::{DriverError, DriverResult, NetworkDriver, Registry};
+use berth_core::drivers::Registry;
+use berth_model::drivers::{DriverError, DriverResult, NetworkDriver};
 
 pub use bridge::BridgeDriver;
 pub use macvlan::MacvlanDriver;
@@ -25,7 +26,7 @@ pub fn register_all(registry: &Registry<dyn NetworkDriver>) {
 /// The address an endpoint request must carry (checked) and its MAC: the
 /// one asked for, or Docker's derived from the address.
 pub fn endpoint_address_and_mac(
-    request: &berth_core::model::network::EndpointCreateRequest,
+    request: &berth_model::network::EndpointCreateRequest,
     kind: &str,
 ) -> DriverResult<(String, String)> {
     let address = request

@@ -4,8 +4,8 @@
 //! Both exist so `network ls` and `inspect` show the predefined networks with
 //! a driver, as Docker does.
 
-use berth_core::drivers::{DriverResult, NetworkCapabilities, NetworkDriver};
-use berth_core::model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
+use berth_model::drivers::{DriverResult, NetworkCapabilities, NetworkDriver};
+use berth_model::network::{EndpointCreateRequest, EndpointInfo, JoinRequest, NetworkCreateRequest, NetworkPlan};
 
 /// A driver whose every call is a no-op, under the name it is registered as.
 pub struct InertDriver(pub &'static str);

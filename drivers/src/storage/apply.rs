@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 
-use berth_core::drivers::{DriverError, DriverResult};
+use berth_model::drivers::{DriverError, DriverResult};
 
 use super::sys;
 

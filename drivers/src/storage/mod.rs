@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_core::drivers::{DriverError, DriverResult, StorageDriver};
+use berth_model::drivers::{DriverError, DriverResult, StorageDriver};
 
 pub use overlay::OverlayDriver;
 pub use vfs::VfsDriver;

@@ -12,8 +12,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use berth_core::drivers::{Change, DriverError, DriverResult, StorageDriver};
-use berth_core::model::{MountPlan, MountSpec};
+use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
+use berth_model::{MountPlan, MountSpec};
 use berth_core::runtime::mount;
 use berth_core::trash::Trash;
 

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_core::drivers::{DriverError, DriverResult, VolumeCapabilities, VolumeDriver};
-use berth_core::model::volume::{Scope, VolumeCreateRequest, VolumeInfo};
-use berth_core::model::{MountPlan, MountSpec};
+use berth_model::drivers::{DriverError, DriverResult, VolumeCapabilities, VolumeDriver};
+use berth_model::volume::{Scope, VolumeCreateRequest, VolumeInfo};
+use berth_model::{MountPlan, MountSpec};
 use serde::{Deserialize, Serialize};
 
 /// The driver's name.

@@ -154,13 +154,10 @@ impl StorageDriver for Linkvfs {
             self.make_private(id)?;
         }
         let source = self.layer_dir(id).join(ROOT);
-        let source = source
-            .to_str()
-            .ok_or_else(|| {
-                let shown = source.display();
-                DriverError::Failed(format!("layer {id}: the data dir path {shown} is not UTF-8; a mount plan cannot name it"))
-            })?
-            .to_string();
+        if source.to_str().is_none() {
+            let shown = source.display();
+            return Err(DriverError::Failed(format!("layer {id}: the data dir path {shown} is not UTF-8; a mount plan cannot name it")));
+        }
         Ok(MountPlan { spec: MountSpec::Bind { source, readonly: !writable } })
     }
 

@@ -58,13 +58,13 @@ impl VolumeDriver for Misbehave {
     fn mount(&self, name: &str, _caller_id: &str) -> DriverResult<MountPlan> {
         let dir = self.existing(name)?;
         let source = match name {
-            "badplan" => "/etc".to_string(),
+            "badplan" => PathBuf::from("/etc"),
             "hang" => {
                 let marker = self.data.join("stuck");
                 fs::write(&marker, b"mount of hang is spinning").map_err(|e| DriverError::io(marker.display(), e))?;
                 spin()
             }
-            _ => dir.display().to_string(),
+            _ => dir.clone(),
         };
         Ok(MountPlan { spec: MountSpec::Bind { source, readonly: false } })
     }
@@ -79,7 +79,7 @@ impl VolumeDriver for Misbehave {
 
     fn get(&self, name: &str) -> DriverResult<VolumeInfo> {
         let dir = self.existing(name)?;
-        Ok(VolumeInfo { name: name.into(), mountpoint: Some(dir.display().to_string()), ..Default::default() })
+        Ok(VolumeInfo { name: name.into(), mountpoint: Some(dir), ..Default::default() })
     }
 
     fn list(&self) -> DriverResult<Vec<VolumeInfo>> {

@@ -88,7 +88,7 @@ impl VolumeDriver for Snapvol {
 
     fn mount(&self, name: &str, _caller_id: &str) -> DriverResult<MountPlan> {
         let data = self.data(name)?;
-        Ok(MountPlan { spec: MountSpec::Bind { source: data.display().to_string(), readonly: false } })
+        Ok(MountPlan { spec: MountSpec::Bind { source: data, readonly: false } })
     }
 
     fn unmount(&self, name: &str, _caller_id: &str) -> DriverResult<()> {
@@ -108,7 +108,7 @@ impl VolumeDriver for Snapvol {
             .unwrap_or_default();
         Ok(VolumeInfo {
             name: name.to_string(),
-            mountpoint: Some(dir.join("_data").display().to_string()),
+            mountpoint: Some(dir.join("_data")),
             created_at: meta.created_at,
             status: meta.options,
         })

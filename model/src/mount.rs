@@ -1,7 +1,7 @@
 //! Mount plans: what a storage or volume driver asks the host to mount.
 //!
 //! Drivers decide, the host executes (ARCHITECTURE §2): a driver never calls
-//! mount(2) itself; it returns a `MountPlan` and the core's executor
+//! mount(2) itself; it returns a `MountPlan` and the engine's executor
 //! (`runtime::mount`) checks it and applies it.
 
 use std::path::PathBuf;
