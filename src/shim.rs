@@ -3,7 +3,7 @@
 //! links only the shim and the runtime, so an idle shim stays small. `berth
 //! shim <state_dir>` runs the same code from the big binary (dispatched
 //! before the CLI parser), for a daemon whose directory has no `berth-shim`.
-//! Everything the shim does lives in `berth_core::shim::run`.
+//! Everything the shim does lives in `berth_runtime::shim::run`.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -25,7 +25,7 @@ pub fn main(mut args: impl Iterator<Item = OsString>) -> ExitCode {
         eprintln!("usage: berth-shim <state_dir>");
         return ExitCode::from(125);
     };
-    match berth_core::shim::run(Path::new(&dir)) {
+    match berth_runtime::shim::run(Path::new(&dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth shim: {e}");

@@ -163,6 +163,13 @@ fn run_flags_override_the_images_configuration() {
     assert_eq!(out.trim(), "1234 4321");
     let out = sb.berth_ok(&["run", "--rm", "-u", "app", "configured", "echo $(id -u) $(id -g) $(id -G) $HOME"]);
     assert_eq!(out.trim(), "1000 1000 1000 2000 /home/app", "-u app: uid, gid, supplementary groups, HOME");
+    // Any user reads the files the engine writes for the container, as with Docker (0644):
+    // a process that is not root must still resolve names.
+    let out = sb.berth_ok(&[
+        "run", "--rm", "-u", "1234:4321", "busybox", "sh", "-c",
+        "cat /etc/hostname /etc/hosts /etc/resolv.conf >/dev/null && stat -c %a /etc/hostname /etc/hosts /etc/resolv.conf",
+    ]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["644", "644", "644"], "{out}");
 
     // --env-file: comments and blank lines skipped, values kept verbatim.
     let env_file = sb.file("env.list");

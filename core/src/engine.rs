@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 
 use berth_model::drivers::{DriverError, StorageDriver};
+use berth_model::{Digest, ImageRecord};
+use berth_runtime::trash::TrashError;
 
 use crate::drivers::Drivers;
-use berth_model::{Digest, ImageRecord};
 
 /// Where the engine keeps its state.
 #[derive(Clone, Debug)]
@@ -67,9 +68,9 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] berth_runtime::RuntimeError),
     #[error(transparent)]
-    Shim(#[from] crate::shim::ShimError),
+    Shim(#[from] berth_runtime::shim::ShimError),
     /// Something failed inside the engine; the message says what.
     #[error("{0}")]
     Internal(String),
@@ -92,21 +93,34 @@ impl EngineError {
                 ErrorKind::InvalidArgument
             }
             EngineError::Image(e) => e.kind(),
-            EngineError::Runtime(crate::runtime::RuntimeError::InvalidConfig(_)) => ErrorKind::InvalidArgument,
+            EngineError::Runtime(berth_runtime::RuntimeError::InvalidConfig(_)) => ErrorKind::InvalidArgument,
             // The user's command cannot run (not found, not executable): Docker's 400.
-            EngineError::Runtime(crate::runtime::RuntimeError::Container(m))
-            | EngineError::Shim(crate::shim::ShimError::Start(m))
-                if crate::container::is_command_error(m) =>
-            {
-                ErrorKind::InvalidArgument
-            }
+            e if e.command_exit_code().is_some() => ErrorKind::InvalidArgument,
             _ => ErrorKind::Internal,
+        }
+    }
+
+    /// 127 or 126 when the user's command cannot run; `None` for any other failure.
+    pub fn command_exit_code(&self) -> Option<i32> {
+        match self {
+            EngineError::Runtime(e) => e.command_exit_code(),
+            EngineError::Shim(e) => e.command_exit_code(),
+            _ => None,
         }
     }
 
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         EngineError::Io { context: context.into(), source }
+    }
+}
+
+impl From<TrashError> for EngineError {
+    fn from(e: TrashError) -> Self {
+        match e {
+            TrashError::Io { context, source } => EngineError::Io { context, source },
+            TrashError::MountPoint(_) => EngineError::Conflict(e.to_string()),
+        }
     }
 }
 
@@ -197,8 +211,8 @@ pub struct Engine {
     pub(crate) me: OnceLock<Weak<Engine>>,
     /// `<root>/.trash` and `<run>/.trash`: removed container directories wait
     /// there for the background reaper, so `rm` does not wait for the disk.
-    pub(crate) root_trash: crate::trash::Trash,
-    pub(crate) run_trash: crate::trash::Trash,
+    pub(crate) root_trash: berth_runtime::trash::Trash,
+    pub(crate) run_trash: berth_runtime::trash::Trash,
 }
 
 impl Engine {
@@ -211,8 +225,8 @@ impl Engine {
         let store = crate::store::Store::open(&config.root.join("berth.redb"))?;
         let content = crate::image::ContentStore::open(&config.root)?;
         // Opening a trash queues what a previous daemon left in it.
-        let root_trash = crate::trash::Trash::open(config.root.join(".trash"))?;
-        let run_trash = crate::trash::Trash::open(config.run.join(".trash"))?;
+        let root_trash = berth_runtime::trash::Trash::open(config.root.join(".trash"))?;
+        let run_trash = berth_runtime::trash::Trash::open(config.run.join(".trash"))?;
         let engine = Engine {
             config,
             store,

@@ -10,10 +10,7 @@ pub mod drivers;
 pub mod engine;
 pub mod image;
 pub mod network;
-pub mod runtime;
-pub mod shim;
 pub mod store;
-pub mod trash;
 pub mod volume;
 
 pub use engine::{Engine, EngineConfig, EngineError};

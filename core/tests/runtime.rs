@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_model::container::{ContainerConfig, ContainerRecord, ContainerState, HostConfig};
-use berth_core::runtime::cgroups::Cgroup;
-use berth_core::runtime::linux::{self, Stdio};
-use berth_core::runtime::spec::{self, NetnsMode, SpecInputs};
-use berth_core::runtime::RuntimeError;
+use berth_runtime::cgroups::Cgroup;
+use berth_runtime::linux::{self, Stdio};
+use berth_core::container::spec::{self, NetnsMode, SpecInputs};
+use berth_runtime::RuntimeError;
 
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -352,9 +352,12 @@ fn missing_command_is_dockers_error() {
     require_root!();
     let err = create(&["nosuchcmd"], ContainerConfig::default(), HostConfig::default()).err().expect("must fail");
     assert_eq!(err.to_string(), r#"exec: "nosuchcmd": executable file not found in $PATH"#);
-    assert!(matches!(err, RuntimeError::Container(_)));
+    assert!(matches!(err, RuntimeError::Command { exit_code: 127, .. }), "{err:?}");
     let err = create(&["/bin/nope"], ContainerConfig::default(), HostConfig::default()).err().expect("must fail");
     assert!(err.to_string().contains("no such file or directory"), "{err}");
+    assert_eq!(err.command_exit_code(), Some(127));
+    let err = create(&["/etc/passwd"], ContainerConfig::default(), HostConfig::default()).err().expect("must fail");
+    assert_eq!(err.command_exit_code(), Some(126), "{err}");
     remove_test_parent();
 }
 
@@ -460,7 +463,7 @@ fn freeze_stops_the_processes_and_thaw_resumes_them() {
 #[test]
 fn external_runtimes_run_the_same_spec() {
     require_root!();
-    use berth_core::runtime::external::{ExternalIo, ExternalRuntime};
+    use berth_runtime::external::{ExternalIo, ExternalRuntime};
     let mut ran = 0;
     for name in ["runc", "crun"] {
         let state = tempfile::tempdir().expect("tempdir");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_model::container::ContainerId;
 use berth_model::{MountPlan, MountSpec};
-use berth_core::shim::{recorded_exit, ExecRequest, ShimClient, ShimError, ShimOptions};
+use berth_runtime::shim::{recorded_exit, ExecRequest, ShimClient, ShimError, ShimOptions};
 
 fn berth_bin() -> PathBuf {
     match std::env::var_os("BERTH_BIN") {
@@ -350,15 +350,17 @@ fn a_missing_command_is_a_start_error_and_leaves_nothing() {
     let f = fixture(&["nosuchcmd"], false, false);
     // The runtime may find out at create (spawn fails) or at start (the process then exits 127).
     match ShimClient::spawn(&berth_bin(), &f.options) {
-        Err(ShimError::Start(message)) => {
+        Err(ShimError::Command { message, exit_code }) => {
             assert!(message.contains(r#"exec: "nosuchcmd": executable file not found in $PATH"#), "{message}");
+            assert_eq!(exit_code, 127);
             assert!(recorded_exit(&f.options.state_dir).is_none());
         }
         Err(other) => panic!("expected a start error, got {other}"),
         Ok(shim) => {
             match shim.start() {
-                Err(ShimError::Start(message)) => {
-                    assert!(message.contains(r#"exec: "nosuchcmd": executable file not found in $PATH"#), "{message}")
+                Err(ShimError::Command { message, exit_code }) => {
+                    assert!(message.contains(r#"exec: "nosuchcmd": executable file not found in $PATH"#), "{message}");
+                    assert_eq!(exit_code, 127);
                 }
                 other => panic!("expected a start error, got {other:?}"),
             }
@@ -464,8 +466,8 @@ fn a_flood_of_output_reaches_attach_and_log_complete_and_in_order() {
     let want: String = (0..20000).map(|i| format!("line {i}\n")).collect();
     assert!(out == want, "attach got {} bytes, want {}", out.len(), want.len());
     let mut logged = String::new();
-    let config = berth_core::shim::jsonlog::ReadConfig::default();
-    berth_core::shim::jsonlog::read(&f.options.log_path, &config, &mut || false, &mut |e| {
+    let config = berth_runtime::shim::jsonlog::ReadConfig::default();
+    berth_runtime::shim::jsonlog::read(&f.options.log_path, &config, &mut || false, &mut |e| {
         logged.push_str(&e.log);
         true
     })

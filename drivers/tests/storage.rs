@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_model::drivers::{ChangeKind, DriverError, StorageDriver};
-use berth_core::runtime::mount::{mount, unmount};
+use berth_runtime::mount::{mount, unmount};
 use berth_drivers::storage::{self, OverlayDriver, VfsDriver};
 
 // ---------- building layer tars ----------
@@ -419,7 +419,7 @@ impl Sandbox {
     fn outside(&self) -> Vec<String> {
         // A refused layer goes to the driver's trash; the reaper deleting it
         // while we walk would pull entries from under the walk.
-        berth_core::trash::flush();
+        berth_runtime::trash::flush();
         let mut out = Vec::new();
         for (rel, _) in snapshot(&self.sentinel) {
             if !rel.starts_with("a/b/root") && rel != "a" && rel != "a/b" {
@@ -635,7 +635,7 @@ fn removed_layers_go_through_the_trash_and_list_never_shows_it() {
         driver.remove("l3").expect("remove an image layer with files");
         std::fs::remove_dir_all(trash.join("pending")).expect("rm pending");
     }
-    berth_core::trash::flush();
+    berth_runtime::trash::flush();
     for trash in [&overlay_trash, &vfs_trash] {
         let left: Vec<_> = std::fs::read_dir(trash).expect("trash dir").flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "{} not emptied: {left:?}", trash.display());

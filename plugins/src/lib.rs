@@ -1,5 +1,5 @@
 //! berth-plugins: the plugin host. WebAssembly components (`wasm`) and native
-//! dylibs (`dylib`) become volume and network drivers of the core's traits
+//! dylibs (`dylib`) become volume and network drivers of `berth-model`'s traits
 //! (`adapter`) — and a dylib may become the daemon's storage driver — their plans checked against the grant in `plugin.toml`
 //! (`check`, `manifest`) before the engine executes anything; `manager`
 //! installs, enables and loads them.

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use berth_core::drivers::Drivers;
 use berth_model::drivers::StorageDriver;
+use berth_runtime::files::{self, Durability};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -578,22 +579,9 @@ fn unique() -> String {
     format!("{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Writes `path` as temp file, fsync, rename, fsync of the directory.
+/// Replaces `path` whole, synced (a plugin's state must survive a crash).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
-    let dir = path.parent().ok_or_else(|| PluginError::Internal(format!("{} has no parent directory", path.display())))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", unique()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(PluginError::io(format!("cannot write {}", path.display()), e));
-    }
-    sync_dir(dir)
+    files::replace(path, bytes, 0o644, Durability::Synced).map_err(|e| PluginError::io(format!("cannot write {}", path.display()), e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PluginError> {

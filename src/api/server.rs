@@ -188,7 +188,9 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
             let local = berth_drivers::volume::LocalDriver::new(&root).context("cannot set up the local volume driver")?;
             drivers.volume.register(berth_drivers::volume::local::NAME, Arc::new(local));
             // Networks: bridge (the default), host, null (`none`), macvlan.
-            berth_drivers::network::register_all(&drivers.network);
+            for (name, driver) in berth_drivers::network::in_tree() {
+                drivers.network.register(name, driver);
+            }
             // Enabled plugins before the engine opens: it re-adopts the
             // containers, volumes and networks that use their drivers, and a
             // plugin may be the storage driver.

@@ -110,7 +110,7 @@ fn exists(path: &str) -> bool {
 /// Docker's `SecurityOptions`: every container that is not privileged gets
 /// berth's default seccomp profile; cgroup namespaces on a v2 host.
 fn security_options(cgroup_version: &str) -> Value {
-    let seccomp = format!("name=seccomp,profile={}", berth_core::runtime::seccomp::DEFAULT_PROFILE_NAME);
+    let seccomp = format!("name=seccomp,profile={}", berth_runtime::seccomp::DEFAULT_PROFILE_NAME);
     match cgroup_version {
         "2" => json!([seccomp, "name=cgroupns"]),
         _ => json!([seccomp]),

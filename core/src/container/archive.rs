@@ -41,7 +41,7 @@ impl Drop for RootFs {
         // The fd goes first, or the unmount would find the mount busy.
         self.fd.take();
         if let Some(m) = self.mount.take() {
-            if let Err(e) = crate::runtime::mount::unmount(&m) {
+            if let Err(e) = berth_runtime::mount::unmount(&m) {
                 tracing::warn!(path = %m.display(), error = %e, "unmounting a container's temporary rootfs mount");
             }
             if let Err(e) = std::fs::remove_dir(&m) {
@@ -446,7 +446,7 @@ impl Engine {
             .storage
             .mount_plan(&record.rw_layer, writable)
             .map_err(|e| super::driver_error(&format!("container {id}: its layers"), e))?;
-        if let Err(e) = crate::runtime::mount::mount(&plan.spec, &dir) {
+        if let Err(e) = berth_runtime::mount::mount(&plan.spec, &dir) {
             let _ = std::fs::remove_dir(&dir);
             return Err(EngineError::Internal(format!("mounting the filesystem of container {id}: {e}")));
         }

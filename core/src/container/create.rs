@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::Path;
+
+use berth_runtime::clock::now_rfc3339;
+use berth_runtime::files::{self, Durability};
 
 use super::names;
 use crate::engine::{Engine, EngineError, EngineResult};
@@ -15,30 +16,6 @@ use berth_model::container::{
 /// Docker's minimum `--memory`.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
-/// RFC 3339 with nanoseconds, now.
-pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// Writes `bytes` to `path` through a temp file, an fsync and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
-    write_replace(path, bytes, true)
-}
-
-/// Writes `bytes` to `path` through a temp file and a rename; `durable`
-/// adds an fsync (files rewritten before every use, like the OCI spec, skip
-/// it: they cost start latency and a crash only means they are rewritten).
-pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> EngineResult<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| EngineError::io(format!("creating a temp file in {}", dir.display()), e))?;
-    tmp.write_all(bytes).map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
-    if durable {
-        tmp.as_file().sync_all().map_err(|e| EngineError::io(format!("syncing {}", path.display()), e))?;
-    }
-    tmp.persist(path).map_err(|e| EngineError::io(format!("renaming into {}", path.display()), e.error))?;
-    Ok(())
-}
 
 /// Entrypoint and Cmd as Docker merges them: a container's entrypoint
 /// replaces the image's and drops the image's Cmd; `--entrypoint ""` (an
@@ -561,9 +538,13 @@ impl Engine {
                 )
             }
         };
-        write_atomic(&dir.join("hostname"), format!("{}\n", record.config.hostname).as_bytes())?;
-        write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
-        write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        let hostname = format!("{}\n", record.config.hostname);
+        // Bind-mounted into the container, where every user must read them (Docker's 0644).
+        for (name, content) in [("hostname", hostname.as_str()), ("hosts", hosts.as_str()), ("resolv.conf", resolv.as_str())] {
+            let path = dir.join(name);
+            files::replace(&path, content.as_bytes(), 0o644, Durability::Synced)
+                .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
+        }
         Ok(())
     }
 }

@@ -103,7 +103,7 @@ impl Engine {
         };
         let mut image_config = commit_config(&record.config, config.as_ref());
         crate::image::apply_changes(&mut image_config, changes)?;
-        let now = super::create::now_rfc3339();
+        let now = berth_runtime::clock::now_rfc3339();
         let mut history = serde_json::json!({
             "created": now,
             "created_by": std::iter::once(record.path.clone()).chain(record.args.iter().cloned()).collect::<Vec<_>>().join(" "),

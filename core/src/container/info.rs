@@ -232,7 +232,7 @@ impl Engine {
         let host_mem = host_memory();
         let limit =
             if s.memory_limit == 0 || (host_mem > 0 && s.memory_limit > host_mem) { host_mem } else { s.memory_limit };
-        let read = super::create::now_rfc3339();
+        let read = berth_runtime::clock::now_rfc3339();
         let cpu = json!({
             "cpu_usage": {
                 "total_usage": s.cpu_usage_ns,
@@ -321,7 +321,7 @@ impl Engine {
             hc.restart_policy = policy;
         }
         if is_active(&record.state) && record.state.status != Status::Restarting {
-            let resources = crate::runtime::spec::resources(&record)?;
+            let resources = crate::container::spec::resources(&record)?;
             Self::cgroup_of(&record).update(&resources)?;
         }
         self.save_container(&record)?;

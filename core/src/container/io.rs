@@ -8,8 +8,8 @@ use super::live::{ExecEntry, PendingAttach};
 use super::{Attachment, ExecConfig, ExecDetails, LogEntry, LogsOptions, StreamKind};
 use crate::engine::{Engine, EngineError, EngineResult};
 use berth_model::container::Status;
-use crate::shim::jsonlog::{self, ReadConfig, Stream};
-use crate::shim::ExecRequest;
+use berth_runtime::shim::jsonlog::{self, ReadConfig, Stream};
+use berth_runtime::shim::ExecRequest;
 
 /// Entries buffered between the log reader thread and the caller.
 const LOG_BUFFER: usize = 256;
@@ -185,7 +185,7 @@ impl Engine {
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(&spec_bytes)
             .map_err(|e| EngineError::Internal(format!("{}: invalid OCI spec: {e}", spec_path.display())))?;
         let c = &entry.config;
-        let process = crate::runtime::spec::exec_process(
+        let process = crate::container::spec::exec_process(
             &spec,
             &c.cmd,
             c.env.as_deref().unwrap_or_default(),
@@ -199,7 +199,7 @@ impl Engine {
             Ok(x) => x,
             Err(e) => {
                 if let Some(x) = self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(exec_id) {
-                    x.exit_code = Some(super::lifecycle::start_error_code(&e.to_string()));
+                    x.exit_code = Some(super::lifecycle::start_exit_code(e.command_exit_code()));
                 }
                 return Err(e.into());
             }

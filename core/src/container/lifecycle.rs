@@ -10,14 +10,15 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::create::{now_rfc3339, write_replace};
+use berth_runtime::clock::now_rfc3339;
+use berth_runtime::files::{self, Durability};
 use super::live::PendingAttach;
 use super::{events, signal, WaitCondition, WaitResult, Waiter};
 use crate::engine::{Engine, EngineError, EngineResult};
 use berth_model::container::{ContainerRecord, ContainerState, Status};
-use crate::runtime::cgroups::Cgroup;
-use crate::runtime::spec::SpecInputs;
-use crate::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
+use berth_runtime::cgroups::Cgroup;
+use crate::container::spec::SpecInputs;
+use berth_runtime::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
 
 /// Default cgroup parent of containers.
 pub(crate) const DEFAULT_CGROUP_PARENT: &str = "berth";
@@ -70,25 +71,11 @@ pub fn restart_delay(restart_count: i64) -> Duration {
     Duration::from_millis(100u64 << shift)
 }
 
-/// Whether a start error means the user's command cannot run (Docker's 400,
-/// and exit status 126/127 for `run`).
-pub fn is_command_error(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("executable file not found")
-        || m.contains("no such file or directory")
-        || m.contains("permission denied")
-}
-
-/// The exit code Docker records when the command cannot run.
-pub(crate) fn start_error_code(message: &str) -> i64 {
-    let m = message.to_ascii_lowercase();
-    if m.contains("permission denied") {
-        126
-    } else if is_command_error(&m) {
-        127
-    } else {
-        128
-    }
+/// The exit code Docker records for a container or exec that failed to
+/// start: the runtime's 127 (not found) or 126 (not executable) when the
+/// command cannot run, 128 for any other failure.
+pub(crate) fn start_exit_code(command_exit_code: Option<i32>) -> i64 {
+    command_exit_code.map_or(128, i64::from)
 }
 
 /// Joins a caller's socket end with a shim stream, both directions.
@@ -242,7 +229,7 @@ impl Engine {
         // The shim moves the container into its cgroup in a few milliseconds;
         // the kernel's grace-period wait for that move starts now, in parallel
         // with the spec, the shim's exec and its setup (see `prime_attach`).
-        crate::runtime::cgroups::prime_attach();
+        berth_runtime::cgroups::prime_attach();
         let id = record.id.to_string();
         let netns = self.setup_container_network(record)?;
         let volume_mounts = match self.mount_container_volumes(record) {
@@ -262,9 +249,8 @@ impl Engine {
         let shim = match ShimClient::spawn(&self.config.berth_exe, &options) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                let message = e.to_string();
-                record.state.error = message.clone();
-                record.state.exit_code = start_error_code(&message);
+                record.state.error = e.to_string();
+                record.state.exit_code = start_exit_code(e.command_exit_code());
                 if let Err(se) = self.save_container(record) {
                     tracing::warn!(container = %id, error = %se, "recording a start failure");
                 }
@@ -313,7 +299,7 @@ impl Engine {
     fn prepare_start(
         &self,
         record: &ContainerRecord,
-        netns: crate::runtime::spec::NetnsMode,
+        netns: crate::container::spec::NetnsMode,
         volume_mounts: Vec<berth_model::volume::MountPoint>,
     ) -> EngineResult<ShimOptions> {
         let id = record.id.to_string();
@@ -327,7 +313,7 @@ impl Engine {
         fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
         let cgroup = Self::cgroup_of(record);
         let parent = cgroup.path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
-        let spec = crate::runtime::spec::build(&SpecInputs {
+        let spec = crate::container::spec::build(&SpecInputs {
             record,
             image_config: &image_config,
             rootfs: rootfs.clone(),
@@ -340,7 +326,9 @@ impl Engine {
         let spec = spec?;
         let json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::Internal(format!("encoding the OCI spec of {id}: {e}")))?;
-        write_replace(&bundle.join("config.json"), &json, false)?;
+        let spec_path = bundle.join("config.json");
+        files::replace(&spec_path, &json, 0o600, Durability::Renamed)
+            .map_err(|e| EngineError::io(format!("writing {}", spec_path.display()), e))?;
         let plan = self
             .storage
             .mount_plan(&record.rw_layer, true)
@@ -371,7 +359,7 @@ impl Engine {
         let _ = shim.kill(libc::SIGKILL);
         let _ = shim.wait();
         record.state.error = e.to_string();
-        record.state.exit_code = start_error_code(&record.state.error);
+        record.state.exit_code = start_exit_code(e.command_exit_code());
         if let Err(se) = self.save_container(record) {
             tracing::warn!(container = %record.id, error = %se, "recording a start failure");
         }
@@ -381,10 +369,10 @@ impl Engine {
 
     /// Removes a previous run's state dir (never while a shim uses it) through
     /// `trash`, the one beside it.
-    fn clean_state_dir(&self, trash: &crate::trash::Trash, state_dir: &Path) {
+    fn clean_state_dir(&self, trash: &berth_runtime::trash::Trash, state_dir: &Path) {
         let rootfs = state_dir.join("rootfs");
-        if crate::runtime::mount::is_mount_point(&rootfs) {
-            if let Err(e) = crate::runtime::mount::unmount(&rootfs) {
+        if berth_runtime::mount::is_mount_point(&rootfs) {
+            if let Err(e) = berth_runtime::mount::unmount(&rootfs) {
                 // Removing it now would delete the container's files through the mount.
                 tracing::warn!(path = %rootfs.display(), error = %e, "unmounting a leftover rootfs; its state dir stays");
                 return;
@@ -951,10 +939,17 @@ mod tests {
 
     #[test]
     fn start_errors_map_to_dockers_codes() {
-        assert_eq!(start_error_code("exec: \"nosuch\": executable file not found in $PATH"), 127);
-        assert_eq!(start_error_code("exec /bin/x: permission denied"), 126);
-        assert_eq!(start_error_code("mounting the rootfs failed"), 128);
-        assert!(is_command_error("exec: \"x\": executable file not found in $PATH"));
+        use berth_runtime::shim::ShimError;
+        let not_found = EngineError::from(ShimError::Command { message: "exec: \"nosuch\": executable file not found in $PATH".into(), exit_code: 127 });
+        assert_eq!(start_exit_code(not_found.command_exit_code()), 127);
+        assert_eq!(not_found.kind(), crate::engine::ErrorKind::InvalidArgument);
+        let not_executable = EngineError::from(berth_runtime::RuntimeError::Command { message: "exec /bin/x: permission denied".into(), exit_code: 126 });
+        assert_eq!(start_exit_code(not_executable.command_exit_code()), 126);
+        assert_eq!(not_executable.kind(), crate::engine::ErrorKind::InvalidArgument);
+        // Any other failure is the engine's, whatever its words say.
+        let setup = EngineError::from(ShimError::Start("mounting /proc: no such file or directory".into()));
+        assert_eq!(start_exit_code(setup.command_exit_code()), 128);
+        assert_eq!(setup.kind(), crate::engine::ErrorKind::Internal);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::events::EventBus;
 use super::{ExecConfig, WaitCondition, WaitResult};
-use crate::shim::ShimClient;
+use berth_runtime::shim::ShimClient;
 
 /// An attach made while the container was not running: the engine's end of
 /// the caller's socket, joined to the shim at the next start.

@@ -13,6 +13,7 @@ mod live;
 mod names;
 mod query;
 mod signal;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig};
 use berth_model::network::NetworkingConfig;
 
 pub use create::{hosts_file, merge_config, parse_network_mode, resolv_conf, resolve_command, NetworkMode};
-pub use lifecycle::{is_command_error, restart_at_boot, should_restart};
+pub use lifecycle::{restart_at_boot, should_restart};
 pub use live::Live;
 pub use names::{generate as generate_name, validate as validate_name};
 pub use signal::parse as parse_signal;

@@ -81,10 +81,6 @@ impl LayerClaims {
     }
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
 /// The config's `rootfs.diff_ids`, parsed.
 fn parse_config(bytes: &[u8], whence: &str) -> Result<(oci_spec::image::ImageConfiguration, Vec<Digest>), EngineError> {
     let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(bytes)
@@ -596,7 +592,7 @@ impl Engine {
                 layers: layers.iter().map(|(l, _)| l.chain_id.clone()).collect(),
                 manifest: None,
                 size: layers.iter().map(|(l, _)| l.size).sum(),
-                added_at: now_rfc3339(),
+                added_at: berth_runtime::clock::now_rfc3339(),
             },
         };
         if let Some(m) = manifest {
@@ -692,7 +688,7 @@ impl Engine {
         // so the layer is unpacked under a name of its own first.
         let storage_id = format!(
             "import-{}",
-            Digest::of(format!("{blob} {} {}", now_rfc3339(), std::process::id()).as_bytes()).short()
+            Digest::of(format!("{blob} {} {}", berth_runtime::clock::now_rfc3339(), std::process::id()).as_bytes()).short()
         );
         let unpacked =
             unpack_layer(&self.content, self.storage.as_ref(), &blob, "the imported tar", &storage_id, None, None);
@@ -735,7 +731,7 @@ impl Engine {
         let comment =
             options.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "Imported from -".to_string());
         let config =
-            import_config(&os, &arch, variant.as_deref(), container_config, &u.diff_id, &now_rfc3339(), &comment);
+            import_config(&os, &arch, variant.as_deref(), container_config, &u.diff_id, &berth_runtime::clock::now_rfc3339(), &comment);
         let id = Digest::of(&config);
         let registered = self
             .content
@@ -837,7 +833,7 @@ impl Engine {
             }
         };
         layers.push(top);
-        let now = now_rfc3339();
+        let now = berth_runtime::clock::now_rfc3339();
         if let Some(obj) = config.as_object_mut() {
             obj.insert("config".into(), serde_json::Value::Object(container_config));
             obj.insert("created".into(), serde_json::Value::String(now));
@@ -1014,7 +1010,7 @@ impl Engine {
             }
         }
         let mount = self.image_mount_target(&id);
-        if crate::runtime::mount::is_mount_point(&mount) {
+        if berth_runtime::mount::is_mount_point(&mount) {
             if !force {
                 return Err(EngineError::Conflict(format!(
                     "conflict: unable to delete {} (must be forced) - image is mounted at {}; unmount it first",
@@ -1022,7 +1018,7 @@ impl Engine {
                     mount.display()
                 )));
             }
-            crate::runtime::mount::unmount(&mount).map_err(|e| {
+            berth_runtime::mount::unmount(&mount).map_err(|e| {
                 EngineError::io(format!("unmounting image {}", id.short()), io::Error::other(e.to_string()))
             })?;
             let _ = fs::remove_dir(&mount);
@@ -1122,7 +1118,7 @@ impl Engine {
             .filter(|i| {
                 (all || i.repo_tags.is_empty())
                     && self.containers_using(&i.id) == 0
-                    && !crate::runtime::mount::is_mount_point(&self.image_mount_target(&i.id))
+                    && !berth_runtime::mount::is_mount_point(&self.image_mount_target(&i.id))
             })
             .collect();
         let mut items = Vec::new();
@@ -1192,13 +1188,13 @@ impl Engine {
         })?;
         drop(tx);
         let target = self.image_mount_target(&id);
-        if crate::runtime::mount::is_mount_point(&target) {
+        if berth_runtime::mount::is_mount_point(&target) {
             return Ok(target);
         }
         fs::create_dir_all(&target).map_err(|e| EngineError::io(format!("creating {}", target.display()), e))?;
         let plan =
             self.storage.mount_plan(&layer.storage_id, false).map_err(|e| driver_context(&format!("image {id}"), e))?;
-        crate::runtime::mount::mount(&plan.spec, &target)
+        berth_runtime::mount::mount(&plan.spec, &target)
             .map_err(|e| EngineError::io(format!("mounting image {}", id.short()), io::Error::other(e.to_string())))?;
         Ok(target)
     }
@@ -1207,10 +1203,10 @@ impl Engine {
         let _m = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (id, _) = self.resolve(&self.store.read()?, name)?;
         let target = self.image_mount_target(&id);
-        if !crate::runtime::mount::is_mount_point(&target) {
+        if !berth_runtime::mount::is_mount_point(&target) {
             return Err(EngineError::InvalidArgument(format!("image {} is not mounted", id.short())));
         }
-        crate::runtime::mount::unmount(&target).map_err(|e| {
+        berth_runtime::mount::unmount(&target).map_err(|e| {
             EngineError::io(format!("unmounting image {}", id.short()), io::Error::other(e.to_string()))
         })?;
         if let Err(e) = fs::remove_dir(&target) {

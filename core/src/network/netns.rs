@@ -47,7 +47,7 @@ pub fn is_netns(path: &Path) -> bool {
 pub fn prepare_dir(run: &Path) -> Result<(), NetError> {
     let dir = netns_dir(run);
     fs::create_dir_all(&dir).map_err(|e| NetError::io(format!("creating {}", dir.display()), e))?;
-    if !crate::runtime::mount::is_mount_point(&dir) {
+    if !berth_runtime::mount::is_mount_point(&dir) {
         mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| NetError::io(format!("bind-mounting {} onto itself", dir.display()), e.into()))?;
     }
@@ -211,7 +211,7 @@ pub(crate) mod tests {
             let dir = tempfile::tempdir().unwrap();
             prepare_dir(dir.path()).unwrap();
             prepare_dir(dir.path()).unwrap();
-            assert!(crate::runtime::mount::is_mount_point(&netns_dir(dir.path())));
+            assert!(berth_runtime::mount::is_mount_point(&netns_dir(dir.path())));
             let p = netns_path(dir.path(), "c1");
             create(&p).unwrap();
             assert!(is_netns(&p));

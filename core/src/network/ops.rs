@@ -28,7 +28,7 @@ use berth_model::network::{
     EndpointCreateRequest, EndpointSettings, IpamConfigEntry, IpamPool, JoinRequest, NetAction, NetworkCreateRequest,
     NetworkPlan, NetworkRecord, NetworkingConfig,
 };
-use crate::runtime::spec::NetnsMode;
+use crate::container::spec::NetnsMode;
 use crate::store::DefinitionTable;
 
 /// The predefined networks, as Docker names them.
@@ -336,7 +336,7 @@ impl Engine {
         let record = NetworkRecord {
             name: name.clone(),
             id: random_id()?,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            created: berth_runtime::clock::now_rfc3339(),
             scope: "local".into(),
             driver: driver_name.clone(),
             enable_ipv6: false,
@@ -826,7 +826,7 @@ impl Engine {
             let record = NetworkRecord {
                 name: name.into(),
                 id: random_id()?,
-                created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                created: berth_runtime::clock::now_rfc3339(),
                 scope: "local".into(),
                 driver: driver.into(),
                 enable_ipv6: false,

@@ -172,7 +172,7 @@ struct RootfsView {
 impl Drop for RootfsView {
     fn drop(&mut self) {
         if self.mounted {
-            if let Err(e) = crate::runtime::mount::unmount(&self.path) {
+            if let Err(e) = berth_runtime::mount::unmount(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "unmounting the copy-up view of a container");
                 return;
             }
@@ -955,7 +955,7 @@ impl Engine {
                 if let Some(done) = inner.host_mounts.get(name) {
                     done.clone()
                 } else {
-                    if !crate::runtime::mount::is_mount_point(&point_dir) {
+                    if !berth_runtime::mount::is_mount_point(&point_dir) {
                         let made = std::fs::create_dir_all(&point_dir)
                             .map_err(|e| {
                                 EngineError::io(
@@ -965,9 +965,9 @@ impl Engine {
                             })
                             .and_then(|()| {
                                 let mounted = if confined {
-                                    crate::runtime::mount::mount_untrusted(&plan.spec, &point_dir)
+                                    berth_runtime::mount::mount_untrusted(&plan.spec, &point_dir)
                                 } else {
-                                    crate::runtime::mount::mount(&plan.spec, &point_dir)
+                                    berth_runtime::mount::mount(&plan.spec, &point_dir)
                                 };
                                 mounted.map_err(|e| {
                                     EngineError::Internal(format!(
@@ -1020,8 +1020,8 @@ impl Engine {
         }
         if last {
             if let Some(point) = inner.host_mounts.get(name).cloned() {
-                if crate::runtime::mount::is_mount_point(&point) {
-                    if let Err(e) = crate::runtime::mount::unmount(&point) {
+                if berth_runtime::mount::is_mount_point(&point) {
+                    if let Err(e) = berth_runtime::mount::unmount(&point) {
                         // Kept in host_mounts: the driver refuses to remove a mounted volume.
                         tracing::warn!(volume = %name, path = %point.display(), error = %e, "unmounting a volume nobody uses");
                         return;
@@ -1052,12 +1052,12 @@ impl Engine {
             .run
             .join("volumes")
             .join(format!(".copyup-{}", record.id));
-        if crate::runtime::mount::is_mount_point(&dir) {
-            let _ = crate::runtime::mount::unmount(&dir);
+        if berth_runtime::mount::is_mount_point(&dir) {
+            let _ = berth_runtime::mount::unmount(&dir);
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
-        crate::runtime::mount::mount(&plan.spec, &dir).map_err(|e| {
+        berth_runtime::mount::mount(&plan.spec, &dir).map_err(|e| {
             EngineError::Internal(format!("copying image files into a volume: {e}"))
         })?;
         Ok(RootfsView {
@@ -1352,8 +1352,8 @@ impl Engine {
                 .join(&v.name)];
             candidates.extend(driver.path(&v.name).ok().flatten());
             for point in candidates {
-                if crate::runtime::mount::is_mount_point(&point) {
-                    match crate::runtime::mount::unmount(&point) {
+                if berth_runtime::mount::is_mount_point(&point) {
+                    match berth_runtime::mount::unmount(&point) {
                         Ok(()) => {
                             tracing::info!(volume = %v.name, path = %point.display(), "unmounted a volume no container uses")
                         }

@@ -921,7 +921,7 @@ fn host_mounts_counted() {
         .create_container(None, cfg(), binds(&["tmpv:/t"]))
         .expect("b");
     let point = env.local.dir("tmpv");
-    let mounted = || crate::runtime::mount::is_mount_point(&point);
+    let mounted = || berth_runtime::mount::is_mount_point(&point);
     let pa = engine.mount_container_volumes(&a).expect("mount a");
     assert!(
         mounted(),

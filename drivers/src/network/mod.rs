@@ -8,19 +8,21 @@ pub mod none;
 
 use std::sync::Arc;
 
-use berth_core::drivers::Registry;
 use berth_model::drivers::{DriverError, DriverResult, NetworkDriver};
 
 pub use bridge::BridgeDriver;
 pub use macvlan::MacvlanDriver;
 pub use none::InertDriver;
 
-/// Registers every in-tree network driver.
-pub fn register_all(registry: &Registry<dyn NetworkDriver>) {
-    registry.register("bridge", Arc::new(BridgeDriver::default()));
-    registry.register("host", Arc::new(InertDriver("host")));
-    registry.register("null", Arc::new(InertDriver("null")));
-    registry.register("macvlan", Arc::new(MacvlanDriver::default()));
+/// Every in-tree network driver, by the name `network create -d` takes; the
+/// daemon registers them beside the plugins' drivers.
+pub fn in_tree() -> Vec<(&'static str, Arc<dyn NetworkDriver>)> {
+    vec![
+        ("bridge", Arc::new(BridgeDriver::default())),
+        ("host", Arc::new(InertDriver("host"))),
+        ("null", Arc::new(InertDriver("null"))),
+        ("macvlan", Arc::new(MacvlanDriver::default())),
+    ]
 }
 
 /// The address an endpoint request must carry (checked) and its MAC: the

@@ -85,14 +85,6 @@ pub(crate) fn check_id(id: &str) -> DriverResult<()> {
     }
 }
 
-/// Writes `data` to `path` through a temporary file and a rename.
-pub(crate) fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Maps an I/O error to NotFound when the layer is missing, else to an I/O
 /// error with `context`.
 pub(crate) fn layer_io(id: &str, context: String, e: io::Error) -> DriverError {

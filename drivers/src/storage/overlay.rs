@@ -6,7 +6,7 @@
 //! `<root>/overlay/l/<short> -> ../<id>/diff` keeps each lower dir's path
 //! short, so 120 layers still fit the mount options.
 //! `<root>/overlay/.trash/` holds removed layers until the background reaper
-//! (`berth_core::trash`) has deleted them; `list` never reports it.
+//! (`berth_runtime::trash`) has deleted them; `list` never reports it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use berth_model::{MountPlan, MountSpec};
-use berth_core::runtime::mount;
-use berth_core::trash::Trash;
+use berth_runtime::mount;
+use berth_runtime::trash::Trash;
 
 use super::apply::{apply_layer, Whiteouts};
 use super::{check_id, export, layer_io, sys};

@@ -4,7 +4,7 @@
 //! overlay cannot (overlay on overlay, old kernels, odd filesystems).
 //! A layer's parent is recorded in `<root>/vfs/parents/<id>` because diffs
 //! are computed against it. Removed layers wait in `<root>/vfs/.trash/`
-//! until the background reaper (`berth_core::trash`) has deleted them.
+//! until the background reaper (`berth_runtime::trash`) has deleted them.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use berth_model::{MountPlan, MountSpec};
-use berth_core::trash::Trash;
+use berth_runtime::files::{self, Durability};
+use berth_runtime::trash::Trash;
 
 use super::apply::{apply_layer, Whiteouts};
-use super::{check_id, copy, export, layer_io, sys, write_file_atomic};
+use super::{check_id, copy, export, layer_io, sys};
 
 /// The vfs storage driver.
 pub struct VfsDriver {
@@ -124,7 +125,7 @@ impl StorageDriver for VfsDriver {
             } else {
                 std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
             }
-            write_file_atomic(&self.parent_file(id), parent.unwrap_or("").as_bytes())?;
+            files::replace(&self.parent_file(id), parent.unwrap_or("").as_bytes(), 0o644, Durability::Renamed)?;
             std::fs::rename(&tmp, &dir)
         };
         if let Err(e) = build() {

@@ -388,7 +388,7 @@ impl VolumeDriver for LocalDriver {
         self.require(name)?;
         let active = self.lock();
         let data = self.data_path(name);
-        if active.get(name).is_some_and(|c| !c.is_empty()) || berth_core::runtime::mount::is_mount_point(&data) {
+        if active.get(name).is_some_and(|c| !c.is_empty()) || berth_runtime::mount::is_mount_point(&data) {
             return Err(DriverError::Conflict("volume has active mounts".into()));
         }
         // Out of sight first, so a crash never leaves half a volume visible.
@@ -541,9 +541,9 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/a\\040b"), b"/a b");
-        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/plain"), b"/plain");
-        assert_eq!(berth_core::runtime::mount::unescape_mountinfo("/end\\"), b"/end\\");
+        assert_eq!(berth_runtime::mount::unescape_mountinfo("/a\\040b"), b"/a b");
+        assert_eq!(berth_runtime::mount::unescape_mountinfo("/plain"), b"/plain");
+        assert_eq!(berth_runtime::mount::unescape_mountinfo("/end\\"), b"/end\\");
     }
 
     #[test]

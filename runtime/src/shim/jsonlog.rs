@@ -96,7 +96,7 @@ pub struct Entry {
 
 /// Docker's RFC3339Nano with a fixed 9-digit fraction, in UTC.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+    crate::clock::rfc3339(t)
 }
 
 /// An entry's line as read from disk, before its time is parsed.

@@ -35,7 +35,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, PosixRlimitType, Proce
 
 use super::cgroups::{self, Cgroup};
 use super::sync::{Channel, Msg};
-use super::{caps, rootfs, seccomp, spec as specmod, user, RuntimeError};
+use super::{caps, oci, rootfs, seccomp, user, RuntimeError};
 
 /// The process's standard streams. With a tty all three are the pty's slave.
 pub struct Stdio {
@@ -60,9 +60,23 @@ impl Created {
         chan.send(&Msg::Start).map_err(|e| sys("sending start to the container process", e))?;
         match chan.recv().map_err(|e| sys("waiting for the container's exec", e))? {
             None => Ok(()),
-            Some(Msg::Error { message, .. }) => Err(RuntimeError::Container(message)),
+            Some(Msg::Error { message, exit_code }) => Err(reported(message, exit_code)),
             Some(other) => Err(RuntimeError::Container(format!("unexpected message from the container process: {other:?}"))),
         }
+    }
+}
+
+/// The exit code of a container process whose command was not found (Docker's and the shell's).
+const EXIT_NOT_FOUND: i32 = 127;
+/// The exit code of a container process whose command is not executable.
+const EXIT_NOT_EXECUTABLE: i32 = 126;
+
+/// The error a container process reported before exec. Only the command
+/// lookup and exec send 126 or 127; every other set-up failure exits with 1.
+fn reported(message: String, exit_code: i32) -> RuntimeError {
+    match exit_code {
+        EXIT_NOT_FOUND | EXIT_NOT_EXECUTABLE => RuntimeError::Command { message, exit_code },
+        _ => RuntimeError::Container(message),
     }
 }
 
@@ -141,7 +155,7 @@ pub fn exec(container_pid: i32, spec: &Spec, process: &Process, stdio: Stdio) ->
             joins.push((OwnedFd::from(fd), ns_flag(typ)?));
         }
     }
-    let group_add = spec.annotations().as_ref().and_then(|a| a.get(specmod::ANNOTATION_GROUP_ADD).cloned());
+    let group_add = spec.annotations().as_ref().and_then(|a| a.get(oci::ANNOTATION_GROUP_ADD).cloned());
     // The container's seccomp filter binds what is exec'd in it too (as runc).
     let filter = linux.seccomp().as_ref();
     let (pid, chan) = spawn(&joins, 0, stdio, |chan, stdio| exec_process(process, group_add.as_deref(), filter, chan, stdio), |pid| {
@@ -172,7 +186,7 @@ fn kill_and_reap(pid: i32, said: io::Result<Option<Msg>>) -> RuntimeError {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let status = wait_pid(pid);
     match said {
-        Ok(Some(Msg::Error { message, .. })) => RuntimeError::Container(message),
+        Ok(Some(Msg::Error { message, exit_code })) => reported(message, exit_code),
         Ok(Some(other)) => RuntimeError::Container(format!("unexpected message from the container process: {other:?}")),
         Ok(None) => RuntimeError::Container(format!("the container process exited before it was ready ({})", describe_status(status))),
         Err(e) => sys("reading from the container process", e),
@@ -275,7 +289,7 @@ fn spawn(
     wait_pid(pid);
     let cpid = match said {
         Ok(Some(Msg::Pid(p))) => p,
-        Ok(Some(Msg::Error { message, .. })) => return Err(RuntimeError::Container(message)),
+        Ok(Some(Msg::Error { message, exit_code })) => return Err(reported(message, exit_code)),
         Ok(other) => return Err(RuntimeError::Container(format!("the runtime's intermediate process failed: {other:?}"))),
         Err(e) => return Err(sys("reading from the intermediate process", e)),
     };
@@ -657,9 +671,9 @@ fn lookup(cmd: &str, env: &[String]) -> Result<PathBuf, Fatal> {
     if cmd.contains('/') {
         let p = Path::new(cmd);
         return match std::fs::metadata(p) {
-            Err(e) => Err(Fatal { message: format!("exec: {cmd:?}: stat {cmd}: {}", errno_text(&e)), exit_code: 127 }),
+            Err(e) => Err(Fatal { message: format!("exec: {cmd:?}: stat {cmd}: {}", errno_text(&e)), exit_code: EXIT_NOT_FOUND }),
             Ok(_) if is_executable(p) => Ok(p.to_path_buf()),
-            Ok(_) => Err(Fatal { message: format!("exec: {cmd:?}: permission denied"), exit_code: 126 }),
+            Ok(_) => Err(Fatal { message: format!("exec: {cmd:?}: permission denied"), exit_code: EXIT_NOT_EXECUTABLE }),
         };
     }
     let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("");
@@ -670,7 +684,7 @@ fn lookup(cmd: &str, env: &[String]) -> Result<PathBuf, Fatal> {
             return Ok(candidate);
         }
     }
-    Err(Fatal { message: format!("exec: {cmd:?}: executable file not found in $PATH"), exit_code: 127 })
+    Err(Fatal { message: format!("exec: {cmd:?}: executable file not found in $PATH"), exit_code: EXIT_NOT_FOUND })
 }
 
 /// argv and envp as C strings, built before exec so nothing allocates after.
@@ -709,7 +723,7 @@ fn do_exec(a: &ExecArgs) -> Fatal {
     // SAFETY: path, argv and envp are valid NUL-terminated arrays of C strings.
     unsafe { libc::execve(a.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = io::Error::last_os_error();
-    let code = if e.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+    let code = if e.raw_os_error() == Some(libc::ENOENT) { EXIT_NOT_FOUND } else { EXIT_NOT_EXECUTABLE };
     Fatal { message: format!("exec: {:?}: {}", a.shown, errno_text(&e)), exit_code: code }
 }
 
@@ -826,8 +840,8 @@ fn init_steps(spec: &Spec, rootfs: &Path, chan: &Channel, stdio: Stdio) -> Resul
     // 13. rlimits and the OOM score (lowering it needs the privileges we still have).
     set_rlimits(&process)?;
     // 14. The user, resolved from the container's own /etc/passwd and /etc/group.
-    let name = annotations.get(specmod::ANNOTATION_USER).map(String::as_str).or(process.user().username().as_deref());
-    let id = resolve_identity(&process, name, annotations.get(specmod::ANNOTATION_GROUP_ADD).map(String::as_str))?;
+    let name = annotations.get(oci::ANNOTATION_USER).map(String::as_str).or(process.user().username().as_deref());
+    let id = resolve_identity(&process, name, annotations.get(oci::ANNOTATION_GROUP_ADD).map(String::as_str))?;
     // 15. The working directory (created above, before a read-only remount).
     let cwd = process.cwd().clone();
     std::env::set_current_dir(&cwd)
@@ -853,7 +867,7 @@ fn init_steps(spec: &Spec, rootfs: &Path, chan: &Channel, stdio: Stdio) -> Resul
         Err(e) => return Err(fatal("waiting for start", e)),
     }
     // 20. exec, or with --init stay PID 1 as a reaper of the command.
-    if annotations.get(specmod::ANNOTATION_INIT).map(String::as_str) == Some("true") {
+    if annotations.get(oci::ANNOTATION_INIT).map(String::as_str) == Some("true") {
         return reaper(&args, chan);
     }
     reset_signals();
@@ -1016,5 +1030,16 @@ mod tests {
         let e = lookup("/etc/passwd", &env).expect_err("not executable");
         assert_eq!(e.exit_code, 126);
         assert_eq!(lookup("sh", &["PATH=/bin:/usr/bin".to_string()]).ok().map(|p| p.is_absolute()), Some(true));
+    }
+
+    #[test]
+    fn only_a_command_that_cannot_run_is_a_command_error() {
+        let e = reported("exec: \"x\": executable file not found in $PATH".into(), 127);
+        assert_eq!(e.command_exit_code(), Some(127));
+        assert_eq!(reported("exec: \"/etc/passwd\": permission denied".into(), 126).command_exit_code(), Some(126));
+        // A set-up failure is not, whatever its words say.
+        let e = reported("mounting /proc: no such file or directory".into(), 1);
+        assert!(matches!(e, RuntimeError::Container(_)), "{e:?}");
+        assert_eq!(e.command_exit_code(), None);
     }
 }

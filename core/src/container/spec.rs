@@ -17,18 +17,8 @@ use oci_spec::runtime::{
 use berth_model::container::ContainerRecord;
 use berth_model::volume::MountPoint;
 
-use super::{caps, seccomp, RuntimeError};
-
-/// Annotation naming the user to resolve inside the container at create time
-/// (`--user name[:group]`, or a bare uid whose gid and groups come from /etc/passwd).
-pub const ANNOTATION_USER: &str = "io.berth.user";
-/// Annotation listing `--group-add` entries (comma-separated) to resolve with the user.
-pub const ANNOTATION_GROUP_ADD: &str = "io.berth.group-add";
-/// Annotation asking for the built-in init (`--init`): PID 1 reaps and forwards signals.
-pub const ANNOTATION_INIT: &str = "io.berth.init";
-
-/// Docker's default `PATH` for a container whose image sets none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use berth_runtime::oci::{ANNOTATION_GROUP_ADD, ANNOTATION_INIT, ANNOTATION_USER, DEFAULT_PATH};
+use berth_runtime::{caps, seccomp, RuntimeError};
 
 /// Docker's default `/dev/shm` size (64 MiB).
 pub const DEFAULT_SHM_SIZE: i64 = 64 * 1024 * 1024;

@@ -366,15 +366,6 @@ fn statx_mount(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<MountI
     Ok(MountId { mnt, dev: (st.stx_dev_major, st.stx_dev_minor) })
 }
 
-impl From<TrashError> for crate::engine::EngineError {
-    fn from(e: TrashError) -> Self {
-        match e {
-            TrashError::Io { context, source } => crate::engine::EngineError::Io { context, source },
-            TrashError::MountPoint(_) => crate::engine::EngineError::Conflict(e.to_string()),
-        }
-    }
-}
-
 impl From<TrashError> for berth_model::drivers::DriverError {
     fn from(e: TrashError) -> Self {
         match e {
@@ -474,15 +465,15 @@ mod tests {
         // A mount point itself is refused.
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mkdir");
-        crate::runtime::mount::mount(&tmpfs, &mnt).expect("mount tmpfs");
+        crate::mount::mount(&tmpfs, &mnt).expect("mount tmpfs");
         assert!(matches!(trash.put(&mnt), Err(TrashError::MountPoint(_))), "put refuses a mount point");
         assert!(mnt.exists());
-        crate::runtime::mount::unmount(&mnt).expect("unmount");
+        crate::mount::unmount(&mnt).expect("unmount");
         // A mount below the entry: the reaper stops there instead of deleting what it shows.
         let outer = tmp.path().join("outer");
         let inner = outer.join("inner");
         std::fs::create_dir_all(&inner).expect("mkdir");
-        crate::runtime::mount::mount(&tmpfs, &inner).expect("mount tmpfs");
+        crate::mount::mount(&tmpfs, &inner).expect("mount tmpfs");
         std::fs::write(inner.join("precious"), b"p").expect("write");
         assert!(trash.put(&outer).expect("put"));
         flush();
@@ -490,7 +481,7 @@ mod tests {
         assert_eq!(left.len(), 1, "the entry holding a mount stays: {left:?}");
         let moved_inner = trash.dir().join(&left[0]).join("inner");
         assert_eq!(std::fs::read(moved_inner.join("precious")).expect("still there"), b"p");
-        crate::runtime::mount::unmount(&moved_inner).expect("unmount");
+        crate::mount::unmount(&moved_inner).expect("unmount");
         // Unmounted, the next sweep deletes it.
         Trash::open(trash.dir()).expect("reopen");
         flush();

@@ -26,7 +26,7 @@ use oci_spec::runtime::{Process, Spec};
 use serde::Deserialize;
 
 use super::linux::Stdio;
-use super::{rootfs, spec as specmod, user, RuntimeError};
+use super::{oci, rootfs, user, RuntimeError};
 
 /// The container's stdio with an external runtime.
 pub enum ExternalIo {
@@ -67,13 +67,36 @@ fn ext_err(runtime: &str, message: impl Into<String>) -> RuntimeError {
     RuntimeError::External { runtime: runtime.to_string(), message: message.into() }
 }
 
+/// The runtime's failure of `step` (`create`, `start`, `exec`), in its own
+/// words. runc and crun say only in words that the user's command cannot run
+/// (`exec: "x": executable file not found in $PATH`; crun: ``executable file
+/// `x` not found``): they are read once, here, into Docker's exit codes.
+fn step_failed(runtime: &str, step: &str, said: String) -> RuntimeError {
+    let words = said.to_ascii_lowercase();
+    let starts_the_command = matches!(step, "create" | "start" | "exec");
+    let exit_code = if !starts_the_command {
+        None
+    } else if words.contains("permission denied") {
+        Some(126)
+    } else if (words.contains("executable file") && words.contains("not found")) || words.contains("no such file or directory") {
+        Some(127)
+    } else {
+        None
+    };
+    let message = format!("{step} failed: {said}");
+    match exit_code {
+        Some(exit_code) => RuntimeError::Command { message: format!("{runtime}: {message}"), exit_code },
+        None => ext_err(runtime, message),
+    }
+}
+
 impl ExternalRuntime {
     /// Finds `name` (a bare name looked up on PATH, or a path); its state goes under `state_root`.
     pub fn find(name: &str, state_root: &Path) -> Result<ExternalRuntime, RuntimeError> {
         let candidates: Vec<PathBuf> = if name.contains('/') {
             vec![PathBuf::from(name)]
         } else {
-            let path = std::env::var("PATH").unwrap_or_else(|_| specmod::DEFAULT_PATH.to_string());
+            let path = std::env::var("PATH").unwrap_or_else(|_| oci::DEFAULT_PATH.to_string());
             path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).collect()
         };
         let binary = candidates
@@ -102,7 +125,7 @@ impl ExternalRuntime {
             .map_err(|e| ext_err(&self.name, format!("running {} {}: {e}", self.binary.display(), args.join(" "))))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(ext_err(&self.name, format!("{} failed: {}", args.first().copied().unwrap_or(""), last_error(&msg))));
+            return Err(step_failed(&self.name, args.first().copied().unwrap_or(""), last_error(&msg)));
         }
         Ok(out.stdout)
     }
@@ -174,7 +197,7 @@ impl ExternalRuntime {
         let status = status?;
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(ext_err(&self.name, format!("{} failed: {}", args[0], last_error(&text))));
+            return Err(step_failed(&self.name, args[0], last_error(&text)));
         }
         match console {
             Some(Ok(fd)) => Ok(Some(fd)),
@@ -305,12 +328,12 @@ fn read_in_root(rootfs: &Path, path: &str) -> String {
 /// user and groups resolved inside the rootfs, `HOME`; `--init` refused.
 fn resolve_annotations(spec: &mut Spec) -> Result<(), RuntimeError> {
     let mut annotations = spec.annotations().clone().unwrap_or_default();
-    if annotations.remove(specmod::ANNOTATION_INIT).as_deref() == Some("true") {
+    if annotations.remove(oci::ANNOTATION_INIT).as_deref() == Some("true") {
         return Err(RuntimeError::InvalidConfig("--init is not supported with an external runtime".into()));
     }
     let rootfs = spec.root().as_ref().map(|r| r.path().clone());
-    let name = annotations.remove(specmod::ANNOTATION_USER);
-    let groups = annotations.remove(specmod::ANNOTATION_GROUP_ADD);
+    let name = annotations.remove(oci::ANNOTATION_USER);
+    let groups = annotations.remove(oci::ANNOTATION_GROUP_ADD);
     spec.set_annotations(Some(annotations));
     let Some(mut process) = spec.process().clone() else { return Ok(()) };
     if name.is_some() || groups.is_some() {
@@ -324,7 +347,7 @@ fn resolve_annotations(spec: &mut Spec) -> Result<(), RuntimeError> {
 }
 
 fn resolve_process_user(process: &mut Process, rootfs: Option<&Path>, spec: &Spec) -> Result<(), RuntimeError> {
-    let groups = spec.annotations().as_ref().and_then(|a| a.get(specmod::ANNOTATION_GROUP_ADD).cloned());
+    let groups = spec.annotations().as_ref().and_then(|a| a.get(oci::ANNOTATION_GROUP_ADD).cloned());
     if process.user().username().is_some() || groups.is_some() {
         resolve_user_in(process, rootfs, groups.as_deref())?;
     }
@@ -368,6 +391,20 @@ mod tests {
         assert!(last_error(log).ends_with(r#"exec: "nope": executable file not found in $PATH"#));
         assert_eq!(last_error("plain\nlast line\n\n"), "last line");
         assert_eq!(last_error(""), "no error message");
+    }
+
+    #[test]
+    fn a_command_the_runtime_cannot_run_gets_dockers_exit_code() {
+        let runc = step_failed("runc", "create", r#"exec: "nope": executable file not found in $PATH"#.into());
+        assert_eq!(runc.command_exit_code(), Some(127));
+        assert_eq!(runc.to_string(), r#"runc: create failed: exec: "nope": executable file not found in $PATH"#);
+        let crun = step_failed("crun", "create", "executable file `nope` not found in $PATH: No such file or directory".into());
+        assert_eq!(crun.command_exit_code(), Some(127));
+        assert_eq!(step_failed("runc", "exec", r#"exec: "/etc/passwd": permission denied"#.into()).command_exit_code(), Some(126));
+        // Other steps and other failures are the runtime's, not the command's.
+        assert_eq!(step_failed("runc", "delete", "open /run/x: no such file or directory".into()).command_exit_code(), None);
+        let other = step_failed("runc", "create", "cgroup: invalid argument".into());
+        assert!(matches!(other, RuntimeError::External { .. }), "{other:?}");
     }
 
     #[test]

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::Spec;
 
 use super::jsonlog::{self, Stream};
-use super::proto::{self, Ready, Request, Response};
+use super::proto::{self, Failure, Ready, Request, Response};
 use super::{ExecRequest, ExitInfo, ShimError, ShimOptions, ShimState};
-use crate::runtime::cgroups::Cgroup;
-use crate::runtime::external::{ExternalIo, ExternalRuntime};
-use crate::runtime::linux::{self, Created, Stdio};
-use crate::runtime::RuntimeError;
+use crate::cgroups::Cgroup;
+use crate::clock::now_rfc3339;
+use crate::files::{self, Durability};
+use crate::external::{ExternalIo, ExternalRuntime};
+use crate::linux::{self, Created, Stdio};
+use crate::RuntimeError;
 
 /// How long to wait for output still in flight after the container's init exited.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,10 +55,6 @@ fn err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ShimError {
     move |source| ShimError::Io { context, source }
 }
 
-fn now_rfc3339() -> String {
-    jsonlog::format_time(&chrono::Utc::now())
-}
-
 /// Locks a mutex, carrying on with the data if a thread panicked holding it:
 /// the shim must keep serving its container.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,7 +73,7 @@ pub fn run(state_dir: &Path) -> Result<(), ShimError> {
     let mut options = match options {
         Ok(o) => o,
         Err(e) => {
-            report(ready, &Ready::Failed { message: e.to_string() });
+            report(ready, &Ready::Failed(Failure::from(&e)));
             return Err(e);
         }
     };
@@ -98,7 +96,7 @@ pub fn run(state_dir: &Path) -> Result<(), ShimError> {
         }
         Err(e) => {
             eprintln!("berth shim: {e}");
-            report(ready, &Ready::Failed { message: e.to_string() });
+            report(ready, &Ready::Failed(Failure::from(&e)));
             Err(e)
         }
     }
@@ -346,7 +344,10 @@ enum Backend {
 }
 
 fn start_err(e: RuntimeError) -> ShimError {
-    ShimError::Start(e.to_string())
+    match e {
+        RuntimeError::Command { message, exit_code } => ShimError::Command { message, exit_code },
+        other => ShimError::Start(other.to_string()),
+    }
 }
 
 /// The master of a pty an external runtime made, as the shim's ends of the stdio.
@@ -448,7 +449,7 @@ impl Cleanup {
 }
 
 fn unmount(root: &Path) {
-    if let Err(e) = crate::runtime::mount::unmount(root) {
+    if let Err(e) = crate::mount::unmount(root) {
         // Something still holds it (a process that escaped): detach it lazily rather than leak it forever.
         let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str())).unwrap_or_default();
         // SAFETY: c is a valid NUL-terminated path.
@@ -490,7 +491,7 @@ impl Shim {
         // SAFETY: getpid cannot fail.
         let me = unsafe { libc::getpid() };
         let pid_path = dir.join(proto::PID_FILE);
-        proto::write_atomic(&pid_path, me.to_string().as_bytes()).map_err(err(format!("writing {}", pid_path.display())))?;
+        files::replace(&pid_path, me.to_string().as_bytes(), 0o600, Durability::Synced).map_err(err(format!("writing {}", pid_path.display())))?;
         // Orphans of the container are reparented to us, so we reap them.
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -507,7 +508,7 @@ impl Shim {
             .ok_or_else(|| ShimError::Start(format!("{} has no root", spec_path.display())))?;
         let rootfs = if root.is_absolute() { root } else { options.bundle.join(root) };
         std::fs::create_dir_all(&rootfs).map_err(err(format!("creating {}", rootfs.display())))?;
-        crate::runtime::mount::mount(&options.rootfs.spec, &rootfs).map_err(|e| ShimError::Start(e.to_string()))?;
+        crate::mount::mount(&options.rootfs.spec, &rootfs).map_err(|e| ShimError::Start(e.to_string()))?;
         cleanup.rootfs = Some(rootfs.clone());
         cleanup.cgroup = options.cgroup_path.clone();
 
@@ -646,7 +647,7 @@ impl Shim {
         let exit = ExitInfo { exit_code: code, oom_killed, finished_at: now_rfc3339() };
         match serde_json::to_vec(&exit) {
             Ok(data) => {
-                if let Err(e) = proto::write_atomic(&self.options.state_dir.join(proto::EXIT_FILE), &data) {
+                if let Err(e) = files::replace(&self.options.state_dir.join(proto::EXIT_FILE), &data, 0o600, Durability::Synced) {
                     eprintln!("berth shim: writing {}: {e}", proto::EXIT_FILE);
                 }
             }
@@ -813,7 +814,7 @@ impl Shim {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                let _ = proto::write_line(&mut conn, &Response::Error { message: format!("bad request: {e}") });
+                let _ = proto::write_line(&mut conn, &Response::Error(format!("bad request: {e}").into()));
                 return;
             }
         };
@@ -823,7 +824,7 @@ impl Shim {
             Request::Attach { stdin, stdout, stderr } => return self.attach(conn, stdin, stdout, stderr),
             Request::Resize { rows, cols } => match &self.master {
                 Some(m) => result(set_winsize(m, rows, cols).map_err(|e| format!("resizing the tty: {e}"))),
-                None => Response::Error { message: "the container has no tty".into() },
+                None => Response::Error("the container has no tty".into()),
             },
             Request::Kill { signal } => self.kill(signal),
             Request::Wait => {
@@ -843,8 +844,8 @@ impl Shim {
                     Some(ExecEntry { master: Some(m), .. }) => {
                         result(set_winsize(m, rows, cols).map_err(|e| format!("resizing the exec's tty: {e}")))
                     }
-                    Some(_) => Response::Error { message: format!("exec {exec_id} has no tty") },
-                    None => Response::Error { message: format!("no such exec: {exec_id}") },
+                    Some(_) => Response::Error(format!("exec {exec_id} has no tty").into()),
+                    None => Response::Error(format!("no such exec: {exec_id}").into()),
                 }
             }
         };
@@ -860,7 +861,7 @@ impl Shim {
     }
 
     fn already_started(&self) -> Response {
-        Response::Error { message: format!("container {} is already started", self.options.id) }
+        Response::Error(format!("container {} is already started", self.options.id).into())
     }
 
     /// Whether `start` has been called.
@@ -872,7 +873,7 @@ impl Shim {
     }
 
     fn not_running(&self) -> Response {
-        Response::Error { message: format!("container {} is not running", self.options.id) }
+        Response::Error(format!("container {} is not running", self.options.id).into())
     }
 
     fn state(&self) -> ShimState {
@@ -905,7 +906,7 @@ impl Shim {
                 lock(&self.st).started_at = Some(now_rfc3339());
                 Response::Ok
             }
-            Err(e) => Response::Error { message: e.to_string() },
+            Err(e) => Response::Error(e.into()),
         }
     }
 
@@ -919,7 +920,7 @@ impl Shim {
             if e.raw_os_error() == Some(libc::ESRCH) {
                 return self.not_running();
             }
-            return Response::Error { message: format!("sending signal {signal}: {e}") };
+            return Response::Error(format!("sending signal {signal}: {e}").into());
         }
         Response::Ok
     }
@@ -940,7 +941,7 @@ impl Shim {
         let mut st = lock(&self.st);
         loop {
             match st.execs.get(exec_id) {
-                None => return Response::Error { message: format!("no such exec: {exec_id}") },
+                None => return Response::Error(format!("no such exec: {exec_id}").into()),
                 Some(ExecEntry { exit: Some(exit), .. }) => return Response::Exit { exit: exit.clone() },
                 Some(_) => {}
             }
@@ -956,7 +957,7 @@ impl Shim {
         let out = match conn.try_clone() {
             Ok(c) => c,
             Err(e) => {
-                let _ = proto::write_line(&mut conn, &Response::Error { message: format!("attach: {e}") });
+                let _ = proto::write_line(&mut conn, &Response::Error(format!("attach: {e}").into()));
                 return;
             }
         };
@@ -1004,25 +1005,25 @@ impl Shim {
                 }
                 exec_stream(conn, streams, request.tty);
             }
-            Err(message) => {
-                let _ = proto::write_line(&mut conn, &Response::Error { message });
+            Err(failure) => {
+                let _ = proto::write_line(&mut conn, &Response::Error(failure));
             }
         }
     }
 
-    fn exec_start(&self, request: &ExecRequest) -> Result<(i32, Streams), String> {
+    fn exec_start(&self, request: &ExecRequest) -> Result<(i32, Streams), Failure> {
         if lock(&self.st).init_code.is_some() || !self.started() {
-            return Err(format!("container {} is not running", self.options.id));
+            return Err(format!("container {} is not running", self.options.id).into());
         }
         if lock(&self.st).execs.contains_key(&request.exec_id) {
-            return Err(format!("exec {} already exists", request.exec_id));
+            return Err(format!("exec {} already exists", request.exec_id).into());
         }
         // The runtimes fork helpers and wait for them: the reaper must not take their statuses.
         let _guard = lock(&self.reap_lock);
         let (pid, streams) = match &self.backend {
             Backend::Builtin(_) => {
-                let (child, streams) = make_streams(request.tty, request.stdin, self.pts.as_deref()).map_err(|e| e.to_string())?;
-                let pid = linux::exec(self.pid, &self.spec, &request.process, child).map_err(|e| e.to_string())?;
+                let (child, streams) = make_streams(request.tty, request.stdin, self.pts.as_deref()).map_err(|e| Failure::from(e.to_string()))?;
+                let pid = linux::exec(self.pid, &self.spec, &request.process, child).map_err(Failure::from)?;
                 (pid, streams)
             }
             Backend::External { runtime, id, .. } => {
@@ -1030,13 +1031,13 @@ impl Shim {
                 let (io, streams) = if request.tty {
                     (ExternalIo::Terminal, None)
                 } else {
-                    let (child, streams) = make_streams(false, request.stdin, None).map_err(|e| e.to_string())?;
+                    let (child, streams) = make_streams(false, request.stdin, None).map_err(|e| Failure::from(e.to_string()))?;
                     (ExternalIo::Pipes(child), Some(streams))
                 };
-                let created = runtime.exec(id, &self.spec, &request.process, &work_dir, io).map_err(|e| e.to_string())?;
+                let created = runtime.exec(id, &self.spec, &request.process, &work_dir, io).map_err(Failure::from)?;
                 let streams = match streams {
                     Some(s) => s,
-                    None => console_streams(created.console, request.stdin).map_err(|e| e.to_string())?,
+                    None => console_streams(created.console, request.stdin).map_err(|e| Failure::from(e.to_string()))?,
                 };
                 (created.pid, streams)
             }
@@ -1055,7 +1056,7 @@ impl Shim {
 fn result(r: Result<(), String>) -> Response {
     match r {
         Ok(()) => Response::Ok,
-        Err(message) => Response::Error { message },
+        Err(message) => Response::Error(message.into()),
     }
 }
 

@@ -36,6 +36,10 @@ pub enum ShimError {
     /// (e.g. `exec: "nosuchcmd": executable file not found in $PATH`).
     #[error("{0}")]
     Start(String),
+    /// The user's command cannot run: not found (exit code 127) or not
+    /// executable (126). Docker answers 400 and records the code.
+    #[error("{message}")]
+    Command { message: String, exit_code: i32 },
     /// The shim is gone (its socket does not answer).
     #[error("shim for container {0} is not running")]
     Gone(String),
@@ -48,6 +52,30 @@ pub enum ShimError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl ShimError {
+    /// 127 or 126 when the user's command cannot run; `None` for any other failure.
+    pub fn command_exit_code(&self) -> Option<i32> {
+        match self {
+            ShimError::Command { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        }
+    }
+
+    /// A failure the shim reported: `otherwise` makes one that is not the command's.
+    fn reported(failure: proto::Failure, otherwise: fn(String) -> ShimError) -> ShimError {
+        match failure.command_exit_code {
+            Some(exit_code) => ShimError::Command { message: failure.message, exit_code },
+            None => otherwise(failure.message),
+        }
+    }
+}
+
+impl From<&ShimError> for proto::Failure {
+    fn from(e: &ShimError) -> proto::Failure {
+        proto::Failure { message: e.to_string(), command_exit_code: e.command_exit_code() }
+    }
 }
 
 /// How the daemon starts a shim; serialised into `<state_dir>/shim.json`.
@@ -162,7 +190,7 @@ impl ShimClient {
         }
         let json = serde_json::to_vec_pretty(options).map_err(|e| ShimError::Start(format!("encoding shim options: {e}")))?;
         let options_path = dir.join(proto::OPTIONS_FILE);
-        proto::write_atomic(&options_path, &json).map_err(io_err(format!("writing {}", options_path.display())))?;
+        crate::files::replace(&options_path, &json, 0o600, crate::files::Durability::Synced).map_err(io_err(format!("writing {}", options_path.display())))?;
         let log_path = dir.join(proto::LOG_FILE);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -207,7 +235,7 @@ impl ShimClient {
         let message = read_ready(ready_r)?;
         match message {
             Some(proto::Ready::Created { .. }) => Ok(ShimClient { state_dir: dir.clone() }),
-            Some(proto::Ready::Failed { message }) => Err(ShimError::Start(message)),
+            Some(proto::Ready::Failed(failure)) => Err(ShimError::reported(failure, ShimError::Start)),
             None => {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
@@ -232,7 +260,8 @@ impl ShimClient {
     }
 
     /// Lets the created container exec its command. A command that cannot
-    /// run (not found, not executable) is a `ShimError::Start`.
+    /// run (not found, not executable) is a `ShimError::Command`, any other
+    /// failure a `ShimError::Start`.
     pub fn start(&self) -> Result<(), ShimError> {
         match self.call_ok(&proto::Request::Start) {
             Err(ShimError::Remote(message)) => Err(ShimError::Start(message)),
@@ -319,7 +348,7 @@ impl ShimClient {
         };
         proto::write_line(&mut stream, request).map_err(gone)?;
         match proto::read_line::<proto::Response>(&mut stream).map_err(gone)? {
-            Some(proto::Response::Error { message }) => Err(ShimError::Remote(message)),
+            Some(proto::Response::Error(failure)) => Err(ShimError::reported(failure, ShimError::Remote)),
             Some(response) => Ok((response, stream)),
             None => Err(ShimError::Gone(self.id())),
         }

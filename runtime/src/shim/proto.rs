@@ -4,12 +4,11 @@
 //! multiplexed frames); `Wait`/`ExecWait` answer when the process exits.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{ExecRequest, ExitInfo, ShimState};
+use crate::RuntimeError;
 
 /// The socket's name in the state dir.
 pub const SOCKET: &str = "shim.sock";
@@ -62,8 +61,37 @@ pub enum Response {
     Exit { exit: ExitInfo },
     /// The exec'd process's PID; its stream follows.
     Exec { pid: i32 },
-    /// The request failed; the message says why.
-    Error { message: String },
+    /// The request failed.
+    Error(Failure),
+}
+
+/// Why a request, or the shim's start, failed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub message: String,
+    /// Set when the user's command cannot run: 127 not found, 126 not
+    /// executable. Absent from a shim of an older berth, which then reads as
+    /// any other failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_exit_code: Option<i32>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, command_exit_code: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_string())
+    }
+}
+
+impl From<RuntimeError> for Failure {
+    fn from(e: RuntimeError) -> Failure {
+        Failure { command_exit_code: e.command_exit_code(), message: e.to_string() }
+    }
 }
 
 /// What the shim tells `spawn` on its ready pipe: the created container, or why not.
@@ -73,7 +101,7 @@ pub enum Ready {
     /// The container process exists (PID), waiting for `Start`.
     Created { pid: i32 },
     /// The shim could not create it and has cleaned up.
-    Failed { message: String },
+    Failed(Failure),
 }
 
 /// Writes `value` as one JSON line.
@@ -112,25 +140,6 @@ pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
     [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
 }
 
-/// Writes `data` to `path` atomically: a temp file beside it, fsync, rename, fsync of the dir.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.as_os_str().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,15 +163,5 @@ mod tests {
     fn frame_headers_are_dockers() {
         assert_eq!(frame_header(1, 5), [1, 0, 0, 0, 0, 0, 0, 5]);
         assert_eq!(frame_header(2, 0x0102_0304), [2, 0, 0, 0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn atomic_writes_replace_the_file_and_leave_no_temp() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("exit.json");
-        write_atomic(&path, b"one").expect("write");
-        write_atomic(&path, b"two").expect("write");
-        assert_eq!(std::fs::read(&path).expect("read"), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 }

@@ -1,0 +1,90 @@
+//! Files replaced whole: a reader, or the next daemon after a crash, sees the
+//! old content or the new one, never a mix. Every file berth rewrites (state,
+//! specs, a container's `/etc/hosts`, a plugin's manifest) goes through here.
+
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How far `replace` goes before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Renamed into place only: for files rewritten before every use (an OCI
+    /// spec), where a crash costs no more than writing them again, and an
+    /// fsync would cost every container start.
+    Renamed,
+    /// The file and its directory are fsync'd: the new content survives a crash.
+    Synced,
+}
+
+/// Replaces `path` with `bytes`. The temp file beside it is created
+/// exclusively with `mode` (less the umask) under a name no concurrent writer
+/// shares, then renamed over `path`; it is removed if anything fails.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = temp_name(path, dir)?;
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        if durability == Durability::Synced {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if durability == Durability::Synced {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `.<name>.<pid>-<n>.tmp` beside the file: hidden, and unique per writer.
+fn temp_name(path: &Path, dir: &Path) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} names no file", path.display())))?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".{}-{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    Ok(dir.join(tmp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_replacement_leaves_the_new_content_with_its_mode_and_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        replace(&path, b"one", 0o600, Durability::Synced).expect("write");
+        assert_eq!(mode(&path), 0o600);
+        replace(&path, b"two", 0o640, Durability::Renamed).expect("rewrite");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        // The umask may take bits away, never add them.
+        assert_eq!(mode(&path) & 0o600, 0o600);
+        assert_eq!(mode(&path) & !0o640, 0, "{:o}", mode(&path));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn a_failed_replacement_keeps_the_old_file_and_removes_its_temp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("taken");
+        std::fs::create_dir(&path).expect("a directory where the file should go");
+        assert!(replace(&path, b"x", 0o600, Durability::Synced).is_err());
+        assert!(path.is_dir());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+}
