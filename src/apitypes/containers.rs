@@ -202,6 +202,52 @@ pub struct ContainerCreateRequest {
     pub networking_config: Option<NetworkingConfig>,
 }
 
+/// `BindOptions` of a `HostConfig.Mounts` entry (`--mount type=bind`).
+/// Only the members set are sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_recursive: Option<bool>,
+}
+
+/// `VolumeOptions` of a `HostConfig.Mounts` entry (`--mount type=volume`).
+/// `DriverConfig` is always there (the docker CLI creates it with the
+/// options); the other members only when set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_copy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    pub driver_config: DriverConfig,
+}
+
+/// `VolumeOptions.DriverConfig`: the volume driver and its options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DriverConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// `TmpfsOptions` of a `HostConfig.Mounts` entry (`--mount type=tmpfs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
 /// The answer to `POST /containers/create`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
