@@ -397,21 +397,22 @@ pub struct EventActor {
 
 /// One entry of a container's `Mounts` (Docker's `MountPoint`), in inspect
 /// and in the list. `Name` and `Driver` are there only for volumes, as in
-/// Docker.
+/// Docker. Members are in the order berth has always sent them
+/// (alphabetical, as `json!` wrote them).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct MountPoint {
-    /// `volume`, `bind` or `tmpfs`.
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub source: String,
     pub destination: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub propagation: String,
     #[serde(rename = "RW")]
     pub rw: bool,
-    pub propagation: String,
+    pub source: String,
+    /// `volume`, `bind` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
 }

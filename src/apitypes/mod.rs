@@ -5,6 +5,13 @@
 //! all, what berth has always put on the wire: the docker CLI, docker-py
 //! and docker-compose read these bodies.
 //!
+//! Members are declared in the order berth has always sent them:
+//! alphabetical for the bodies that `json!` used to build (serde_json sorts
+//! an object's keys), the engine's own order for events. Berth's model
+//! types nested inside (`Config`, `HostConfig`, `State`, endpoint settings,
+//! `IPAM`) keep their declaration order; `json!` used to sort those too.
+//! No client reads members by position.
+//!
 //! Every struct is liberal on input (`#[serde(default)]`, `null` read as
 //! the default where Docker may send one) so the CLI never fails on a
 //! member the server leaves out. Translating engine records into these

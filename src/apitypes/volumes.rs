@@ -36,10 +36,10 @@ pub struct Volume {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VolumeUsageData {
-    /// Bytes of content; -1 when unknown.
-    pub size: i64,
     /// How many containers use the volume; -1 when unknown.
     pub ref_count: i64,
+    /// Bytes of content; -1 when unknown.
+    pub size: i64,
 }
 
 /// `GET /volumes`.
@@ -67,7 +67,7 @@ pub struct VolumeCreateRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VolumePruneResponse {
+    pub space_reclaimed: u64,
     /// `null` when nothing was removed, as Docker sends.
     pub volumes_deleted: Option<Vec<String>>,
-    pub space_reclaimed: u64,
 }
