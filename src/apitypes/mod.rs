@@ -21,6 +21,7 @@
 pub mod containers;
 pub mod images;
 pub mod networks;
+pub mod plugins;
 pub mod system;
 pub mod volumes;
 
