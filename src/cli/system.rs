@@ -243,24 +243,28 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
         None => human_size4(containers_reclaimable),
     };
     let volumes = d.volumes.unwrap_or_default();
-    let rows = vec![
-        json!({"Type": "Images", "TotalCount": images.len(), "Active": active, "Size": human_size4(layers), "Reclaimable": reclaim_text}),
-        json!({
-            "Type": "Containers", "TotalCount": containers.len(), "Active": containers.iter().filter(|c| running(c)).count(),
-            "Size": human_size4(containers_size), "Reclaimable": containers_reclaim_text,
-        }),
-        volumes_row(&volumes),
-        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+    let lines = [
+        UsageLine::new("Images", images.len(), active, human_size4(layers), reclaim_text),
+        UsageLine::new(
+            "Containers",
+            containers.len(),
+            containers.iter().filter(|c| running(c)).count(),
+            human_size4(containers_size),
+            containers_reclaim_text,
+        ),
+        volumes_line(&volumes),
+        UsageLine::new("Build Cache", 0, 0, "0B".to_string(), "0B".to_string()),
     ];
     if let Some(f) = &args.format {
         let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+        let rows = lines.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
         print!("{}", Format::parse(f)?.render_rows(&header, &rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !args.verbose {
         let mut text = String::from("TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE\n");
-        for r in &rows {
-            let _ = writeln!(text, "{}\t{}\t{}\t{}\t{}", s(r, "Type"), r["TotalCount"], r["Active"], s(r, "Size"), s(r, "Reclaimable"));
+        for l in &lines {
+            let _ = writeln!(text, "{}\t{}\t{}\t{}\t{}", l.kind, l.total_count, l.active, l.size, l.reclaimable);
         }
         print!("{}", tabwrite(&text));
         return Ok(ExitCode::SUCCESS);
@@ -312,9 +316,28 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line of `system df`'s summary, with the names its `--format`
+/// templates use.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UsageLine {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    total_count: usize,
+    active: usize,
+    size: String,
+    reclaimable: String,
+}
+
+impl UsageLine {
+    fn new(kind: &'static str, total_count: usize, active: usize, size: String, reclaimable: String) -> UsageLine {
+        UsageLine { kind, total_count, active, size, reclaimable }
+    }
+}
+
 /// `system df`'s Local Volumes line: volumes in use count as active, the
 /// unused ones' sizes as reclaimable (sizes of -1, unknown, are left out).
-fn volumes_row(volumes: &[Volume]) -> Value {
+fn volumes_line(volumes: &[Volume]) -> UsageLine {
     let usage = |v: &Volume| v.usage_data.unwrap_or_default();
     let active = volumes.iter().filter(|v| usage(v).ref_count > 0).count();
     let (mut size, mut reclaimable) = (0u64, 0u64);
@@ -331,10 +354,7 @@ fn volumes_row(volumes: &[Volume]) -> Value {
         Some(percent) => format!("{} ({percent}%)", human_size4(reclaimable)),
         None => human_size4(reclaimable),
     };
-    json!({
-        "Type": "Local Volumes", "TotalCount": volumes.len(), "Active": active, "Size": human_size4(size),
-        "Reclaimable": reclaim_text,
-    })
+    UsageLine::new("Local Volumes", volumes.len(), active, human_size4(size), reclaim_text)
 }
 
 
@@ -350,12 +370,12 @@ mod volume_tests {
             {"Name": "c", "UsageData": {"Size": -1, "RefCount": 0}},
         ]))
         .unwrap();
-        let row = volumes_row(&vols);
-        assert_eq!(row["TotalCount"], 3);
-        assert_eq!(row["Active"], 1);
-        assert_eq!(row["Size"], "4kB");
-        assert_eq!(row["Reclaimable"], "1kB (25%)");
-        assert_eq!(volumes_row(&[])["Reclaimable"], "0B");
+        let line = volumes_line(&vols);
+        assert_eq!(line.total_count, 3);
+        assert_eq!(line.active, 1);
+        assert_eq!(line.size, "4kB");
+        assert_eq!(line.reclaimable, "1kB (25%)");
+        assert_eq!(volumes_line(&[]).reclaimable, "0B");
         let c: ContainerSummary =
             serde_json::from_value(json!({"Mounts": [{"Driver": "local"}, {"Type": "bind"}, {"Driver": "local"}]})).unwrap();
         assert_eq!(local_volume_count(&c.mounts), 2);
