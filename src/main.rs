@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod apitypes;
 mod cli;
 mod paths;
 mod shim;

@@ -13,11 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use berth_core::container::{ContainerDetails, ListOptions, LogEntry, LogsOptions, StreamKind, WaitCondition};
+use berth_core::container::{ContainerDetails, Event, ListOptions, LogEntry, LogsOptions, StreamKind, WaitCondition};
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
 use berth_model::ImageRef;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -25,6 +24,11 @@ use super::hijack;
 use super::images::Params;
 use super::stream::{body_reader, drain, streamed};
 use super::{ApiError, AppState};
+use crate::apitypes::containers::{
+    ContainerCreateRequest, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect, ContainerPruneResponse, ContainerSummary,
+    ContainerTopResponse, ContainerUpdateResponse, ContainerWaitResponse, EventActor, EventMessage, FilesystemChange,
+    IdResponse, SummaryHostConfig, SummaryNetworkSettings, WaitError,
+};
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -123,40 +127,30 @@ fn network_mode(h: &HostConfig) -> String {
     super::networks::display_network_mode(&h.network_mode)
 }
 
-/// `NetworkSettings` of `inspect` (see `networks::container_network_settings`).
-fn network_settings(d: &ContainerDetails) -> Value {
-    super::networks::container_network_settings(&d.record)
-}
-
 /// Docker's `ContainerSummary` (`GET /containers/json`).
-pub(super) fn summary(d: &ContainerDetails, now: f64) -> Value {
+pub(super) fn summary(d: &ContainerDetails, now: f64) -> ContainerSummary {
     let r = &d.record;
-    let mut v = json!({
-        "Id": r.id.as_str(),
-        "Names": [format!("/{}", r.name)],
-        "Image": if d.image_name.is_empty() { r.image.to_string() } else { d.image_name.clone() },
-        "ImageID": r.image.to_string(),
-        "Command": command_line(r),
-        "Created": unix_time(&r.created).unwrap_or(0.0) as i64,
-        "Ports": super::networks::summary_ports(r),
-        "Labels": r.config.labels.clone().unwrap_or_default(),
-        "State": r.state.status,
-        "Status": status_string(r, now),
-        "HostConfig": { "NetworkMode": network_mode(&r.host_config) },
-        "NetworkSettings": { "Networks": super::networks::container_networks(r) },
-        "Mounts": super::volumes::container_mounts(r),
-    });
-    if let Some(s) = d.size_rw {
-        v["SizeRw"] = json!(s);
+    ContainerSummary {
+        command: command_line(r),
+        created: unix_time(&r.created).unwrap_or(0.0) as i64,
+        host_config: SummaryHostConfig { network_mode: network_mode(&r.host_config) },
+        id: r.id.as_str().to_string(),
+        image: if d.image_name.is_empty() { r.image.to_string() } else { d.image_name.clone() },
+        image_id: r.image.to_string(),
+        labels: r.config.labels.clone().unwrap_or_default().into_iter().collect(),
+        mounts: super::volumes::container_mounts(r),
+        names: vec![format!("/{}", r.name)],
+        network_settings: SummaryNetworkSettings { networks: super::networks::container_networks(r) },
+        ports: super::networks::summary_ports(r),
+        size_root_fs: d.size_root_fs,
+        size_rw: d.size_rw,
+        state: r.state.status,
+        status: status_string(r, now),
     }
-    if let Some(s) = d.size_root_fs {
-        v["SizeRootFs"] = json!(s);
-    }
-    v
 }
 
 /// Docker's `ContainerInspectResponse`.
-fn inspect_json(d: &ContainerDetails, driver: &str) -> Value {
+fn inspect_response(d: &ContainerDetails, driver: &str) -> ContainerInspect {
     let r = &d.record;
     let dir = |f: &str| -> String {
         d.log_path
@@ -164,52 +158,33 @@ fn inspect_json(d: &ContainerDetails, driver: &str) -> Value {
             .map(|(parent, _)| format!("{parent}/{f}"))
             .unwrap_or_default()
     };
-    let mut v = json!({
-        "Id": r.id.as_str(),
-        "Created": r.created,
-        "Path": r.path,
-        "Args": r.args,
-        "State": r.state,
-        "Image": r.image.to_string(),
-        "ResolvConfPath": dir("resolv.conf"),
-        "HostnamePath": dir("hostname"),
-        "HostsPath": dir("hosts"),
-        "LogPath": d.log_path,
-        "Name": format!("/{}", r.name),
-        "RestartCount": r.restart_count,
-        "Driver": driver,
-        "Platform": "linux",
-        "MountLabel": "",
-        "ProcessLabel": "",
-        "AppArmorProfile": "",
-        "ExecIDs": null,
-        "HostConfig": r.host_config,
-        "GraphDriver": { "Name": driver, "Data": d.graph_driver_data },
-        "Mounts": super::volumes::container_mounts(r),
-        "Config": r.config,
-        "NetworkSettings": network_settings(d),
-    });
-    v["HostConfig"]["NetworkMode"] = json!(network_mode(&r.host_config));
-    if let Some(s) = d.size_rw {
-        v["SizeRw"] = json!(s);
+    ContainerInspect {
+        app_armor_profile: String::new(),
+        args: r.args.clone(),
+        config: r.config.clone(),
+        created: r.created.clone(),
+        driver: driver.to_string(),
+        exec_ids: None,
+        graph_driver: ContainerGraphDriver { data: d.graph_driver_data.clone(), name: driver.to_string() },
+        host_config: HostConfig { network_mode: network_mode(&r.host_config), ..r.host_config.clone() },
+        hostname_path: dir("hostname"),
+        hosts_path: dir("hosts"),
+        id: r.id.as_str().to_string(),
+        image: r.image.to_string(),
+        log_path: d.log_path.clone(),
+        mount_label: String::new(),
+        mounts: super::volumes::container_mounts(r),
+        name: format!("/{}", r.name),
+        network_settings: super::networks::container_network_settings(r),
+        path: r.path.clone(),
+        platform: "linux".to_string(),
+        process_label: String::new(),
+        resolv_conf_path: dir("resolv.conf"),
+        restart_count: r.restart_count,
+        size_root_fs: d.size_root_fs,
+        size_rw: d.size_rw,
+        state: r.state.clone(),
     }
-    if let Some(s) = d.size_root_fs {
-        v["SizeRootFs"] = json!(s);
-    }
-    v
-}
-
-/// Body of `POST /containers/create`: Docker's Config with HostConfig and
-/// NetworkingConfig beside its fields.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CreateBody {
-    #[serde(flatten)]
-    config: ContainerConfig,
-    #[serde(rename = "HostConfig")]
-    host_config: Option<HostConfig>,
-    #[serde(rename = "NetworkingConfig")]
-    networking_config: Option<Value>,
 }
 
 /// Reads a whole (small) JSON request body; an empty body is `T::default()`.
@@ -240,18 +215,19 @@ fn strip_nulls(v: &mut Value) {
 async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     let name = params.get("name").filter(|n| !n.is_empty()).map(str::to_string);
-    let b: CreateBody = json_body(body).await?;
+    let b: ContainerCreateRequest = json_body(body).await?;
     if b.config.image.is_empty() {
         return Err(ApiError::bad_request("No image was specified"));
     }
     let host_config = b.host_config.unwrap_or_default();
-    let networking = super::networks::networking_config(b.networking_config, &host_config.network_mode)?;
+    let networking = super::networks::networking_config(b.networking_config, &host_config.network_mode);
     let (record, warnings) =
         state.blocking(move |e| e.create_container_with(name.as_deref(), b.config, host_config, networking)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": record.id.as_str(), "Warnings": warnings }))).into_response())
+    let created = ContainerCreateResponse { id: record.id.as_str().to_string(), warnings };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Vec<ContainerSummary>>, ApiError> {
     let params = Params::parse(q.as_deref());
     let filters = params.filters(&[
         "status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network", "health",
@@ -268,10 +244,14 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Js
     let options = ListOptions { all: params.flag("all"), limit, size: params.flag("size"), filters: filters.into_inner() };
     let list = state.blocking(move |e| e.list_containers(&options)).await?;
     let now = now_unix();
-    Ok(Json(Value::Array(list.iter().map(|d| summary(d, now)).collect())))
+    Ok(Json(list.iter().map(|d| summary(d, now)).collect()))
 }
 
-async fn inspect(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ContainerInspect>, ApiError> {
     let size = Params::parse(q.as_deref()).flag("size");
     let driver = state.engine.storage().name().to_string();
     let d = state
@@ -287,7 +267,7 @@ async fn inspect(State(state): State<AppState>, Path(id): Path<String>, RawQuery
             Ok(e.list_containers(&opts)?.into_iter().next().unwrap_or(d))
         })
         .await?;
-    Ok(Json(inspect_json(&d, &driver)))
+    Ok(Json(inspect_response(&d, &driver)))
 }
 
 fn no_content() -> Response {
@@ -392,9 +372,13 @@ async fn wait(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::task::spawn_blocking(move || {
         let result = waiter.recv();
-        let error = result.error.map(|m| json!({ "Message": m }));
-        let line = json!({ "StatusCode": result.status_code, "Error": error });
-        let _ = tx.blocking_send(Ok(Bytes::from(format!("{line}\n"))));
+        let answer = ContainerWaitResponse {
+            error: result.error.map(|message| WaitError { message }),
+            status_code: result.status_code,
+        };
+        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
+        line.push(b'\n');
+        let _ = tx.blocking_send(Ok(Bytes::from(line)));
     });
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -484,10 +468,14 @@ async fn logs(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
     Ok(resp)
 }
 
-async fn top(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn top(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ContainerTopResponse>, ApiError> {
     let ps_args = Params::parse(q.as_deref()).get("ps_args").filter(|s| !s.is_empty()).map(str::to_string);
-    let (titles, rows) = state.blocking(move |e| e.top_container(&id, ps_args.as_deref())).await?;
-    Ok(Json(json!({ "Titles": titles, "Processes": rows })))
+    let (titles, processes) = state.blocking(move |e| e.top_container(&id, ps_args.as_deref())).await?;
+    Ok(Json(ContainerTopResponse { processes, titles }))
 }
 
 /// Fills `precpu_stats` from the previous sample, as Docker's stream does.
@@ -558,16 +546,25 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
     Ok(json_resp(Body::from_stream(ReceiverStream::new(rx))))
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Result<Json<Value>, ApiError> {
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<ContainerUpdateResponse>, ApiError> {
     let update: HostConfig = json_body(body).await?;
     let warnings = state.blocking(move |e| e.update_container(&id, update)).await?;
-    Ok(Json(json!({ "Warnings": warnings })))
+    Ok(Json(ContainerUpdateResponse { warnings }))
 }
 
-async fn changes(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// `GET /containers/{id}/changes`: `null` when nothing changed, as Docker answers.
+async fn changes(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Option<Vec<FilesystemChange>>>, ApiError> {
     let list = state.blocking(move |e| e.container_changes(&id)).await?;
-    let out: Vec<Value> = list.iter().map(|c| json!({ "Path": c.path, "Kind": c.kind as u8 })).collect();
-    Ok(Json(if out.is_empty() { Value::Null } else { Value::Array(out) }))
+    let out: Vec<FilesystemChange> =
+        list.iter().map(|c| FilesystemChange { kind: c.kind as u8, path: c.path.clone() }).collect();
+    Ok(Json(if out.is_empty() { None } else { Some(out) }))
 }
 
 async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -658,13 +655,31 @@ async fn commit(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body
     let id = state
         .blocking(move |e| e.commit_container(&container, reference.as_ref(), &comment, &author, &changes, config))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": id.to_string() }))).into_response())
+    Ok((StatusCode::CREATED, Json(IdResponse { id: id.to_string() })).into_response())
 }
 
-async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ContainerPruneResponse>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(&["until", "label", "label!"])?.into_inner();
     let (ids, space) = state.blocking(move |e| e.prune_containers(&filters)).await?;
-    Ok(Json(json!({ "ContainersDeleted": if ids.is_empty() { Value::Null } else { json!(ids) }, "SpaceReclaimed": space })))
+    Ok(Json(ContainerPruneResponse {
+        containers_deleted: if ids.is_empty() { None } else { Some(ids) },
+        space_reclaimed: space,
+    }))
+}
+
+/// Docker's `EventMessage` of an engine event.
+fn event_message(ev: Event) -> EventMessage {
+    EventMessage {
+        kind: ev.kind,
+        action: ev.action,
+        actor: EventActor { id: ev.actor.id, attributes: ev.actor.attributes },
+        scope: ev.scope,
+        time: ev.time,
+        time_nano: ev.time_nano,
+        status: ev.status,
+        id: ev.id,
+        from: ev.from,
+    }
 }
 
 async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -679,7 +694,7 @@ async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<
     tokio::task::spawn_blocking(move || loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(ev) => {
-                let line = serde_json::to_string(&ev).unwrap_or_default();
+                let line = serde_json::to_string(&event_message(ev)).unwrap_or_default();
                 if tx.blocking_send(Ok(Bytes::from(format!("{line}\n")))).is_err() {
                     break;
                 }
@@ -746,7 +761,7 @@ mod tests {
     fn null_members_fall_back_to_defaults() {
         let mut v: Value = serde_json::from_str(r#"{"Image":"busybox","User":null,"Cmd":null,"HostConfig":{"NetworkMode":null,"Memory":5}}"#).unwrap();
         strip_nulls(&mut v);
-        let b: CreateBody = serde_json::from_value(v).unwrap();
+        let b: ContainerCreateRequest = serde_json::from_value(v).unwrap();
         assert_eq!(b.config.user, "");
         assert_eq!(b.host_config.unwrap().memory, 5);
     }
@@ -763,7 +778,7 @@ mod tests {
 
     #[test]
     fn create_body_takes_config_and_host_config_side_by_side() {
-        let b: CreateBody = serde_json::from_str(
+        let b: ContainerCreateRequest = serde_json::from_str(
             r#"{"Image":"busybox","Cmd":["true"],"Tty":true,"HostConfig":{"Memory":33554432,"AutoRemove":true},"NetworkingConfig":{}}"#,
         )
         .unwrap();

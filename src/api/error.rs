@@ -6,6 +6,8 @@ use axum::Json;
 use berth_core::engine::ErrorKind;
 use berth_core::EngineError;
 
+use crate::apitypes::system::ErrorResponse;
+
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -55,7 +57,7 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "message": self.message }))).into_response()
+        (self.status, Json(ErrorResponse { message: self.message })).into_response()
     }
 }
 

@@ -12,12 +12,12 @@ use axum::Json;
 use berth_core::container::{Attachment, ExecConfig, LogsOptions, StreamKind};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::containers::{frame, size_params};
 use super::images::Params;
 use super::{ApiError, AppState};
+use crate::apitypes::containers::{ExecInspect, ExecProcessConfig, IdResponse};
 
 fn content_type(tty: bool) -> &'static str {
     if tty {
@@ -179,7 +179,7 @@ pub async fn exec_create(State(state): State<AppState>, Path(id): Path<String>, 
         return Err(ApiError::bad_request("No exec command specified"));
     }
     let exec_id = state.blocking(move |e| e.create_exec(&id, config)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
+    Ok((StatusCode::CREATED, Json(IdResponse { id: exec_id })).into_response())
 }
 
 /// Body of `POST /exec/{id}/start`.
@@ -271,31 +271,31 @@ fn hijacked_message(mut req: Request, tty: bool, message: String) -> Response {
 }
 
 /// `GET /exec/{id}/json`.
-pub async fn exec_inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn exec_inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecInspect>, ApiError> {
     let d = state.blocking(move |e| e.inspect_exec(&id)).await?;
     let (entrypoint, arguments) = match d.config.cmd.split_first() {
         Some((first, rest)) => (first.clone(), rest.to_vec()),
         None => (String::new(), Vec::new()),
     };
-    Ok(Json(json!({
-        "ID": d.id,
-        "Running": d.running,
-        "ExitCode": d.exit_code,
-        "ProcessConfig": {
-            "tty": d.config.tty,
-            "entrypoint": entrypoint,
-            "arguments": arguments,
-            "privileged": d.config.privileged,
-            "user": d.config.user,
+    Ok(Json(ExecInspect {
+        can_remove: false,
+        container_id: d.container_id,
+        detach_keys: d.config.detach_keys,
+        exit_code: d.exit_code,
+        id: d.id,
+        open_stderr: d.config.attach_stderr,
+        open_stdin: d.config.attach_stdin,
+        open_stdout: d.config.attach_stdout,
+        pid: d.pid,
+        process_config: ExecProcessConfig {
+            arguments,
+            entrypoint,
+            privileged: d.config.privileged,
+            tty: d.config.tty,
+            user: d.config.user,
         },
-        "OpenStdin": d.config.attach_stdin,
-        "OpenStderr": d.config.attach_stderr,
-        "OpenStdout": d.config.attach_stdout,
-        "CanRemove": false,
-        "ContainerID": d.container_id,
-        "DetachKeys": d.config.detach_keys,
-        "Pid": d.pid,
-    })))
+        running: d.running,
+    }))
 }
 
 /// `POST /exec/{id}/resize`.

@@ -11,10 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_core::engine::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
 use berth_model::ImageRef;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::stream::{body_reader, drain, json_lines, streamed};
 use super::{ApiError, AppState, RequestVersion};
+use crate::apitypes::images::{
+    GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem, ImageInspect, ImageMetadata, ImageMountResponse,
+    ImagePruneResponse, ImageSummary, RootFs,
+};
+use crate::apitypes::system::JsonMessage;
 use crate::version::ApiVersion;
 
 /// Query parameters, with repeated keys kept (`names=a&names=b`).
@@ -151,63 +156,54 @@ fn created_unix(cfg: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn labels_of(cfg: &Value) -> Value {
-    match cfg.pointer("/config/Labels") {
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        _ => json!({}),
-    }
+/// The image config's labels (`config.Labels`), empty when it has none.
+fn labels_of(cfg: &Value) -> BTreeMap<String, String> {
+    cfg.pointer("/config/Labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default()
 }
 
 /// Docker's `ImageSummary` for `GET /images/json` and `system df`.
-pub fn image_summary(d: &ImageDetails, v: ApiVersion) -> Value {
+pub fn image_summary(d: &ImageDetails, v: ApiVersion) -> ImageSummary {
     let cfg = config_json(d);
-    let mut s = json!({
-        "Id": d.record.id.to_string(),
-        "ParentId": d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        "RepoTags": d.record.repo_tags,
-        "RepoDigests": d.record.repo_digests,
-        "Created": created_unix(&cfg),
-        "Size": d.record.size,
-        "SharedSize": -1,
-        "Labels": labels_of(&cfg),
-        "Containers": d.containers,
-    });
-    if v < ApiVersion(1, 44) {
-        s["VirtualSize"] = json!(d.record.size);
+    ImageSummary {
+        containers: d.containers as i64,
+        created: created_unix(&cfg),
+        id: d.record.id.to_string(),
+        labels: labels_of(&cfg),
+        parent_id: d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        repo_digests: d.record.repo_digests.clone(),
+        repo_tags: d.record.repo_tags.clone(),
+        shared_size: -1,
+        size: d.record.size,
+        virtual_size: (v < ApiVersion(1, 44)).then_some(d.record.size),
     }
-    s
+}
+
+/// One member of the OCI config's `config` object, read as `T`; `None` when
+/// the image does not set it (or sets it to `null`).
+fn config_member<T: serde::de::DeserializeOwned>(config: &Value, key: &str) -> Option<T> {
+    config.get(key).filter(|x| !x.is_null()).and_then(|x| serde_json::from_value(x.clone()).ok())
 }
 
 /// Docker's `ImageInspect` for `GET /images/{name}/json`.
-fn image_inspect(d: &ImageDetails, driver: &str, v: ApiVersion) -> Value {
+fn image_inspect(d: &ImageDetails, driver: &str, v: ApiVersion) -> ImageInspect {
     let cfg = config_json(d);
-    let c = cfg.get("config").cloned().unwrap_or(json!({}));
-    let field = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
-    let str_field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let mut config = json!({
-        "Hostname": "",
-        "Domainname": "",
-        "User": str_field("User"),
-        "AttachStdin": false,
-        "AttachStdout": false,
-        "AttachStderr": false,
-        "Tty": false,
-        "OpenStdin": false,
-        "StdinOnce": false,
-        "Env": field("Env"),
-        "Cmd": field("Cmd"),
-        "Image": "",
-        "Volumes": field("Volumes"),
-        "WorkingDir": str_field("WorkingDir"),
-        "Entrypoint": field("Entrypoint"),
-        "OnBuild": null,
-        "Labels": field("Labels"),
-    });
-    for optional in ["ExposedPorts", "StopSignal", "ArgsEscaped", "Healthcheck", "Shell"] {
-        if let Some(x) = c.get(optional).filter(|x| !x.is_null()) {
-            config[optional] = x.clone();
-        }
-    }
+    let c = cfg.get("config").cloned().unwrap_or(Value::Null);
+    let text = |k: &str| config_member::<String>(&c, k).unwrap_or_default();
+    let config = ImageConfig {
+        args_escaped: config_member(&c, "ArgsEscaped"),
+        cmd: config_member(&c, "Cmd"),
+        entrypoint: config_member(&c, "Entrypoint"),
+        env: config_member(&c, "Env"),
+        exposed_ports: config_member(&c, "ExposedPorts"),
+        healthcheck: config_member(&c, "Healthcheck"),
+        labels: config_member(&c, "Labels"),
+        shell: config_member(&c, "Shell"),
+        stop_signal: config_member(&c, "StopSignal"),
+        user: text("User"),
+        volumes: config_member(&c, "Volumes"),
+        working_dir: text("WorkingDir"),
+        ..Default::default()
+    };
     // Docker keeps the import/commit message in the config's "comment"; OCI has
     // no such field, so the newest history entry's comment stands in.
     let comment = cfg
@@ -223,36 +219,27 @@ fn image_inspect(d: &ImageDetails, driver: &str, v: ApiVersion) -> Value {
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    let mut out = json!({
-        "Id": d.record.id.to_string(),
-        "RepoTags": d.record.repo_tags,
-        "RepoDigests": d.record.repo_digests,
-        "Parent": d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        "Comment": comment,
-        "Created": cfg.get("created").cloned().unwrap_or(Value::Null),
-        "DockerVersion": "",
-        "Author": cfg.get("author").and_then(Value::as_str).unwrap_or(""),
-        "Config": config,
-        "Architecture": cfg.get("architecture").and_then(Value::as_str).unwrap_or(""),
-        "Os": cfg.get("os").and_then(Value::as_str).unwrap_or(""),
-        "Size": d.record.size,
-        "GraphDriver": { "Name": driver, "Data": null },
-        "RootFS": {
-            "Type": "layers",
-            "Layers": d.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        },
-        "Metadata": { "LastTagTime": d.record.added_at },
-    });
-    if let Some(variant) = cfg.get("variant").and_then(Value::as_str) {
-        out["Variant"] = json!(variant);
+    let top = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
+    ImageInspect {
+        architecture: top("architecture").unwrap_or_default(),
+        author: top("author").unwrap_or_default(),
+        comment,
+        config,
+        created: top("created"),
+        docker_version: String::new(),
+        graph_driver: GraphDriver { data: None, name: driver.to_string() },
+        id: d.record.id.to_string(),
+        metadata: ImageMetadata { last_tag_time: d.record.added_at.clone() },
+        os: top("os").unwrap_or_default(),
+        os_version: top("os.version"),
+        parent: d.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        repo_digests: d.record.repo_digests.clone(),
+        repo_tags: d.record.repo_tags.clone(),
+        root_fs: RootFs { layers: d.diff_ids.iter().map(ToString::to_string).collect(), kind: "layers".to_string() },
+        size: d.record.size,
+        variant: top("variant"),
+        virtual_size: (v < ApiVersion(1, 44)).then_some(d.record.size),
     }
-    if let Some(osv) = cfg.get("os.version").and_then(Value::as_str) {
-        out["OsVersion"] = json!(osv);
-    }
-    if v < ApiVersion(1, 44) {
-        out["VirtualSize"] = json!(d.record.size);
-    }
-    out
 }
 
 /// Matches `name` against a glob pattern in which `*` and `?` never cross '/'
@@ -311,10 +298,10 @@ fn reference_matches(pattern: &str, repo_tags: &[String]) -> bool {
     })
 }
 
-fn label_matches(filter: &str, labels: &Value) -> bool {
+fn label_matches(filter: &str, labels: &BTreeMap<String, String>) -> bool {
     match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
-        None => labels.get(filter).is_some(),
+        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+        None => labels.contains_key(filter),
     }
 }
 
@@ -402,7 +389,7 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(RequestVersion(v)): Extension<RequestVersion>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<ImageSummary>>, ApiError> {
     let params = Params::parse(q.as_deref());
     let filters = params.filters(&["dangling", "label", "before", "since", "reference", "until"])?;
     let all = params.flag("all");
@@ -426,13 +413,13 @@ pub async fn list(
     };
     let parents: BTreeSet<String> = images.iter().filter_map(|d| d.parent.as_ref().map(ToString::to_string)).collect();
     let filtered = filter_images(images, &filters, &lookup)?;
-    let out: Vec<Value> = filtered
+    let out: Vec<ImageSummary> = filtered
         .iter()
         // Without -a, untagged images that others were built on are intermediate layers: hidden.
         .filter(|d| all || !d.record.repo_tags.is_empty() || !parents.contains(&d.record.id.to_string()))
         .map(|d| image_summary(d, v))
         .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 /// `POST /images/load`: a docker-archive or OCI-layout tar in the body.
@@ -443,12 +430,12 @@ pub async fn load(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bo
         let messages = engine
             .load_images(&mut reader, &mut |p| {
                 if let (false, Progress::LayerDone { diff_id }) = (quiet, &p) {
-                    emit(json!({ "status": "Loaded layer", "id": diff_id.short() }));
+                    emit(JsonMessage::status_of("Loaded layer", diff_id.short()));
                 }
             })
             .inspect_err(|_| drain(&mut reader))?;
         for m in messages {
-            emit(json!({ "stream": format!("{m}\n") }));
+            emit(JsonMessage::stream(format!("{m}\n")));
         }
         Ok(())
     })
@@ -519,14 +506,14 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
     let mut reader = body_reader(body);
     json_lines(&state, move |engine, emit| {
         let details = engine.import_image(&mut reader, &options, &mut |_| {}).inspect_err(|_| drain(&mut reader))?;
-        emit(json!({ "status": details.record.id.to_string() }));
+        emit(JsonMessage::status(details.record.id.to_string()));
         Ok(())
     })
     .await
 }
 
 /// `POST /images/prune`.
-pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ImagePruneResponse>, ApiError> {
     let params = Params::parse(q.as_deref());
     let filters = params.filters(&["dangling", "label", "until"])?;
     // dangling=false means "every unused image", Docker's `prune -a`.
@@ -558,10 +545,10 @@ pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
             })
             .await?
     };
-    Ok(Json(json!({
-        "ImagesDeleted": if items.is_empty() { Value::Null } else { delete_items(&items) },
-        "SpaceReclaimed": reclaimed,
-    })))
+    Ok(Json(ImagePruneResponse {
+        images_deleted: if items.is_empty() { None } else { Some(delete_items(&items)) },
+        space_reclaimed: reclaimed,
+    }))
 }
 
 /// `GET /images/search`: needs a registry.
@@ -572,16 +559,14 @@ pub async fn search() -> ApiError {
     )
 }
 
-fn delete_items(items: &[ImageDeleteItem]) -> Value {
-    Value::Array(
-        items
-            .iter()
-            .map(|i| match i {
-                ImageDeleteItem::Untagged(r) => json!({ "Untagged": r }),
-                ImageDeleteItem::Deleted(d) => json!({ "Deleted": d.to_string() }),
-            })
-            .collect(),
-    )
+fn delete_items(items: &[ImageDeleteItem]) -> Vec<ImageDeleteResponseItem> {
+    items
+        .iter()
+        .map(|i| match i {
+            ImageDeleteItem::Untagged(r) => ImageDeleteResponseItem { untagged: Some(r.clone()), deleted: None },
+            ImageDeleteItem::Deleted(d) => ImageDeleteResponseItem { untagged: None, deleted: Some(d.to_string()) },
+        })
+        .collect()
 }
 
 /// Splits `name/op` into the image name and the operation.
@@ -609,7 +594,7 @@ pub async fn get_dispatch(
         }
         "history" => {
             let entries = state.blocking(move |e| e.image_history(&name)).await?;
-            let out: Vec<Value> = entries
+            let out: Vec<HistoryEntry> = entries
                 .into_iter()
                 .map(|h| {
                     let created = h
@@ -618,17 +603,17 @@ pub async fn get_dispatch(
                         .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
                         .map(|t| t.timestamp())
                         .unwrap_or(0);
-                    json!({
-                        "Id": h.id.map(|d| d.to_string()).unwrap_or_else(|| "<missing>".to_string()),
-                        "Created": created,
-                        "CreatedBy": h.created_by,
-                        "Tags": if h.tags.is_empty() { Value::Null } else { json!(h.tags) },
-                        "Size": h.size,
-                        "Comment": h.comment,
-                    })
+                    HistoryEntry {
+                        comment: h.comment,
+                        created,
+                        created_by: h.created_by,
+                        id: h.id.map(|d| d.to_string()).unwrap_or_else(|| "<missing>".to_string()),
+                        size: h.size,
+                        tags: if h.tags.is_empty() { None } else { Some(h.tags) },
+                    }
                 })
                 .collect();
-            Ok(Json(Value::Array(out)).into_response())
+            Ok(Json(out).into_response())
         }
         "get" => {
             let format = save_format(&Params::parse(q.as_deref()))?;
@@ -672,7 +657,7 @@ pub async fn post_dispatch(
         )),
         "mount" => {
             let path = state.blocking(move |e| e.mount_image(&name)).await?;
-            Ok(Json(json!({ "Path": path.display().to_string() })).into_response())
+            Ok(Json(ImageMountResponse { path: path.display().to_string() }).into_response())
         }
         "unmount" => {
             state.blocking(move |e| e.unmount_image(&name)).await?;
@@ -683,7 +668,11 @@ pub async fn post_dispatch(
 }
 
 /// `DELETE /images/{name}?force&noprune`.
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Vec<ImageDeleteResponseItem>>, ApiError> {
     let params = Params::parse(q.as_deref());
     let (force, no_prune) = (params.flag("force"), params.flag("noprune"));
     let items = state.blocking(move |e| e.remove_image(&name, force, no_prune)).await?;

@@ -13,11 +13,14 @@ use axum::{Json, Router};
 use berth_model::container::ContainerRecord;
 use berth_model::network::{EndpointSettings, Ipam, NetworkingConfig};
 use berth_core::network::{NetworkCreate, NetworkDetails};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::images::Params;
 use super::{ApiError, AppState};
+use crate::apitypes::networks::{
+    ConfigReference, Network, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkMember, NetworkPruneResponse,
+};
+use crate::apitypes::containers::{EndpointResource, NetworkSettings, Port};
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -37,104 +40,61 @@ const PRUNE_FILTERS: &[&str] = &["until", "label", "label!"];
 
 /// Docker's network resource (`GET /networks/{id}`); `containers` is false
 /// for the list, which Docker answers with an empty `Containers` map.
-pub fn network_json(d: &NetworkDetails, containers: bool) -> Value {
+pub fn network(d: &NetworkDetails, containers: bool) -> Network {
     let r = &d.record;
-    let ipam = ipam_json(&r.ipam);
-    let members: serde_json::Map<String, Value> = if containers {
+    let members = if containers {
         d.containers
             .iter()
             .map(|(id, c)| {
-                (
-                    id.clone(),
-                    json!({
-                        "Name": c.name,
-                        "EndpointID": c.endpoint_id,
-                        "MacAddress": c.mac_address,
-                        "IPv4Address": c.ipv4_address,
-                        "IPv6Address": c.ipv6_address,
-                    }),
-                )
+                let member = NetworkMember {
+                    endpoint_id: c.endpoint_id.clone(),
+                    ipv4_address: c.ipv4_address.clone(),
+                    ipv6_address: c.ipv6_address.clone(),
+                    mac_address: c.mac_address.clone(),
+                    name: c.name.clone(),
+                };
+                (id.clone(), member)
             })
             .collect()
     } else {
-        serde_json::Map::new()
+        BTreeMap::new()
     };
-    json!({
-        "Name": r.name,
-        "Id": r.id,
-        "Created": r.created,
-        "Scope": if r.scope.is_empty() { "local" } else { r.scope.as_str() },
-        "Driver": r.driver,
-        "EnableIPv4": true,
-        "EnableIPv6": r.enable_ipv6,
-        "IPAM": ipam,
-        "Internal": r.internal,
-        "Attachable": r.attachable,
-        "Ingress": false,
-        "ConfigFrom": { "Network": "" },
-        "ConfigOnly": false,
-        "Containers": members,
-        "Options": r.options,
-        "Labels": r.labels,
-    })
+    Network {
+        attachable: r.attachable,
+        config_from: ConfigReference::default(),
+        config_only: false,
+        containers: members,
+        created: r.created.clone(),
+        driver: r.driver.clone(),
+        enable_ipv4: true,
+        enable_ipv6: r.enable_ipv6,
+        ipam: ipam(&r.ipam),
+        id: r.id.clone(),
+        ingress: false,
+        internal: r.internal,
+        labels: r.labels.clone(),
+        name: r.name.clone(),
+        options: r.options.clone(),
+        scope: if r.scope.is_empty() { "local".to_string() } else { r.scope.clone() },
+    }
 }
 
 /// `IPAM` as Docker shows it: `Driver` never empty, each `Config` entry with
 /// only the members that are set.
-fn ipam_json(ipam: &Ipam) -> Value {
+fn ipam(ipam: &Ipam) -> Ipam {
     let driver = if ipam.driver.is_empty() { "default" } else { ipam.driver.as_str() };
-    json!({ "Driver": driver, "Options": ipam.options, "Config": ipam.config })
+    Ipam { driver: driver.to_string(), ..ipam.clone() }
 }
 
-async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Vec<Network>>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(LIST_FILTERS)?.into_inner();
     let list = state.blocking(move |e| e.list_networks(&filters)).await?;
-    Ok(Json(Value::Array(list.iter().map(|d| network_json(d, false)).collect())))
+    Ok(Json(list.iter().map(|d| network(d, false)).collect()))
 }
 
-async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Network>, ApiError> {
     let d = state.blocking(move |e| e.find_network(&id)).await?;
-    Ok(Json(network_json(&d, true)))
-}
-
-/// One `IPAM.Config[]` entry of a create request.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamConfigBody {
-    subnet: Option<String>,
-    #[serde(rename = "IPRange")]
-    ip_range: Option<String>,
-    gateway: Option<String>,
-    auxiliary_addresses: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamBody {
-    driver: Option<String>,
-    config: Option<Vec<IpamConfigBody>>,
-    options: Option<BTreeMap<String, String>>,
-}
-
-/// Docker's `NetworkCreateRequest`. Every member may be `null` (docker-py
-/// sends that for anything unset).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct CreateBody {
-    name: Option<String>,
-    driver: Option<String>,
-    scope: Option<String>,
-    #[serde(rename = "EnableIPv6")]
-    enable_ipv6: Option<bool>,
-    #[serde(rename = "IPAM")]
-    ipam: Option<IpamBody>,
-    internal: Option<bool>,
-    attachable: Option<bool>,
-    ingress: Option<bool>,
-    config_only: Option<bool>,
-    config_from: Option<Value>,
-    options: Option<BTreeMap<String, String>>,
-    labels: Option<BTreeMap<String, String>>,
+    Ok(Json(network(&d, true)))
 }
 
 /// Reads a small JSON body; an empty body is `T::default()`.
@@ -151,7 +111,7 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Resu
 /// Turns a create request into the engine's `NetworkCreate`, refusing what
 /// berth does not do (swarm scope, ingress, config-only networks) with
 /// Docker-like messages rather than ignoring it.
-fn network_create(b: CreateBody) -> Result<NetworkCreate, ApiError> {
+fn network_create(b: NetworkCreateRequest) -> Result<NetworkCreate, ApiError> {
     let name = b.name.unwrap_or_default();
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("network name must not be empty"));
@@ -168,9 +128,7 @@ fn network_create(b: CreateBody) -> Result<NetworkCreate, ApiError> {
         return Err(ApiError::bad_request("ingress networks need swarm mode, which berth does not have"));
     }
     if b.config_only.unwrap_or(false)
-        || b.config_from
-            .as_ref()
-            .is_some_and(|v| v.get("Network").and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
+        || b.config_from.as_ref().is_some_and(|from| !from.network.is_empty())
     {
         return Err(ApiError::bad_request(
             "config-only networks (--config-only, --config-from) are not supported by berth",
@@ -204,7 +162,7 @@ fn network_create(b: CreateBody) -> Result<NetworkCreate, ApiError> {
 async fn create(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let request = network_create(json_body(body).await?)?;
     let id = state.blocking(move |e| e.create_network(request)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warning": "" }))).into_response())
+    Ok((StatusCode::CREATED, Json(NetworkCreateResponse { id, warning: String::new() })).into_response())
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -212,59 +170,26 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn prune(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<NetworkPruneResponse>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(PRUNE_FILTERS)?.into_inner();
     let names = state.blocking(move |e| e.prune_networks(&filters)).await?;
-    Ok(Json(json!({ "NetworksDeleted": names })))
-}
-
-/// Removes `null` members everywhere below `v`, so every field falls back
-/// to its default (clients send `"MacAddress": null` and the like).
-pub fn strip_nulls_deep(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.retain(|_, x| !x.is_null());
-            map.values_mut().for_each(strip_nulls_deep);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_nulls_deep),
-        _ => {}
-    }
-}
-
-/// Parses one `EndpointSettings` object of a request (connect, create).
-pub fn endpoint_settings(mut v: Value) -> Result<EndpointSettings, ApiError> {
-    strip_nulls_deep(&mut v);
-    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid endpoint settings: {e}")))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConnectBody {
-    container: Option<String>,
-    endpoint_config: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct DisconnectBody {
-    container: Option<String>,
-    force: Option<bool>,
+    Ok(Json(NetworkPruneResponse { networks_deleted: names }))
 }
 
 async fn connect(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Result<Response, ApiError> {
-    let b: ConnectBody = json_body(body).await?;
+    let b: NetworkConnectRequest = json_body(body).await?;
     let container =
         b.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
-    let settings = match b.endpoint_config {
-        Some(v) => endpoint_settings(v)?,
-        None => EndpointSettings::default(),
-    };
+    let settings = b.endpoint_config.unwrap_or_default();
     state.blocking(move |e| e.connect_network(&id, &container, settings)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn disconnect(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Result<Response, ApiError> {
-    let b: DisconnectBody = json_body(body).await?;
+    let b: NetworkDisconnectRequest = json_body(body).await?;
     let container =
         b.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
     let force = b.force.unwrap_or(false);
@@ -282,110 +207,105 @@ pub fn display_network_mode(mode: &str) -> String {
 }
 
 /// One network's `EndpointSettings` as Docker shows them under `Networks`.
-fn endpoint_json(e: &EndpointSettings) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or_else(|_| json!({}));
-    if let Value::Object(m) = &mut v {
-        // API 1.48+: the gateway priority; berth does not rank gateways.
-        m.insert("GwPriority".into(), json!(0));
-    }
-    v
+fn endpoint_resource(e: &EndpointSettings) -> EndpointResource {
+    // API 1.48+: the gateway priority; berth does not rank gateways.
+    EndpointResource { settings: e.clone(), gw_priority: 0 }
 }
 
 /// `NetworkSettings.Networks` of a container: what it asked for on each
 /// network and, while it runs, what it got. A `container:` mode container
 /// has none of its own (Docker shows `{}`).
-pub fn container_networks(record: &ContainerRecord) -> Value {
+pub fn container_networks(record: &ContainerRecord) -> BTreeMap<String, EndpointResource> {
     let mode = display_network_mode(&record.host_config.network_mode);
     if mode.starts_with("container:") {
-        return json!({});
+        return BTreeMap::new();
     }
     if record.networks.is_empty() {
         // Records from before networks existed have no endpoint entries.
-        return json!({ mode: endpoint_json(&EndpointSettings::default()) });
+        return BTreeMap::from([(mode, endpoint_resource(&EndpointSettings::default()))]);
     }
-    Value::Object(record.networks.iter().map(|(name, e)| (name.clone(), endpoint_json(e))).collect())
-}
-
-/// `NetworkSettings.Ports`: the published ports of a running container
-/// (`null` for a port exposed but not published), `{}` otherwise.
-fn ports_json(record: &ContainerRecord) -> Value {
-    serde_json::to_value(&record.ports).unwrap_or_else(|_| json!({}))
+    record.networks.iter().map(|(name, e)| (name.clone(), endpoint_resource(e))).collect()
 }
 
 /// Docker's `NetworkSettings` of `inspect`. The top-level address fields
 /// are the deprecated mirror of the default `bridge` network's endpoint,
-/// empty on every other network, as in Docker.
-pub fn container_network_settings(record: &ContainerRecord) -> Value {
+/// empty on every other network, as in Docker. `Ports` holds the published
+/// ports of a running container (`null` for a port exposed but not
+/// published), `{}` otherwise.
+pub fn container_network_settings(record: &ContainerRecord) -> NetworkSettings {
     let bridge = record.networks.get("bridge").cloned().unwrap_or_default();
     let sandbox_id = record.sandbox_key.rsplit('/').next().unwrap_or("").to_string();
-    json!({
-        "Bridge": "",
-        "SandboxID": sandbox_id,
-        "SandboxKey": record.sandbox_key,
-        "HairpinMode": false,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "Ports": ports_json(record),
-        "SecondaryIPAddresses": null,
-        "SecondaryIPv6Addresses": null,
-        "EndpointID": bridge.endpoint_id,
-        "Gateway": bridge.gateway,
-        "GlobalIPv6Address": bridge.global_ipv6_address,
-        "GlobalIPv6PrefixLen": bridge.global_ipv6_prefix_len,
-        "IPAddress": bridge.ip_address,
-        "IPPrefixLen": bridge.ip_prefix_len,
-        "IPv6Gateway": bridge.ipv6_gateway,
-        "MacAddress": bridge.mac_address,
-        "Networks": container_networks(record),
-    })
+    NetworkSettings {
+        bridge: String::new(),
+        endpoint_id: bridge.endpoint_id,
+        gateway: bridge.gateway,
+        global_ipv6_address: bridge.global_ipv6_address,
+        global_ipv6_prefix_len: bridge.global_ipv6_prefix_len,
+        hairpin_mode: false,
+        ip_address: bridge.ip_address,
+        ip_prefix_len: bridge.ip_prefix_len,
+        ipv6_gateway: bridge.ipv6_gateway,
+        link_local_ipv6_address: String::new(),
+        link_local_ipv6_prefix_len: 0,
+        mac_address: bridge.mac_address,
+        networks: container_networks(record),
+        ports: record.ports.clone(),
+        sandbox_id,
+        sandbox_key: record.sandbox_key.clone(),
+        secondary_ip_addresses: None,
+        secondary_ipv6_addresses: None,
+    }
 }
 
 /// `Ports` of a `ps` entry: one `{IP, PrivatePort, PublicPort, Type}` per
 /// host binding, `{PrivatePort, Type}` for a port exposed but not published.
-pub fn summary_ports(record: &ContainerRecord) -> Value {
+pub fn summary_ports(record: &ContainerRecord) -> Vec<Port> {
     let mut out = Vec::new();
     for (key, bindings) in &record.ports {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
         let Ok(private) = port.parse::<u16>() else { continue };
+        let unpublished = Port { ip: None, private_port: private, public_port: None, kind: proto.to_string() };
         match bindings {
             Some(list) if !list.is_empty() => {
                 for b in list {
                     let ip = if b.host_ip.is_empty() { "0.0.0.0" } else { b.host_ip.as_str() };
                     match b.host_port.parse::<u16>() {
-                        Ok(public) => {
-                            out.push(json!({ "IP": ip, "PrivatePort": private, "PublicPort": public, "Type": proto }))
-                        }
-                        Err(_) => out.push(json!({ "PrivatePort": private, "Type": proto })),
+                        Ok(public) => out.push(Port {
+                            ip: Some(ip.to_string()),
+                            public_port: Some(public),
+                            ..unpublished.clone()
+                        }),
+                        Err(_) => out.push(unpublished.clone()),
                     }
                 }
             }
-            _ => out.push(json!({ "PrivatePort": private, "Type": proto })),
+            _ => out.push(unpublished),
         }
     }
-    Value::Array(out)
+    out
 }
 
-/// The request's `NetworkingConfig` (`null` members allowed anywhere).
-/// The docker CLI sends the endpoint of a container created without
+/// The request's `NetworkingConfig` (its `null`s were dropped when it was
+/// read, see `ContainerCreateRequest`). The docker CLI sends the endpoint of a container created without
 /// `--network` under the key `default` (with `NetworkMode: "default"`);
 /// that is the default `bridge` network, so the key is renamed to it.
-pub fn networking_config(v: Option<Value>, network_mode: &str) -> Result<NetworkingConfig, ApiError> {
-    let Some(mut v) = v else { return Ok(NetworkingConfig::default()) };
-    strip_nulls_deep(&mut v);
-    let mut cfg: NetworkingConfig =
-        serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid NetworkingConfig: {e}")))?;
+pub fn networking_config(cfg: Option<NetworkingConfig>, network_mode: &str) -> NetworkingConfig {
+    let Some(mut cfg) = cfg else { return NetworkingConfig::default() };
     if matches!(network_mode, "" | "default") && !cfg.endpoints_config.contains_key("bridge") {
         if let Some(ep) = cfg.endpoints_config.remove("default") {
             cfg.endpoints_config.insert("bridge".to_string(), ep);
         }
     }
-    Ok(cfg)
+    cfg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use berth_model::network::{IpamConfigEntry, NetworkRecord};
+    use serde_json::json;
+
+    use crate::apitypes::containers::ContainerCreateRequest;
     use berth_core::network::NetworkContainer;
 
     fn details() -> NetworkDetails {
@@ -424,7 +344,7 @@ mod tests {
 
     #[test]
     fn inspect_json_has_dockers_members() {
-        let v = network_json(&details(), true);
+        let v = serde_json::to_value(network(&details(), true)).unwrap();
         for key in [
             "Name",
             "Id",
@@ -455,12 +375,12 @@ mod tests {
         assert_eq!(c["MacAddress"], "02:42:ac:48:00:02");
         assert_eq!(v["ConfigFrom"], json!({"Network": ""}));
         // The list leaves the members out, as Docker does.
-        assert_eq!(network_json(&details(), false)["Containers"], json!({}));
+        assert_eq!(serde_json::to_value(network(&details(), false)).unwrap()["Containers"], json!({}));
     }
 
     #[test]
     fn create_requests_from_the_docker_cli_translate() {
-        let b: CreateBody = serde_json::from_str(
+        let b: NetworkCreateRequest = serde_json::from_str(
             r#"{"Name":"n1","Driver":"bridge","Scope":"","EnableIPv6":null,"IPAM":{"Driver":"default","Config":[{"Subnet":"172.72.0.0/16","IPRange":"172.72.0.0/24","Gateway":"172.72.0.1"}],"Options":{}},"Internal":true,"Attachable":false,"Ingress":false,"ConfigOnly":false,"ConfigFrom":null,"Options":{"com.docker.network.bridge.name":"br-x"},"Labels":{"a":"b"}}"#,
         )
         .unwrap();
@@ -481,17 +401,17 @@ mod tests {
             r#"{"Name":"x","ConfigOnly":true}"#,
             r#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.0.0.0/24","AuxiliaryAddresses":{"a":"10.0.0.5"}}]}}"#,
         ] {
-            let b: CreateBody = serde_json::from_str(body).unwrap();
+            let b: NetworkCreateRequest = serde_json::from_str(body).unwrap();
             assert!(network_create(b).is_err(), "{body}");
         }
     }
 
     #[test]
     fn endpoint_settings_accept_nulls() {
-        let s = endpoint_settings(
-            json!({"IPAMConfig": {"IPv4Address": "172.72.0.9"}, "Aliases": ["svc"], "MacAddress": null, "Links": null}),
-        )
+        let b: NetworkConnectRequest = serde_json::from_value(json!({"Container": "web", "EndpointConfig":
+            {"IPAMConfig": {"IPv4Address": "172.72.0.9"}, "Aliases": ["svc"], "MacAddress": null, "Links": null}}))
         .unwrap();
+        let s = b.endpoint_config.unwrap();
         assert_eq!(s.ipam_config.unwrap().ipv4_address, "172.72.0.9");
         assert_eq!(s.aliases, Some(vec!["svc".to_string()]));
     }
@@ -499,11 +419,14 @@ mod tests {
     #[test]
     fn the_docker_clis_default_endpoint_is_the_bridge_networks() {
         let body = json!({"EndpointsConfig": {"default": {"IPAMConfig": null, "Links": null, "MacAddress": "", "GwPriority": 0}}});
-        let cfg = networking_config(Some(body.clone()), "default").unwrap();
+        let request: ContainerCreateRequest =
+            serde_json::from_value(json!({"Image": "busybox", "NetworkingConfig": body})).unwrap();
+        let body = request.networking_config;
+        let cfg = networking_config(body.clone(), "default");
         assert_eq!(cfg.endpoints_config.keys().collect::<Vec<_>>(), vec!["bridge"]);
         // A user-defined network named "default" is left alone when it is the mode.
-        let cfg = networking_config(Some(body), "n1").unwrap();
+        let cfg = networking_config(body, "n1");
         assert_eq!(cfg.endpoints_config.keys().collect::<Vec<_>>(), vec!["default"]);
-        assert!(networking_config(None, "").unwrap().endpoints_config.is_empty());
+        assert!(networking_config(None, "").endpoints_config.is_empty());
     }
 }

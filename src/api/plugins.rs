@@ -12,11 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use berth_plugins::{InstallOptions, Kind, PluginError, PluginInfo, PluginManager};
-use serde_json::{json, Value};
+use berth_plugins::{InstallOptions, Kind, PluginError, PluginInfo, PluginManager, Runtime};
+use serde_json::Value;
 
 use super::images::Params;
 use super::{ApiError, AppState};
+use crate::apitypes::plugins::{Plugin, PluginBerth, PluginConfig, PluginEnv, PluginInterface, PluginSettings};
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -56,51 +57,49 @@ fn interface_type(kind: &Kind) -> &'static str {
 
 /// A plugin as Docker's `Plugin` object, plus a `Berth` section with what
 /// Docker has no field for (runtime, contract, limits, permissions).
-pub fn plugin_json(p: &PluginInfo) -> Value {
+pub fn plugin(p: &PluginInfo) -> Plugin {
     let m = &p.manifest;
     let env: Vec<String> = p.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let declared: Vec<Value> = m
+    let declared: Vec<PluginEnv> = m
         .settings
         .iter()
-        .map(|(k, v)| json!({ "Name": k, "Description": "", "Settable": ["value"], "Value": v }))
+        .map(|(k, v)| PluginEnv {
+            description: String::new(),
+            name: k.clone(),
+            settable: vec!["value".to_string()],
+            value: v.clone(),
+        })
         .collect();
-    json!({
-        "Id": p.id,
-        "Name": p.name,
-        "Enabled": p.enabled,
-        "Settings": { "Mounts": [], "Env": env, "Args": [], "Devices": [] },
-        "PluginReference": "",
-        "Config": {
-            "DockerVersion": "",
-            "Description": m.description,
-            "Documentation": "",
-            "Interface": {
-                "Types": m.kinds.iter().map(interface_type).collect::<Vec<_>>(),
-                "Socket": "",
-                "ProtocolScheme": "",
+    let runtime = match m.runtime {
+        Runtime::Wasm => "wasm",
+        Runtime::Dylib => "dylib",
+    };
+    Plugin {
+        berth: PluginBerth {
+            contract: m.contract.clone(),
+            dir: p.dir.display().to_string(),
+            entry: m.entry.clone(),
+            // The manifest's own types; shown as they serialize.
+            limits: serde_json::to_value(&m.limits).unwrap_or(Value::Null),
+            permissions: serde_json::to_value(&m.permissions).unwrap_or(Value::Null),
+            runtime: runtime.to_string(),
+            version: m.version.clone(),
+        },
+        config: PluginConfig {
+            description: m.description.clone(),
+            env: declared,
+            interface: PluginInterface {
+                types: m.kinds.iter().map(|k| interface_type(k).to_string()).collect(),
+                ..Default::default()
             },
-            "Entrypoint": [],
-            "WorkDir": "",
-            "User": {},
-            "Network": { "Type": "" },
-            "Linux": { "Capabilities": null, "AllowAllDevices": false, "Devices": null },
-            "PropagatedMount": "",
-            "IpcHost": false,
-            "PidHost": false,
-            "Mounts": [],
-            "Env": declared,
-            "Args": { "Name": "", "Description": "", "Settable": null, "Value": null },
+            ..Default::default()
         },
-        "Berth": {
-            "Version": m.version,
-            "Runtime": m.runtime,
-            "Entry": m.entry,
-            "Contract": m.contract,
-            "Limits": m.limits,
-            "Permissions": m.permissions,
-            "Dir": p.dir,
-        },
-    })
+        enabled: p.enabled,
+        id: p.id.clone(),
+        name: p.name.clone(),
+        plugin_reference: String::new(),
+        settings: PluginSettings { env, ..Default::default() },
+    }
 }
 
 /// Runs a blocking manager call off the async threads; the engine is there
@@ -120,7 +119,7 @@ where
 
 /// `GET /plugins` with Docker's filters `enabled=true|false` and
 /// `capability=volumedriver|networkdriver|graphdriver`.
-async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Vec<Plugin>>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(&["enabled", "capability"])?;
     let mut enabled = None;
     for v in filters.values("enabled") {
@@ -132,21 +131,21 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Js
     }
     let capabilities = filters.values("capability").to_vec();
     let list = managed(&state, |m, _| Ok(m.list())).await?;
-    let out: Vec<Value> = list
+    let out: Vec<Plugin> = list
         .iter()
         .filter(|p| enabled.is_none_or(|e| e == p.enabled))
         .filter(|p| {
             capabilities.is_empty()
                 || capabilities.iter().any(|c| p.manifest.kinds.iter().any(|k| interface_type(k).contains(c.as_str())))
         })
-        .map(plugin_json)
+        .map(plugin)
         .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
-async fn inspect(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn inspect(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Plugin>, ApiError> {
     let info = managed(&state, move |m, _| m.get(&name).map_err(not_found_like_docker)).await?;
-    Ok(Json(plugin_json(&info)))
+    Ok(Json(plugin(&info)))
 }
 
 /// Docker says `plugin "x" not found`; `docker inspect NAME` relies on the 404.
@@ -159,7 +158,7 @@ fn not_found_like_docker(e: PluginError) -> ApiError {
 
 /// `POST /plugins/install?name=ALIAS&grant-all-permissions=1&disable=1`,
 /// body: a tar of the plugin directory.
-async fn install(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Json<Value>, ApiError> {
+async fn install(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Json<Plugin>, ApiError> {
     let params = Params::parse(q.as_deref());
     let opts = InstallOptions {
         alias: params.get("name").filter(|n| !n.is_empty()).map(str::to_string),
@@ -173,7 +172,7 @@ async fn install(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bod
         Ok(result?)
     })
     .await?;
-    Ok(Json(plugin_json(&info)))
+    Ok(Json(plugin(&info)))
 }
 
 async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{ApiError, AppState};
+use crate::apitypes::system::JsonMessage;
 
 /// A blocking reader over a request body. Must be created on the runtime.
 pub fn body_reader(body: Body) -> impl Read + Send + 'static {
@@ -112,24 +113,24 @@ use futures_util::StreamExt as _;
 /// `{"errorDetail": ..., "error": ...}` line, which the docker CLI reports.
 pub async fn json_lines<F>(state: &AppState, produce: F) -> Result<Response, ApiError>
 where
-    F: FnOnce(&Engine, &mut dyn FnMut(serde_json::Value)) -> Result<(), EngineError> + Send + 'static,
+    F: FnOnce(&Engine, &mut dyn FnMut(JsonMessage)) -> Result<(), EngineError> + Send + 'static,
 {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, io::Error>>(64);
     let engine = state.engine.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut sent = false;
-        let mut emit = |v: serde_json::Value| {
+        let mut emit = |message: JsonMessage| {
             sent = true;
-            let mut line = v.to_string().into_bytes();
+            let mut line = serde_json::to_vec(&message).unwrap_or_default();
             line.extend_from_slice(b"\r\n");
             // A closed channel means the client left; the engine finishes its work regardless.
             let _ = tx.blocking_send(Ok(Bytes::from(line)));
         };
         let result = produce(&engine, &mut emit);
         if let (Err(e), true) = (&result, sent) {
-            let msg = e.to_string();
-            let line = serde_json::json!({ "errorDetail": { "message": msg }, "error": msg });
-            let _ = tx.blocking_send(Ok(Bytes::from(format!("{line}\r\n"))));
+            let mut line = serde_json::to_vec(&JsonMessage::error(e.to_string())).unwrap_or_default();
+            line.extend_from_slice(b"\r\n");
+            let _ = tx.blocking_send(Ok(Bytes::from(line)));
         }
         (result, sent)
     });

@@ -6,9 +6,13 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
 
 use super::images::image_summary;
+use crate::apitypes::images::ImageSummary;
+use crate::apitypes::system::{
+    Commit, ComponentVersion, DiskUsage, IndexInfo, PluginsInfo, Platform, RegistryConfig, Runtime, SwarmInfo, SystemInfo,
+    SystemVersion,
+};
 use super::{ApiError, AppState, RequestVersion};
 use crate::version;
 
@@ -63,36 +67,40 @@ fn host() -> Host {
 }
 
 /// `GET /version`.
-pub async fn version() -> Json<Value> {
+pub async fn version() -> Json<SystemVersion> {
     let h = host();
-    let arch = version::go_arch();
-    Json(json!({
-        "Platform": { "Name": "berth" },
-        "Components": [{
-            "Name": "Engine",
-            "Version": version::VERSION,
-            "Details": {
-                "ApiVersion": version::MAX_API_VERSION,
-                "Arch": arch,
-                "BuildTime": version::BUILD_TIME,
-                "Experimental": "false",
-                "GitCommit": version::GIT_COMMIT,
-                "GoVersion": version::RUSTC_VERSION,
-                "KernelVersion": h.kernel,
-                "MinAPIVersion": version::MIN_API_VERSION,
-                "Os": "linux",
-            }
+    let arch = version::go_arch().to_string();
+    let details = BTreeMap::from(
+        [
+            ("ApiVersion", version::MAX_API_VERSION),
+            ("Arch", arch.as_str()),
+            ("BuildTime", version::BUILD_TIME),
+            ("Experimental", "false"),
+            ("GitCommit", version::GIT_COMMIT),
+            ("GoVersion", version::RUSTC_VERSION),
+            ("KernelVersion", h.kernel.as_str()),
+            ("MinAPIVersion", version::MIN_API_VERSION),
+            ("Os", "linux"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Json(SystemVersion {
+        api_version: version::MAX_API_VERSION.to_string(),
+        arch: arch.clone(),
+        build_time: version::BUILD_TIME.to_string(),
+        components: vec![ComponentVersion {
+            details,
+            name: "Engine".to_string(),
+            version: version::VERSION.to_string(),
         }],
-        "Version": version::VERSION,
-        "ApiVersion": version::MAX_API_VERSION,
-        "MinAPIVersion": version::MIN_API_VERSION,
-        "GitCommit": version::GIT_COMMIT,
-        "GoVersion": version::RUSTC_VERSION,
-        "Os": "linux",
-        "Arch": arch,
-        "KernelVersion": h.kernel,
-        "BuildTime": version::BUILD_TIME,
-    }))
+        git_commit: version::GIT_COMMIT.to_string(),
+        go_version: version::RUSTC_VERSION.to_string(),
+        kernel_version: h.kernel,
+        min_api_version: version::MIN_API_VERSION.to_string(),
+        os: "linux".to_string(),
+        platform: Platform { name: "berth".to_string() },
+        version: version::VERSION.to_string(),
+    })
 }
 
 /// `1` on cgroup v1 and hybrid hosts, `2` where /sys/fs/cgroup is the unified hierarchy.
@@ -109,42 +117,54 @@ fn exists(path: &str) -> bool {
 
 /// Docker's `SecurityOptions`: every container that is not privileged gets
 /// berth's default seccomp profile; cgroup namespaces on a v2 host.
-fn security_options(cgroup_version: &str) -> Value {
+fn security_options(cgroup_version: &str) -> Vec<String> {
     let seccomp = format!("name=seccomp,profile={}", berth_runtime::seccomp::DEFAULT_PROFILE_NAME);
     match cgroup_version {
-        "2" => json!([seccomp, "name=cgroupns"]),
-        _ => json!([seccomp]),
+        "2" => vec![seccomp, "name=cgroupns".to_string()],
+        _ => vec![seccomp],
     }
 }
 
 /// What resource limits the host's cgroups can enforce (info's MemoryLimit etc.).
-fn cgroup_features(v: &str) -> Value {
+struct CgroupFeatures {
+    memory_limit: bool,
+    swap_limit: bool,
+    cpu_cfs_period: bool,
+    cpu_cfs_quota: bool,
+    cpu_shares: bool,
+    cpu_set: bool,
+    pids_limit: bool,
+    oom_kill_disable: bool,
+    kernel_memory_tcp: bool,
+}
+
+fn cgroup_features(v: &str) -> CgroupFeatures {
     if v == "2" {
         let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
         let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
-        json!({
-            "MemoryLimit": has("memory"),
-            "SwapLimit": has("memory"),
-            "CpuCfsPeriod": has("cpu"),
-            "CpuCfsQuota": has("cpu"),
-            "CPUShares": has("cpu"),
-            "CPUSet": has("cpuset"),
-            "PidsLimit": has("pids"),
-            "OomKillDisable": false,
-            "KernelMemoryTCP": false,
-        })
+        CgroupFeatures {
+            memory_limit: has("memory"),
+            swap_limit: has("memory"),
+            cpu_cfs_period: has("cpu"),
+            cpu_cfs_quota: has("cpu"),
+            cpu_shares: has("cpu"),
+            cpu_set: has("cpuset"),
+            pids_limit: has("pids"),
+            oom_kill_disable: false,
+            kernel_memory_tcp: false,
+        }
     } else {
-        json!({
-            "MemoryLimit": exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-            "SwapLimit": exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
-            "CpuCfsPeriod": exists("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
-            "CpuCfsQuota": exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-            "CPUShares": exists("/sys/fs/cgroup/cpu/cpu.shares"),
-            "CPUSet": exists("/sys/fs/cgroup/cpuset/cpuset.cpus"),
-            "PidsLimit": exists("/sys/fs/cgroup/pids/pids.max"),
-            "OomKillDisable": exists("/sys/fs/cgroup/memory/memory.oom_control"),
-            "KernelMemoryTCP": exists("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes"),
-        })
+        CgroupFeatures {
+            memory_limit: exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            swap_limit: exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+            cpu_cfs_period: exists("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+            cpu_cfs_quota: exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+            cpu_shares: exists("/sys/fs/cgroup/cpu/cpu.shares"),
+            cpu_set: exists("/sys/fs/cgroup/cpuset/cpuset.cpus"),
+            pids_limit: exists("/sys/fs/cgroup/pids/pids.max"),
+            oom_kill_disable: exists("/sys/fs/cgroup/memory/memory.oom_control"),
+            kernel_memory_tcp: exists("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes"),
+        }
     }
 }
 
@@ -174,17 +194,17 @@ fn mem_total() -> u64 {
         .unwrap_or(0)
 }
 
-fn count_dir(path: &str) -> usize {
-    std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+fn count_dir(path: &str) -> u64 {
+    std::fs::read_dir(path).map(|d| d.count() as u64).unwrap_or(0)
 }
 
 /// `GET /info`.
-pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, ApiError> {
     // Driver calls may touch the disk: all of them off the async threads.
     let (containers, image_count, driver, driver_status, volume_plugins, network_plugins, root) = state
         .blocking(|e| {
             let storage = e.storage();
-            let status: Vec<[String; 2]> = storage.status().into_iter().map(|(k, v)| [k, v]).collect();
+            let status: Vec<Vec<String>> = storage.status().into_iter().map(|(k, v)| vec![k, v]).collect();
             let all = berth_core::container::ListOptions { all: true, ..Default::default() };
             Ok((
                 e.list_containers(&all)?,
@@ -200,81 +220,88 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     let h = host();
     let (os, os_version) = os_release();
     let cg = cgroup_version();
-    let mut info = json!({
-        "ID": &*state.id,
-        "Containers": containers.len(),
-        "ContainersRunning": containers.iter().filter(|c| c.record.state.running && !c.record.state.paused).count(),
-        "ContainersPaused": containers.iter().filter(|c| c.record.state.paused).count(),
-        "ContainersStopped": containers.iter().filter(|c| !c.record.state.running).count(),
-        "Images": image_count,
-        "Driver": driver,
-        "DriverStatus": driver_status,
-        "Plugins": {
-            "Volume": volume_plugins,
-            "Network": network_plugins,
-            "Authorization": null,
-            "Log": [],
+    let features = cgroup_features(cg);
+    let count = |n: usize| n as u64;
+    let env = |upper: &str, lower: &str| std::env::var(upper).or_else(|_| std::env::var(lower)).unwrap_or_default();
+    let commit = || Commit { id: String::new() };
+    let info = SystemInfo {
+        architecture: std::env::consts::ARCH.to_string(),
+        bridge_nf_ip6tables: read_trimmed("/proc/sys/net/bridge/bridge-nf-call-ip6tables") == "1",
+        bridge_nf_iptables: read_trimmed("/proc/sys/net/bridge/bridge-nf-call-iptables") == "1",
+        cdi_spec_dirs: Vec::new(),
+        cpu_set: features.cpu_set,
+        cpu_shares: features.cpu_shares,
+        cgroup_driver: "cgroupfs".to_string(),
+        cgroup_version: cg.to_string(),
+        containerd_commit: commit(),
+        containers: count(containers.len()),
+        containers_paused: count(containers.iter().filter(|c| c.record.state.paused).count()),
+        containers_running: count(containers.iter().filter(|c| c.record.state.running && !c.record.state.paused).count()),
+        containers_stopped: count(containers.iter().filter(|c| !c.record.state.running).count()),
+        cpu_cfs_period: features.cpu_cfs_period,
+        cpu_cfs_quota: features.cpu_cfs_quota,
+        debug: tracing::enabled!(tracing::Level::DEBUG),
+        default_runtime: "berth".to_string(),
+        docker_root_dir: root,
+        driver,
+        driver_status,
+        experimental_build: false,
+        generic_resources: None,
+        http_proxy: env("HTTP_PROXY", "http_proxy"),
+        https_proxy: env("HTTPS_PROXY", "https_proxy"),
+        id: state.id.to_string(),
+        ipv4_forwarding: read_trimmed("/proc/sys/net/ipv4/ip_forward") == "1",
+        images: count(image_count),
+        index_server_address: "https://index.docker.io/v1/".to_string(),
+        init_binary: String::new(),
+        init_commit: commit(),
+        isolation: String::new(),
+        kernel_memory_tcp: features.kernel_memory_tcp,
+        kernel_version: h.kernel,
+        labels: Vec::new(),
+        live_restore_enabled: false,
+        logging_driver: "json-file".to_string(),
+        mem_total: mem_total(),
+        memory_limit: features.memory_limit,
+        ncpu: std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1),
+        n_events_listener: 0,
+        n_fd: count_dir("/proc/self/fd"),
+        n_goroutines: count_dir("/proc/self/task"),
+        name: h.hostname,
+        no_proxy: env("NO_PROXY", "no_proxy"),
+        os_type: "linux".to_string(),
+        os_version,
+        oom_kill_disable: features.oom_kill_disable,
+        operating_system: os,
+        pids_limit: features.pids_limit,
+        plugins: PluginsInfo { authorization: None, log: Vec::new(), network: network_plugins, volume: volume_plugins },
+        registry_config: RegistryConfig {
+            index_configs: BTreeMap::from([(
+                "docker.io".to_string(),
+                IndexInfo { mirrors: Vec::new(), name: "docker.io".to_string(), official: true, secure: true },
+            )]),
+            insecure_registry_cidrs: vec!["::1/128".to_string(), "127.0.0.0/8".to_string()],
+            mirrors: None,
         },
-        "IPv4Forwarding": read_trimmed("/proc/sys/net/ipv4/ip_forward") == "1",
-        "BridgeNfIptables": read_trimmed("/proc/sys/net/bridge/bridge-nf-call-iptables") == "1",
-        "BridgeNfIp6tables": read_trimmed("/proc/sys/net/bridge/bridge-nf-call-ip6tables") == "1",
-        "Debug": tracing::enabled!(tracing::Level::DEBUG),
-        "NFd": count_dir("/proc/self/fd"),
-        "NGoroutines": count_dir("/proc/self/task"),
-        "SystemTime": chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": cg,
-        "NEventsListener": 0,
-        "KernelVersion": h.kernel,
-        "OperatingSystem": os,
-        "OSVersion": os_version,
-        "OSType": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"],
-            "IndexConfigs": {
-                "docker.io": { "Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true }
-            },
-            "Mirrors": null,
+        runc_commit: commit(),
+        runtimes: BTreeMap::from([(
+            "berth".to_string(),
+            Runtime { path: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "berth".into()) },
+        )]),
+        security_options: security_options(cg),
+        server_version: version::VERSION.to_string(),
+        swap_limit: features.swap_limit,
+        swarm: SwarmInfo {
+            control_available: false,
+            error: String::new(),
+            local_node_state: "inactive".to_string(),
+            node_addr: String::new(),
+            node_id: String::new(),
+            remote_managers: None,
         },
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem_total(),
-        "GenericResources": null,
-        "DockerRootDir": root,
-        "HttpProxy": std::env::var("HTTP_PROXY").or_else(|_| std::env::var("http_proxy")).unwrap_or_default(),
-        "HttpsProxy": std::env::var("HTTPS_PROXY").or_else(|_| std::env::var("https_proxy")).unwrap_or_default(),
-        "NoProxy": std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default(),
-        "Name": h.hostname,
-        "Labels": [],
-        "ExperimentalBuild": false,
-        "ServerVersion": version::VERSION,
-        "Runtimes": {
-            "berth": { "path": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "berth".into()) }
-        },
-        "DefaultRuntime": "berth",
-        "Swarm": {
-            "NodeID": "",
-            "NodeAddr": "",
-            "LocalNodeState": "inactive",
-            "ControlAvailable": false,
-            "Error": "",
-            "RemoteManagers": null,
-        },
-        "LiveRestoreEnabled": false,
-        "Isolation": "",
-        "InitBinary": "",
-        "ContainerdCommit": { "ID": "" },
-        "RuncCommit": { "ID": "" },
-        "InitCommit": { "ID": "" },
-        "SecurityOptions": security_options(cg),
-        "CDISpecDirs": [],
-        "Warnings": null,
-    });
-    if let (Some(obj), Value::Object(features)) = (info.as_object_mut(), cgroup_features(cg)) {
-        obj.extend(features);
-    }
+        system_time: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+        warnings: None,
+    };
     Ok(Json(info))
 }
 
@@ -291,7 +318,7 @@ pub async fn disk_usage(
     State(state): State<AppState>,
     Extension(RequestVersion(v)): Extension<RequestVersion>,
     Query(q): Query<DfQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DiskUsage>, ApiError> {
     let want = |t: &str| q.kind.as_deref().is_none_or(|k| k == t);
     let with_containers = want("container");
     let with_volumes = want("volume");
@@ -306,30 +333,25 @@ pub async fn disk_usage(
             Ok((e.image_disk_usage()?, containers, volumes))
         })
         .await?;
-    let mut out = BTreeMap::new();
+    let mut out = DiskUsage::default();
     if want("image") {
-        let images: Vec<Value> = usage
+        let images: Vec<ImageSummary> = usage
             .images
             .iter()
-            .map(|(d, shared)| {
-                let mut s = image_summary(d, v);
-                s["SharedSize"] = json!(shared);
-                s["Containers"] = json!(d.containers);
-                s
-            })
+            .map(|(d, shared)| ImageSummary { shared_size: *shared as i64, ..image_summary(d, v) })
             .collect();
-        out.insert("LayersSize", json!(usage.layers_size));
-        out.insert("Images", json!(images));
+        out.layers_size = Some(usage.layers_size);
+        out.images = Some(images);
     }
     if want("container") {
         let now = super::containers::now_unix();
-        out.insert("Containers", json!(containers.iter().map(|c| super::containers::summary(c, now)).collect::<Vec<_>>()));
+        out.containers = Some(containers.iter().map(|c| super::containers::summary(c, now)).collect());
     }
     if want("volume") {
-        out.insert("Volumes", json!(volumes.iter().map(super::volumes::volume_json).collect::<Vec<_>>()));
+        out.volumes = Some(volumes.iter().map(super::volumes::volume).collect());
     }
     if want("build-cache") {
-        out.insert("BuildCache", json!([]));
+        out.build_cache = Some(Vec::new());
     }
-    Ok(Json(json!(out)))
+    Ok(Json(out))
 }

@@ -2,8 +2,6 @@
 //! between Docker's JSON and the engine's volume façade; the engine decides
 //! (names, drivers, in-use refusals, what prune takes).
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -12,11 +10,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use berth_model::container::ContainerRecord;
 use berth_core::volume::{VolumeCreate, VolumeDetails};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::images::Params;
 use super::{ApiError, AppState, RequestVersion};
+use crate::apitypes::containers::MountPoint;
+use crate::apitypes::volumes::{Volume, VolumeCreateRequest, VolumeListResponse, VolumePruneResponse, VolumeUsageData};
 use crate::version::ApiVersion;
 
 /// The label Docker puts on volumes made for `-v /path` and image `VOLUME`s.
@@ -45,84 +44,69 @@ pub fn routes() -> Router<AppState> {
 
 /// Docker's `Volume` object. `UsageData` only when the size was computed
 /// (`system df`), `Status` only when the driver reports one.
-pub fn volume_json(d: &VolumeDetails) -> Value {
+pub fn volume(d: &VolumeDetails) -> Volume {
     let r = &d.record;
     let mut labels = r.labels.clone();
     if r.anonymous {
         labels.entry(ANONYMOUS_LABEL.to_string()).or_default();
     }
-    let mut v = json!({
-        "CreatedAt": r.created_at,
-        "Driver": r.driver,
-        "Labels": labels,
-        "Mountpoint": d.mountpoint,
-        "Name": r.name,
-        "Options": if r.options.is_empty() { Value::Null } else { json!(r.options) },
-        "Scope": "local",
-    });
-    if !d.status.is_empty() {
-        v["Status"] = json!(d.status);
+    Volume {
+        created_at: r.created_at.clone(),
+        driver: r.driver.clone(),
+        labels,
+        mountpoint: d.mountpoint.clone(),
+        name: r.name.clone(),
+        options: if r.options.is_empty() { None } else { Some(r.options.clone()) },
+        scope: "local".to_string(),
+        status: if d.status.is_empty() {
+            None
+        } else {
+            Some(d.status.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+        },
+        usage_data: d.size.map(|size| VolumeUsageData { size, ref_count: d.used_by.len() as i64 }),
     }
-    if let Some(size) = d.size {
-        v["UsageData"] = json!({ "Size": size, "RefCount": d.used_by.len() });
-    }
-    v
 }
 
 /// A container's `Mounts` (inspect and `ps`), Docker's `MountPoint` per entry:
 /// `Name` and `Driver` only for volumes. `--tmpfs` mounts are not listed,
 /// as in Docker (they are `HostConfig.Tmpfs` only); `--mount type=tmpfs` are.
-pub fn container_mounts(r: &ContainerRecord) -> Value {
+pub fn container_mounts(r: &ContainerRecord) -> Vec<MountPoint> {
     let tmpfs_flags = r.host_config.tmpfs.as_ref();
-    let list: Vec<Value> = r
-        .mounts
+    r.mounts
         .iter()
         .filter(|m| !(m.kind == "tmpfs" && tmpfs_flags.is_some_and(|t| t.contains_key(&m.destination))))
         .map(|m| {
-            let mut v = json!({
-                "Type": m.kind,
-                "Source": m.source,
-                "Destination": m.destination,
-                "Mode": m.mode,
-                "RW": m.rw,
-                "Propagation": m.propagation,
-            });
-            if m.kind == "volume" {
-                v["Name"] = json!(m.name);
-                v["Driver"] = json!(m.driver);
+            let is_volume = m.kind == "volume";
+            MountPoint {
+                kind: m.kind.clone(),
+                name: is_volume.then(|| m.name.clone()),
+                source: m.source.clone(),
+                destination: m.destination.clone(),
+                driver: is_volume.then(|| m.driver.clone()),
+                mode: m.mode.clone(),
+                rw: m.rw,
+                propagation: m.propagation.clone(),
             }
-            v
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
-async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<VolumeListResponse>, ApiError> {
     let params = Params::parse(q.as_deref());
     let filters = params.filters(&["dangling", "driver", "label", "name"])?;
     // Checked here so a bad value is Docker's 400 before any driver is asked.
     filters.dangling()?;
     let filters = filters.into_inner();
     let list = state.blocking(move |e| e.list_volumes(&filters, false)).await?;
-    Ok(Json(json!({ "Volumes": list.volumes.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": list.warnings })))
-}
-
-/// Body of `POST /volumes/create`.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "PascalCase")]
-struct CreateBody {
-    name: Option<String>,
-    driver: Option<String>,
-    driver_opts: Option<BTreeMap<String, String>>,
-    labels: Option<BTreeMap<String, String>>,
+    Ok(Json(VolumeListResponse { volumes: list.volumes.iter().map(volume).collect(), warnings: list.warnings }))
 }
 
 async fn create(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-    let b: CreateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
+    let b: VolumeCreateRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        VolumeCreateRequest::default()
     } else {
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
@@ -134,12 +118,12 @@ async fn create(State(state): State<AppState>, body: Body) -> Result<Response, A
         labels: b.labels.unwrap_or_default(),
     };
     let d = state.blocking(move |e| e.create_volume(request)).await?;
-    Ok((StatusCode::CREATED, Json(volume_json(&d))).into_response())
+    Ok((StatusCode::CREATED, Json(volume(&d))).into_response())
 }
 
-async fn inspect(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn inspect(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Volume>, ApiError> {
     let d = state.blocking(move |e| e.find_volume(&name)).await?;
-    Ok(Json(volume_json(&d)))
+    Ok(Json(volume(&d)))
 }
 
 async fn remove(
@@ -169,7 +153,7 @@ async fn prune(
     State(state): State<AppState>,
     Extension(RequestVersion(version)): Extension<RequestVersion>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VolumePruneResponse>, ApiError> {
     let params = Params::parse(q.as_deref());
     let mut filters = params.filters(&["all", "label", "label!"])?.into_inner();
     let mut all = all_filter(&filters.remove("all").unwrap_or_default())?;
@@ -178,16 +162,19 @@ async fn prune(
         all = true;
     }
     let (names, space) = state.blocking(move |e| e.prune_volumes(&filters, all)).await?;
-    Ok(Json(json!({
-        "VolumesDeleted": if names.is_empty() { Value::Null } else { json!(names) },
-        "SpaceReclaimed": space,
-    })))
+    Ok(Json(VolumePruneResponse { volumes_deleted: if names.is_empty() { None } else { Some(names) }, space_reclaimed: space }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use berth_model::volume::VolumeRecord;
+    use std::collections::BTreeMap;
+    use serde_json::json;
+
+    fn volume_json(d: &VolumeDetails) -> Value {
+        serde_json::to_value(volume(d)).unwrap()
+    }
 
     fn details(anonymous: bool) -> VolumeDetails {
         VolumeDetails {
@@ -255,7 +242,7 @@ mod tests {
         let mut record = record;
         record.mounts =
             vec![mp("volume", "db", "/db"), mp("bind", "", "/srv"), mp("tmpfs", "", "/flag"), mp("tmpfs", "", "/mnt")];
-        let v = container_mounts(&record);
+        let v = serde_json::to_value(container_mounts(&record)).unwrap();
         assert_eq!(
             v,
             json!([

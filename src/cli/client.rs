@@ -14,9 +14,12 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
+use crate::apitypes::system::ErrorResponse;
 use crate::paths::Locations;
 use crate::version::MAX_API_VERSION;
 
@@ -39,10 +42,10 @@ pub struct DaemonError {
 
 /// The `message` of an error answer, or its text.
 fn error_message(bytes: &[u8]) -> String {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string())
+    match serde_json::from_slice::<ErrorResponse>(bytes) {
+        Ok(answer) => answer.message,
+        Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
+    }
 }
 
 /// A JSON request body.
@@ -183,6 +186,38 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.json(Method::GET, path).await
     }
+
+    /// A request whose answer is one of the API's typed bodies.
+    pub async fn typed<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
+        let resp = self.call(method, path, empty(), None).await?;
+        read_typed(resp).await
+    }
+
+    /// `GET` one of the API's typed bodies.
+    pub async fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.typed(Method::GET, path).await
+    }
+
+    /// `POST`s a typed JSON body to a route whose answer says nothing
+    /// beyond its status (connect, disconnect, ...).
+    pub async fn post_ignoring_answer<B: Serialize>(&self, path: &str, body: &B) -> Result<()> {
+        let body = serde_json::to_value(body).context("encoding the request body")?;
+        self.call(Method::POST, path, json_body(&body), Some("application/json")).await?;
+        Ok(())
+    }
+
+    /// `POST`s a typed JSON body and reads a typed answer.
+    pub async fn post_typed<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = serde_json::to_value(body).context("encoding the request body")?;
+        let resp = self.call(Method::POST, path, json_body(&body), Some("application/json")).await?;
+        read_typed(resp).await
+    }
+}
+
+/// Reads a typed answer.
+async fn read_typed<T: DeserializeOwned>(resp: Response<Incoming>) -> Result<T> {
+    let bytes = resp.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
+    serde_json::from_slice(&bytes).context("the daemon's answer is not the JSON the API describes")
 }
 
 /// `inspect` of several objects: GETs `path(name)` for each, prints what

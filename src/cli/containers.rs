@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
+use berth_model::container::{ContainerConfig, Status};
 use clap::{ArgAction, Args, Subcommand};
 use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, StreamBody};
@@ -24,6 +25,10 @@ use super::images::filters_json;
 use super::run::{self, parse_memory, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
 use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
+use crate::apitypes::containers::{
+    ContainerInspect, ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
+    ContainerWaitResponse, EventMessage, ExecInspect, FilesystemChange, IdResponse,
+};
 
 /// `berth container ...`.
 #[derive(Subcommand, Debug)]
@@ -510,48 +515,38 @@ fn short(id: &str, no_trunc: bool) -> String {
 }
 
 /// One `ps` row's fields, named as docker's `--format` names them.
-pub fn ps_row(c: &Value, no_trunc: bool, now: f64) -> Value {
-    let id = c["Id"].as_str().unwrap_or("");
-    let image = c["Image"].as_str().unwrap_or("");
-    let image = if !no_trunc && image.starts_with("sha256:") { short(image, false) } else { image.to_string() };
-    let command = c["Command"].as_str().unwrap_or("");
-    let command = if no_trunc { command.to_string() } else { ellipsis(command, 20) };
-    let created = c["Created"].as_i64().unwrap_or(0);
-    let names: Vec<String> = c["Names"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+pub fn ps_row(c: &ContainerSummary, no_trunc: bool, now: f64) -> Value {
+    let image = if !no_trunc && c.image.starts_with("sha256:") { short(&c.image, false) } else { c.image.clone() };
+    let command = if no_trunc { c.command.clone() } else { ellipsis(&c.command, 20) };
+    let created = c.created;
+    let names: Vec<String> = c
+        .names
+        .iter()
         .map(|n| n.trim_start_matches('/').to_string())
         .filter(|n| no_trunc || !n.contains('/'))
         .collect();
-    let labels: Vec<String> = c["Labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    let size = match (c["SizeRw"].as_u64(), c["SizeRootFs"].as_u64()) {
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let size = match (c.size_rw, c.size_root_fs) {
         (Some(rw), Some(root)) => format!("{} (virtual {})", human_size(rw), human_size(root)),
         (Some(rw), None) => human_size(rw),
         _ => "0B".to_string(),
     };
-    let networks: Vec<String> = c["NetworkSettings"]["Networks"].as_object().into_iter().flatten().map(|(k, _)| k.clone()).collect();
+    let networks: Vec<&str> = c.network_settings.networks.keys().map(String::as_str).collect();
     json!({
-        "ID": short(id, no_trunc),
+        "ID": short(&c.id, no_trunc),
         "Image": image,
         "Command": serde_json::to_string(&command).unwrap_or_default(),
         "CreatedAt": go_time(created),
         "RunningFor": format!("{} ago", human_duration((now as i64 - created).max(0))),
-        "Ports": super::networks::displayable_ports(&c["Ports"]),
-        "State": c["State"].as_str().unwrap_or(""),
-        "Status": c["Status"].as_str().unwrap_or(""),
+        "Ports": super::networks::displayable_ports(&c.ports),
+        "State": c.state,
+        "Status": c.status,
         "Size": size,
         "Names": names.join(","),
         "Labels": labels.join(","),
-        "Mounts": super::volumes::mounts_column(c, no_trunc),
+        "Mounts": super::volumes::mounts_column(&c.mounts, no_trunc),
         "Networks": networks.join(","),
-        "LocalVolumes": super::volumes::local_volumes_column(c),
+        "LocalVolumes": super::volumes::local_volumes_column(&c.mounts),
     })
 }
 
@@ -575,12 +570,11 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<ExitCode> {
     if filters.as_object().is_some_and(|m| !m.is_empty()) {
         path.push_str(&format!("&filters={}", enc(&filters.to_string())));
     }
-    let list = client.get(&path).await?;
-    let containers = list.as_array().cloned().unwrap_or_default();
+    let containers: Vec<ContainerSummary> = client.get_typed(&path).await?;
     let now = now_unix();
     if args.quiet && args.format.is_none() {
         for c in &containers {
-            println!("{}", short(c["Id"].as_str().unwrap_or(""), args.no_trunc));
+            println!("{}", short(&c.id, args.no_trunc));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -642,8 +636,8 @@ pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
 
 /// `berth logs`.
 pub async fn logs(client: &Client, args: &LogsArgs) -> Result<ExitCode> {
-    let info = client.get(&format!("/containers/{}/json", enc(&args.container))).await?;
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let info: ContainerInspect = client.get_typed(&format!("/containers/{}/json", enc(&args.container))).await?;
+    let tty = info.config.tty;
     let now = now_unix();
     let mut path = format!(
         "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
@@ -751,8 +745,11 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<ExitCode> {
         "WorkingDir": args.workdir.clone().unwrap_or_default(),
         "DetachKeys": "",
     });
-    let created = client.post_json(&format!("/containers/{}/exec", enc(container)), &body).await?;
-    let id = created["Id"].as_str().ok_or_else(|| anyhow!("the daemon's exec answer has no Id"))?.to_string();
+    let created: IdResponse = client.post_typed(&format!("/containers/{}/exec", enc(container)), &body).await?;
+    if created.id.is_empty() {
+        bail!("the daemon's exec answer has no Id");
+    }
+    let id = created.id;
     if args.detach {
         client.post_json(&format!("/exec/{id}/start"), &json!({ "Detach": true, "Tty": args.tty })).await?;
         return Ok(ExitCode::SUCCESS);
@@ -769,9 +766,9 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<ExitCode> {
     pumped?;
     // The stream ends a moment before the daemon records the exit code.
     for _ in 0..50 {
-        let v = client.get(&format!("/exec/{id}/json")).await?;
-        if !v["Running"].as_bool().unwrap_or(false) {
-            return Ok(ExitCode::from((v["ExitCode"].as_i64().unwrap_or(0) & 0xff) as u8));
+        let exec: ExecInspect = client.get_typed(&format!("/exec/{id}/json")).await?;
+        if !exec.running {
+            return Ok(ExitCode::from((exec.exit_code.unwrap_or(0) & 0xff) as u8));
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -783,8 +780,8 @@ pub async fn wait(client: &Client, args: &NamesArgs) -> Result<ExitCode> {
     let mut failed = false;
     for name in &args.containers {
         let path = format!("/containers/{}/wait?condition=not-running", enc(name));
-        match client.json(Method::POST, &path).await {
-            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(-1)),
+        match client.typed::<ContainerWaitResponse>(Method::POST, &path).await {
+            Ok(answer) => println!("{}", answer.status_code),
             Err(e) => {
                 eprintln!("{e:#}");
                 failed = true;
@@ -800,13 +797,12 @@ pub async fn top(client: &Client, args: &TopArgs) -> Result<ExitCode> {
     if !args.ps_args.is_empty() {
         path.push_str(&format!("?ps_args={}", enc(&args.ps_args.join(" "))));
     }
-    let v = client.get(&path).await?;
+    let top: ContainerTopResponse = client.get_typed(&path).await?;
     let mut text = String::new();
-    let line = |cells: Vec<String>| cells.join("\t");
-    text.push_str(&line(v["Titles"].as_array().into_iter().flatten().map(|t| t.as_str().unwrap_or("").to_string()).collect()));
+    text.push_str(&top.titles.join("\t"));
     text.push('\n');
-    for row in v["Processes"].as_array().into_iter().flatten() {
-        text.push_str(&line(row.as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()).collect()));
+    for row in &top.processes {
+        text.push_str(&row.join("\t"));
         text.push('\n');
     }
     print!("{}", tabwrite(&text));
@@ -965,15 +961,17 @@ pub async fn rename(client: &Client, args: &RenameArgs) -> Result<ExitCode> {
 
 /// `berth diff`.
 pub async fn diff(client: &Client, args: &ContainerArg) -> Result<ExitCode> {
-    let v = client.get(&format!("/containers/{}/changes", enc(&args.container))).await?;
-    for c in v.as_array().into_iter().flatten() {
-        let kind = match c["Kind"].as_u64() {
-            Some(0) => "C",
-            Some(1) => "A",
-            Some(2) => "D",
+    // `null` when nothing changed.
+    let changes: Option<Vec<FilesystemChange>> =
+        client.get_typed(&format!("/containers/{}/changes", enc(&args.container))).await?;
+    for c in changes.unwrap_or_default() {
+        let kind = match c.kind {
+            0 => "C",
+            1 => "A",
+            2 => "D",
             _ => "?",
         };
-        println!("{kind} {}", c["Path"].as_str().unwrap_or(""));
+        println!("{kind} {}", c.path);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1001,8 +999,9 @@ pub async fn commit(client: &Client, args: &CommitArgs) -> Result<ExitCode> {
     for c in &args.changes {
         path.push_str(&format!("&changes={}", enc(c)));
     }
-    let v = client.post_json(&path, &Value::Null).await?;
-    println!("{}", v["Id"].as_str().unwrap_or(""));
+    // No config body: the container's own config is committed.
+    let committed: IdResponse = client.post_typed(&path, &Option::<ContainerConfig>::None).await?;
+    println!("{}", committed.id);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1045,19 +1044,15 @@ pub async fn export(client: &Client, args: &ExportArgs) -> Result<ExitCode> {
 
 /// Docker's default `events` line: local time with nanoseconds, type,
 /// action, actor ID and sorted attributes.
-pub fn event_line(ev: &Value) -> String {
-    let nanos = ev["timeNano"].as_i64().unwrap_or_else(|| ev["time"].as_i64().unwrap_or(0) * 1_000_000_000);
+pub fn event_line(ev: &EventMessage) -> String {
+    let nanos = if ev.time_nano != 0 { ev.time_nano } else { ev.time * 1_000_000_000 };
     let t = chrono::DateTime::from_timestamp(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
         .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string())
         .unwrap_or_default();
-    let mut line = format!(
-        "{t} {} {} {}",
-        ev["Type"].as_str().unwrap_or(""),
-        ev["Action"].as_str().unwrap_or(""),
-        ev["Actor"]["ID"].as_str().unwrap_or("")
-    );
-    if let Some(attrs) = ev["Actor"]["Attributes"].as_object().filter(|a| !a.is_empty()) {
-        let mut pairs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    let mut line = format!("{t} {} {} {}", ev.kind, ev.action, ev.actor.id);
+    let attrs = &ev.actor.attributes;
+    if !attrs.is_empty() {
+        let mut pairs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         pairs.sort();
         line.push_str(&format!(" ({})", pairs.join(", ")));
     }
@@ -1086,9 +1081,9 @@ pub async fn events(client: &Client, args: &EventsArgs) -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let ev: Value = serde_json::from_str(&line).context("the daemon sent an event that is not JSON")?;
+        let ev: EventMessage = serde_json::from_str(&line).context("the daemon sent an event that is not JSON")?;
         let text = match &format {
-            Some(f) => f.render(&ev)?,
+            Some(f) => f.render(&serde_json::to_value(&ev)?)?,
             None => event_line(&ev),
         };
         let written = {
@@ -1165,21 +1160,21 @@ pub async fn stats(client: &Client, args: &StatsArgs) -> Result<ExitCode> {
         let round = std::time::Instant::now();
         // Which containers: the named ones, else all running (or all with -a).
         let targets: Vec<(String, String, bool)> = if args.containers.is_empty() {
-            let list = client.get(&format!("/containers/json?all={}", u8::from(args.all))).await?;
-            list.as_array()
-                .into_iter()
-                .flatten()
+            let list: Vec<ContainerSummary> = client.get_typed(&format!("/containers/json?all={}", u8::from(args.all))).await?;
+            list.into_iter()
                 .map(|c| {
-                    let name = c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string();
-                    (c["Id"].as_str().unwrap_or("").to_string(), name, c["State"].as_str() == Some("running"))
+                    let name = c.names.first().map(|n| n.trim_start_matches('/')).unwrap_or("").to_string();
+                    let running = c.state == Status::Running;
+                    (c.id, name, running)
                 })
                 .collect()
         } else {
             let mut out = Vec::new();
             for n in &args.containers {
-                let v = client.get(&format!("/containers/{}/json", enc(n))).await?;
-                let name = v["Name"].as_str().unwrap_or(n).trim_start_matches('/').to_string();
-                out.push((v["Id"].as_str().unwrap_or(n).to_string(), name, v["State"]["Running"].as_bool().unwrap_or(false)));
+                let v: ContainerInspect = client.get_typed(&format!("/containers/{}/json", enc(n))).await?;
+                let name = if v.name.is_empty() { n.clone() } else { v.name.trim_start_matches('/').to_string() };
+                let id = if v.id.is_empty() { n.clone() } else { v.id };
+                out.push((id, name, v.state.running));
             }
             out
         };
@@ -1267,9 +1262,9 @@ pub async fn update(client: &Client, args: &UpdateArgs) -> Result<ExitCode> {
     let body = Value::Object(body);
     let mut failed = false;
     for name in &args.containers {
-        match client.post_json(&format!("/containers/{}/update", enc(name)), &body).await {
-            Ok(v) => {
-                for w in v["Warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        match client.post_typed::<_, ContainerUpdateResponse>(&format!("/containers/{}/update", enc(name)), &body).await {
+            Ok(answer) => {
+                for w in &answer.warnings {
                     eprintln!("WARNING: {w}");
                 }
                 println!("{name}");
@@ -1297,15 +1292,15 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     } else {
         "/containers/prune".to_string()
     };
-    let report = client.json(Method::POST, &path).await?;
-    if let Some(ids) = report["ContainersDeleted"].as_array().filter(|a| !a.is_empty()) {
+    let report: ContainerPruneResponse = client.typed(Method::POST, &path).await?;
+    if let Some(ids) = report.containers_deleted.filter(|ids| !ids.is_empty()) {
         println!("Deleted Containers:");
-        for id in ids.iter().filter_map(Value::as_str) {
+        for id in &ids {
             println!("{id}");
         }
         println!();
     }
-    println!("Total reclaimed space: {}", super::units::human_size4(report["SpaceReclaimed"].as_u64().unwrap_or(0)));
+    println!("Total reclaimed space: {}", super::units::human_size4(report.space_reclaimed));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1319,6 +1314,7 @@ mod tests {
             "Id": "0123456789abcdef".repeat(4), "Names": ["/web"], "Image": "busybox", "Command": "sh -c 'sleep 1000; echo done'",
             "Created": 1000, "State": "running", "Status": "Up 2 seconds", "Labels": {"a": "b"},
         });
+        let c: ContainerSummary = serde_json::from_value(c).unwrap();
         let row = ps_row(&c, false, 1010.0);
         assert_eq!(row["ID"], "0123456789ab");
         assert_eq!(row["Command"], "\"sh -c 'sleep 1000; …\"");
@@ -1333,6 +1329,7 @@ mod tests {
     #[test]
     fn ps_table_has_dockers_columns() {
         let c = json!({"Id": "a".repeat(64), "Names": ["/x"], "Image": "img", "Command": "true", "Created": 0, "Status": "Created"});
+        let c: ContainerSummary = serde_json::from_value(c).unwrap();
         let f = Format::parse("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}").unwrap();
         let out = f.render_rows(&ps_header(), &[ps_row(&c, false, 5.0)]).unwrap();
         let header = out.lines().next().unwrap();
@@ -1388,6 +1385,7 @@ mod tests {
     #[test]
     fn event_lines_sort_attributes() {
         let ev = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}}, "timeNano": 0});
+        let ev: EventMessage = serde_json::from_value(ev).unwrap();
         let line = event_line(&ev);
         assert!(line.ends_with(" container start abc (image=busybox, name=web)"), "{line}");
     }

@@ -21,6 +21,10 @@ use super::client::{empty, enc, Body, Client, DaemonError};
 use super::format::Format;
 use super::stdout_is_terminal;
 use super::units::{go_time, human_size, human_size4, time_ago};
+use crate::apitypes::images::{
+    HistoryEntry, ImageDeleteResponseItem, ImageMountResponse, ImagePruneResponse, ImageSummary,
+};
+use crate::apitypes::system::JsonMessage;
 
 /// `berth image ...`.
 #[derive(Subcommand, Debug)]
@@ -256,20 +260,10 @@ fn split_repo_tag(rt: &str) -> (&str, &str) {
 
 /// The rows `docker images` prints for one image: one per tag, plus one per
 /// digest-only repository, or a single `<none>` row.
-pub fn image_rows(img: &Value, opts: &ImageRowOptions) -> Vec<Value> {
-    let strings = |k: &str| -> Vec<String> {
-        img.get(k)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
-    let tags = strings("RepoTags");
-    let digests = strings("RepoDigests");
-    let id = img.get("Id").and_then(Value::as_str).unwrap_or("");
-    let created = img.get("Created").and_then(Value::as_i64).unwrap_or(0);
-    let size = img.get("Size").and_then(Value::as_u64).unwrap_or(0);
-    let shared = img.get("SharedSize").and_then(Value::as_i64).unwrap_or(-1);
-    let containers = img.get("Containers").and_then(Value::as_i64).unwrap_or(-1);
+pub fn image_rows(img: &ImageSummary, opts: &ImageRowOptions) -> Vec<Value> {
+    let tags = &img.repo_tags;
+    let digests = &img.repo_digests;
+    let (id, created, size, shared, containers) = (img.id.as_str(), img.created, img.size, img.shared_size, img.containers);
     let digest_of = |repo: &str| -> String {
         digests
             .iter()
@@ -277,11 +271,11 @@ pub fn image_rows(img: &Value, opts: &ImageRowOptions) -> Vec<Value> {
             .unwrap_or_else(|| "<none>".to_string())
     };
     let mut pairs: Vec<(String, String, String)> = Vec::new();
-    for t in &tags {
+    for t in tags {
         let (repo, tag) = split_repo_tag(t);
         pairs.push((repo.to_string(), tag.to_string(), digest_of(repo)));
     }
-    for d in &digests {
+    for d in digests {
         if let Some((repo, dg)) = d.split_once('@') {
             if !pairs.iter().any(|(r, _, _)| r == repo) {
                 pairs.push((repo.to_string(), "<none>".to_string(), dg.to_string()));
@@ -330,9 +324,9 @@ pub async fn list(client: &Client, args: &ImagesArgs) -> Result<ExitCode> {
     if filters.as_object().is_some_and(|m| !m.is_empty()) {
         path.push_str(&format!("&filters={}", enc(&filters.to_string())));
     }
-    let images = client.get(&path).await?;
+    let images: Vec<ImageSummary> = client.get_typed(&path).await?;
     let opts = ImageRowOptions { no_trunc: args.no_trunc, now: chrono::Utc::now().timestamp() };
-    let rows: Vec<Value> = images.as_array().into_iter().flatten().flat_map(|i| image_rows(i, &opts)).collect();
+    let rows: Vec<Value> = images.iter().flat_map(|i| image_rows(i, &opts)).collect();
     let format = if args.quiet {
         "{{.ID}}".to_string()
     } else {
@@ -371,17 +365,14 @@ pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
 
 /// `berth history`.
 pub async fn history(client: &Client, args: &HistoryArgs) -> Result<ExitCode> {
-    let entries = client.get(&format!("/images/{}/history", path_name(&args.image))).await?;
+    let entries: Vec<HistoryEntry> = client.get_typed(&format!("/images/{}/history", path_name(&args.image))).await?;
     let now = chrono::Utc::now().timestamp();
     let rows: Vec<Value> = entries
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|h| {
-            let id = h.get("Id").and_then(Value::as_str).unwrap_or("<missing>");
-            let created = h.get("Created").and_then(Value::as_i64).unwrap_or(0);
-            let size = h.get("Size").and_then(Value::as_u64).unwrap_or(0);
-            let by = h.get("CreatedBy").and_then(Value::as_str).unwrap_or("").replace('\t', " ");
+            let id = if h.id.is_empty() { "<missing>" } else { h.id.as_str() };
+            let (created, size) = (h.created, h.size);
+            let by = h.created_by.replace('\t', " ");
             let by = if !args.no_trunc && by.chars().count() > 45 {
                 format!("{}…", by.chars().take(44).collect::<String>())
             } else {
@@ -393,7 +384,7 @@ pub async fn history(client: &Client, args: &HistoryArgs) -> Result<ExitCode> {
                 "CreatedAt": go_time_rfc3339(created),
                 "CreatedBy": by,
                 "Size": if args.human { human_size(size) } else { size.to_string() },
-                "Comment": h.get("Comment").and_then(Value::as_str).unwrap_or(""),
+                "Comment": h.comment,
             })
         })
         .collect();
@@ -472,17 +463,17 @@ async fn print_json_stream(resp: hyper::Response<hyper::body::Incoming>) -> Resu
         if line.is_empty() {
             return Ok(());
         }
-        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+        let Ok(msg) = serde_json::from_str::<JsonMessage>(line) else {
             writeln!(out, "{line}")?;
             return Ok(());
         };
-        if let Some(err) = msg.get("error").and_then(Value::as_str) {
-            return Err(DaemonError { message: err.to_string(), status: 500 }.into());
+        if let Some(err) = msg.error {
+            return Err(DaemonError { message: err, status: 500 }.into());
         }
-        if let Some(s) = msg.get("stream").and_then(Value::as_str) {
+        if let Some(s) = msg.stream {
             write!(out, "{s}")?;
-        } else if let Some(status) = msg.get("status").and_then(Value::as_str) {
-            match msg.get("id").and_then(Value::as_str) {
+        } else if let Some(status) = msg.status {
+            match msg.id {
                 Some(id) => writeln!(out, "{id}: {status}")?,
                 None => writeln!(out, "{status}")?,
             }
@@ -613,12 +604,12 @@ pub async fn tag(client: &Client, args: &TagArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_delete_items(items: &Value, lower: bool) {
-    for item in items.as_array().into_iter().flatten() {
-        if let Some(u) = item.get("Untagged").and_then(Value::as_str) {
+fn print_delete_items(items: &[ImageDeleteResponseItem], lower: bool) {
+    for item in items {
+        if let Some(u) = &item.untagged {
             println!("{}: {u}", if lower { "untagged" } else { "Untagged" });
         }
-        if let Some(d) = item.get("Deleted").and_then(Value::as_str) {
+        if let Some(d) = &item.deleted {
             println!("{}: {d}", if lower { "deleted" } else { "Deleted" });
         }
     }
@@ -629,7 +620,7 @@ pub async fn remove(client: &Client, args: &RmiArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     for name in &args.images {
         let path = format!("/images/{}?force={}&noprune={}", path_name(name), args.force as u8, args.no_prune as u8);
-        match client.json(Method::DELETE, &path).await {
+        match client.typed::<Vec<ImageDeleteResponseItem>>(Method::DELETE, &path).await {
             Ok(items) => print_delete_items(&items, false),
             Err(e) => errors.push(e.to_string()),
         }
@@ -660,22 +651,21 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
         }
     }
     let path = format!("/images/prune?filters={}", enc(&filters.to_string()));
-    let report = client.json(Method::POST, &path).await?;
-    let deleted = report.get("ImagesDeleted").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()));
-    if let Some(items) = deleted {
+    let report: ImagePruneResponse = client.typed(Method::POST, &path).await?;
+    if let Some(items) = report.images_deleted.filter(|items| !items.is_empty()) {
         println!("Deleted Images:");
-        print_delete_items(items, true);
+        print_delete_items(&items, true);
         println!();
     }
-    println!("Total reclaimed space: {}", human_size4(report.get("SpaceReclaimed").and_then(Value::as_u64).unwrap_or(0)));
+    println!("Total reclaimed space: {}", human_size4(report.space_reclaimed));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `berth image mount`.
 pub async fn mount(client: &Client, args: &MountArgs) -> Result<ExitCode> {
     for name in &args.images {
-        let v = client.json(Method::POST, &format!("/images/{}/mount", path_name(name))).await?;
-        println!("{}", v.get("Path").and_then(Value::as_str).unwrap_or(""));
+        let mounted: ImageMountResponse = client.typed(Method::POST, &format!("/images/{}/mount", path_name(name))).await?;
+        println!("{}", mounted.path);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -701,6 +691,7 @@ mod tests {
             "RepoDigests": ["busybox@sha256:aaaa"],
             "Created": 1000, "Size": 4257792, "SharedSize": -1, "Containers": 0,
         });
+        let img: ImageSummary = serde_json::from_value(img).unwrap();
         let rows = image_rows(&img, &ImageRowOptions { no_trunc: false, now: 1000 + 7200 });
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["Repository"], "busybox");
@@ -711,7 +702,8 @@ mod tests {
         assert_eq!(rows[1]["Repository"], "localhost:5000/bb");
         assert_eq!(rows[1]["Tag"], "1");
         assert_eq!(rows[1]["Digest"], "<none>");
-        let none = image_rows(&json!({"Id": "sha256:ab", "RepoTags": [], "RepoDigests": []}), &ImageRowOptions { no_trunc: true, now: 0 });
+        let none: ImageSummary = serde_json::from_value(json!({"Id": "sha256:ab", "RepoTags": [], "RepoDigests": []})).unwrap();
+        let none = image_rows(&none, &ImageRowOptions { no_trunc: true, now: 0 });
         assert_eq!(none[0]["Repository"], "<none>");
         assert_eq!(none[0]["ID"], "sha256:ab");
     }

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use berth_model::container::{ContainerConfig, HostConfig, MountRequest};
-use serde_json::{json, Map, Value};
 
 use super::run::{parse_memory, CreateFlags};
+use crate::apitypes::containers::{BindOptions, TmpfsOptions, VolumeOptions};
 
 /// What the compose loader's `ParseVolume` makes of a `-v` value.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -161,17 +161,11 @@ fn absolute(dir: &str) -> String {
 pub fn parse_mount(value: &str) -> Result<MountRequest> {
     let fields = csv_fields(value)?;
     let mut m = MountRequest { kind: "volume".into(), ..Default::default() };
-    let mut volume: Option<Map<String, Value>> = None;
-    let mut bind: Option<Map<String, Value>> = None;
-    let mut tmpfs: Option<Map<String, Value>> = None;
-    // `volumeOptions()` in the CLI: created on first use, with an empty DriverConfig.
-    fn vol(o: &mut Option<Map<String, Value>>) -> &mut Map<String, Value> {
-        o.get_or_insert_with(|| {
-            let mut m = Map::new();
-            m.insert("DriverConfig".into(), json!({}));
-            m
-        })
-    }
+    // Each options object exists once a flag of its kind was given, as in
+    // the docker CLI (`volume-opt=` alone still sends an empty `Options`).
+    let mut volume: Option<VolumeOptions> = None;
+    let mut bind: Option<BindOptions> = None;
+    let mut tmpfs: Option<TmpfsOptions> = None;
     let key_value = |v: &str| -> (String, String) {
         let (k, x) = v.split_once('=').unwrap_or((v, ""));
         (k.to_string(), x.to_string())
@@ -185,10 +179,10 @@ pub fn parse_mount(value: &str) -> Result<MountRequest> {
             match key.as_str() {
                 "readonly" | "ro" => m.read_only = true,
                 "volume-nocopy" => {
-                    vol(&mut volume).insert("NoCopy".into(), json!(true));
+                    volume.get_or_insert_with(Default::default).no_copy = Some(true);
                 }
                 "bind-nonrecursive" => {
-                    bind.get_or_insert_with(Map::new).insert("NonRecursive".into(), json!(true));
+                    bind.get_or_insert_with(Default::default).non_recursive = Some(true);
                 }
                 _ => bail!("invalid field '{field}' must be a key=value pair"),
             }
@@ -204,53 +198,50 @@ pub fn parse_mount(value: &str) -> Result<MountRequest> {
             "readonly" | "ro" => m.read_only = parse_bool(val).ok_or_else(bad)?,
             "consistency" => m.consistency = val.to_lowercase(),
             "bind-propagation" => {
-                bind.get_or_insert_with(Map::new).insert("Propagation".into(), json!(val.to_lowercase()));
+                bind.get_or_insert_with(Default::default).propagation = Some(val.to_lowercase());
             }
             "bind-nonrecursive" => {
                 let b = parse_bool(val).ok_or_else(bad)?;
-                let map = bind.get_or_insert_with(Map::new);
+                let options = bind.get_or_insert_with(Default::default);
                 if b {
-                    map.insert("NonRecursive".into(), json!(true));
+                    options.non_recursive = Some(true);
                 }
             }
             "volume-nocopy" => {
                 let b = parse_bool(val).ok_or_else(|| anyhow!("invalid value for volume-nocopy: {val}"))?;
-                let map = vol(&mut volume);
+                let options = volume.get_or_insert_with(Default::default);
                 if b {
-                    map.insert("NoCopy".into(), json!(true));
+                    options.no_copy = Some(true);
                 }
             }
             "volume-subpath" => {
-                vol(&mut volume).insert("Subpath".into(), json!(val));
+                volume.get_or_insert_with(Default::default).subpath = Some(val.to_string());
             }
             "volume-label" => {
                 let (k, x) = key_value(val);
                 if !k.is_empty() {
-                    let labels = vol(&mut volume).entry("Labels").or_insert_with(|| json!({}));
-                    labels[k] = json!(x);
+                    let options = volume.get_or_insert_with(Default::default);
+                    options.labels.get_or_insert_with(BTreeMap::new).insert(k, x);
                 }
             }
             "volume-driver" => {
-                let driver = vol(&mut volume).entry("DriverConfig").or_insert_with(|| json!({}));
-                driver["Name"] = json!(val);
+                volume.get_or_insert_with(Default::default).driver_config.name = Some(val.to_string());
             }
             "volume-opt" => {
                 let (k, x) = key_value(val);
-                let driver = vol(&mut volume).entry("DriverConfig").or_insert_with(|| json!({}));
-                if driver.get("Options").is_none() {
-                    driver["Options"] = json!({});
-                }
+                let driver = &mut volume.get_or_insert_with(Default::default).driver_config;
+                let options = driver.options.get_or_insert_with(BTreeMap::new);
                 if !k.is_empty() {
-                    driver["Options"][k] = json!(x);
+                    options.insert(k, x);
                 }
             }
             "tmpfs-size" => {
                 let bytes = parse_memory(val).map_err(|_| bad())?;
-                tmpfs.get_or_insert_with(Map::new).insert("SizeBytes".into(), json!(bytes));
+                tmpfs.get_or_insert_with(Default::default).size_bytes = Some(bytes);
             }
             "tmpfs-mode" => {
                 let mode = u32::from_str_radix(val, 8).map_err(|_| bad())?;
-                tmpfs.get_or_insert_with(Map::new).insert("Mode".into(), json!(mode));
+                tmpfs.get_or_insert_with(Default::default).mode = Some(mode);
             }
             _ => bail!("unexpected key '{key}' in '{field}'"),
         }
@@ -270,9 +261,10 @@ pub fn parse_mount(value: &str) -> Result<MountRequest> {
     if tmpfs.is_some() && m.kind != "tmpfs" {
         bail!("cannot mix 'tmpfs-*' options with mount type '{}'", m.kind);
     }
-    m.volume_options = volume.map(Value::Object);
-    m.bind_options = bind.map(Value::Object);
-    m.tmpfs_options = tmpfs.map(Value::Object);
+    // The model keeps these objects as JSON values.
+    m.volume_options = volume.map(serde_json::to_value).transpose()?;
+    m.bind_options = bind.map(serde_json::to_value).transpose()?;
+    m.tmpfs_options = tmpfs.map(serde_json::to_value).transpose()?;
     Ok(m)
 }
 
@@ -323,6 +315,7 @@ pub fn apply(flags: &CreateFlags, c: &mut ContainerConfig, h: &mut HostConfig) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(s: &str) -> (String, String, &'static str) {
         let v = parse_volume_spec(s).unwrap();

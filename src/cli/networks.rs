@@ -15,6 +15,11 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::client::{enc, Client};
+use crate::apitypes::containers::{ContainerInspect, Port};
+use crate::apitypes::networks::{
+    IpamConfigRequest, IpamRequest, Network, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkPruneResponse,
+};
 use super::format::Format;
 use super::images::filters_json;
 use super::units::go_time;
@@ -223,29 +228,28 @@ fn natural_less(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// A network ID as `network ls` shows it: 12 characters unless `--no-trunc`.
+fn display_id(id: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        id.to_string()
+    } else {
+        id.chars().take(12).collect()
+    }
+}
+
 /// One `network ls` row's fields, named as docker's `--format` names them.
-pub fn ls_row(n: &Value, no_trunc: bool) -> Value {
-    let id = n["Id"].as_str().unwrap_or("");
-    let id = if no_trunc { id.to_string() } else { id.chars().take(12).collect() };
-    let labels: Vec<String> = n["Labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    let created = n["Created"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| go_time(t.timestamp()))
-        .unwrap_or_default();
+pub fn ls_row(n: &Network, no_trunc: bool) -> Value {
+    let id = display_id(&n.id, no_trunc);
+    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let created = chrono::DateTime::parse_from_rfc3339(&n.created).map(|t| go_time(t.timestamp())).unwrap_or_default();
     json!({
         "ID": id,
-        "Name": n["Name"].as_str().unwrap_or(""),
-        "Driver": n["Driver"].as_str().unwrap_or(""),
-        "Scope": n["Scope"].as_str().unwrap_or(""),
-        "IPv4": n["EnableIPv4"].as_bool().unwrap_or(true).to_string(),
-        "IPv6": n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
-        "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+        "Name": n.name,
+        "Driver": n.driver,
+        "Scope": n.scope,
+        "IPv4": n.enable_ipv4.to_string(),
+        "IPv6": n.enable_ipv6.to_string(),
+        "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
         "CreatedAt": created,
     })
@@ -265,11 +269,11 @@ pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
     if filters.as_object().is_some_and(|m| !m.is_empty()) {
         path.push_str(&format!("?filters={}", enc(&filters.to_string())));
     }
-    let mut list = client.get(&path).await?.as_array().cloned().unwrap_or_default();
-    list.sort_by(|a, b| natural_less(a["Name"].as_str().unwrap_or(""), b["Name"].as_str().unwrap_or("")));
+    let mut list: Vec<Network> = client.get_typed(&path).await?;
+    list.sort_by(|a, b| natural_less(&a.name, &b.name));
     if args.quiet && args.format.is_none() {
         for n in &list {
-            println!("{}", ls_row(n, args.no_trunc)["ID"].as_str().unwrap_or(""));
+            println!("{}", display_id(&n.id, args.no_trunc));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -332,7 +336,7 @@ fn cidr_contains(net: (IpAddr, u8), ip: IpAddr) -> bool {
 /// Docker's `consolidateIpam`: each `--ip-range` and `--gateway` goes to the
 /// `--subnet` that contains it; subnets must not overlap. Errors are the
 /// docker CLI's own (it refuses before asking the daemon).
-pub fn consolidate_ipam(subnets: &[String], ranges: &[String], gateways: &[String]) -> Result<Vec<Value>> {
+pub fn consolidate_ipam(subnets: &[String], ranges: &[String], gateways: &[String]) -> Result<Vec<IpamConfigRequest>> {
     if subnets.is_empty() && (!ranges.is_empty() || !gateways.is_empty()) {
         bail!("every ip-range or gateway must have a corresponding subnet");
     }
@@ -346,20 +350,16 @@ pub fn consolidate_ipam(subnets: &[String], ranges: &[String], gateways: &[Strin
         }
         parsed.push((s.clone(), net));
     }
-    let mut entries: Vec<BTreeMap<&str, String>> =
-        parsed.iter().map(|(s, _)| BTreeMap::from([("Subnet", s.clone())])).collect();
+    let mut entries: Vec<IpamConfigRequest> =
+        parsed.iter().map(|(s, _)| IpamConfigRequest { subnet: Some(s.clone()), ..Default::default() }).collect();
     for r in ranges {
         let range = parse_cidr(r).ok_or_else(|| anyhow!("invalid CIDR address: {r}"))?;
         let i = parsed
             .iter()
             .position(|(_, net)| cidr_contains(*net, range.0) && range.1 >= net.1)
             .ok_or_else(|| anyhow!("no matching subnet for range {r}"))?;
-        if entries[i].insert("IPRange", r.clone()).is_some() {
-            bail!(
-                "cannot configure multiple ranges ({r}, {}) on the same subnet ({})",
-                entries[i]["IPRange"],
-                parsed[i].0
-            );
+        if let Some(old) = entries[i].ip_range.replace(r.clone()) {
+            bail!("cannot configure multiple ranges ({r}, {old}) on the same subnet ({})", parsed[i].0);
         }
     }
     for g in gateways {
@@ -368,31 +368,39 @@ pub fn consolidate_ipam(subnets: &[String], ranges: &[String], gateways: &[Strin
             .iter()
             .position(|(_, net)| cidr_contains(*net, ip))
             .ok_or_else(|| anyhow!("no matching subnet for gateway {g}"))?;
-        if let Some(old) = entries[i].insert("Gateway", g.clone()) {
+        if let Some(old) = entries[i].gateway.replace(g.clone()) {
             bail!("cannot configure multiple gateways ({g}, {old}) for the same subnet ({})", parsed[i].0);
         }
     }
-    Ok(entries.into_iter().map(|e| json!(e)).collect())
+    Ok(entries)
 }
 
 /// `berth network create`.
 pub async fn create(client: &Client, args: &CreateArgs) -> Result<ExitCode> {
     let config = consolidate_ipam(&args.subnet, &args.ip_range, &args.gateway)?;
-    let body = json!({
-        "Name": args.name,
-        "Driver": args.driver,
-        "EnableIPv6": args.ipv6,
-        "IPAM": { "Driver": args.ipam_driver, "Config": config, "Options": key_values(&args.ipam_opt, "--ipam-opt")? },
-        "Internal": args.internal,
-        "Attachable": args.attachable,
-        "Options": key_values(&args.opt, "-o, --opt")?,
-        "Labels": key_values(&args.label, "--label")?,
-    });
-    let resp = client.post_json("/networks/create", &body).await?;
-    if let Some(w) = resp["Warning"].as_str().filter(|w| !w.is_empty()) {
-        eprintln!("{w}");
+    let body = NetworkCreateRequest {
+        name: Some(args.name.clone()),
+        driver: Some(args.driver.clone()),
+        enable_ipv6: args.ipv6,
+        ipam: Some(IpamRequest {
+            driver: Some(args.ipam_driver.clone()),
+            config: Some(config),
+            options: Some(key_values(&args.ipam_opt, "--ipam-opt")?),
+        }),
+        internal: Some(args.internal),
+        attachable: Some(args.attachable),
+        options: Some(key_values(&args.opt, "-o, --opt")?),
+        labels: Some(key_values(&args.label, "--label")?),
+        ..Default::default()
+    };
+    let resp: NetworkCreateResponse = client.post_typed("/networks/create", &body).await?;
+    if !resp.warning.is_empty() {
+        eprintln!("{}", resp.warning);
     }
-    println!("{}", resp["Id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no network Id"))?);
+    if resp.id.is_empty() {
+        bail!("the daemon's answer has no network Id");
+    }
+    println!("{}", resp.id);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -415,10 +423,10 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     } else {
         "/networks/prune".to_string()
     };
-    let report = client.json(Method::POST, &path).await?;
-    if let Some(names) = report["NetworksDeleted"].as_array().filter(|a| !a.is_empty()) {
+    let report: NetworkPruneResponse = client.typed(Method::POST, &path).await?;
+    if !report.networks_deleted.is_empty() {
         println!("Deleted Networks:");
-        for n in names.iter().filter_map(Value::as_str) {
+        for n in &report.networks_deleted {
             println!("{n}");
         }
         println!();
@@ -475,15 +483,15 @@ fn connect_settings(args: &ConnectArgs) -> Result<EndpointSettings> {
 /// `berth network connect`.
 pub async fn connect(client: &Client, args: &ConnectArgs) -> Result<ExitCode> {
     let settings = connect_settings(args)?;
-    let body = json!({ "Container": args.container, "EndpointConfig": settings });
-    client.post_json(&format!("/networks/{}/connect", enc(&args.network)), &body).await?;
+    let body = NetworkConnectRequest { container: Some(args.container.clone()), endpoint_config: Some(settings) };
+    client.post_ignoring_answer(&format!("/networks/{}/connect", enc(&args.network)), &body).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `berth network disconnect`.
 pub async fn disconnect(client: &Client, args: &DisconnectArgs) -> Result<ExitCode> {
-    let body = json!({ "Container": args.container, "Force": args.force });
-    client.post_json(&format!("/networks/{}/disconnect", enc(&args.network)), &body).await?;
+    let body = NetworkDisconnectRequest { container: Some(args.container.clone()), force: Some(args.force) };
+    client.post_ignoring_answer(&format!("/networks/{}/disconnect", enc(&args.network)), &body).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -497,11 +505,9 @@ fn join_host_port(host: &str, port: &str) -> String {
 }
 
 /// The lines `berth port` prints for a container's `NetworkSettings.Ports`.
-pub fn port_lines(ports: &Value, container: &str, filter: Option<&str>) -> Result<Vec<String>> {
+pub fn port_lines(ports: &PortMap, container: &str, filter: Option<&str>) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let empty = serde_json::Map::new();
-    let map = ports.as_object().unwrap_or(&empty);
-    let binding = |b: &Value| join_host_port(b["HostIp"].as_str().unwrap_or(""), b["HostPort"].as_str().unwrap_or(""));
+    let binding = |b: &PortBinding| join_host_port(&b.host_ip, &b.host_port);
     match filter {
         Some(spec) => {
             let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
@@ -509,15 +515,15 @@ pub fn port_lines(ports: &Value, container: &str, filter: Option<&str>) -> Resul
             if port.parse::<u16>().is_err() {
                 bail!("Error: invalid port ({port})");
             }
-            let frontends = map.get(&format!("{port}/{proto}")).and_then(Value::as_array).filter(|a| !a.is_empty());
+            let frontends = ports.get(&format!("{port}/{proto}")).and_then(Option::as_ref).filter(|a| !a.is_empty());
             let Some(frontends) = frontends else {
                 bail!("Error: No public port '{spec}' published for {container}");
             };
             out.extend(frontends.iter().map(binding));
         }
         None => {
-            for (from, frontends) in map {
-                for b in frontends.as_array().into_iter().flatten() {
+            for (from, frontends) in ports {
+                for b in frontends.iter().flatten() {
                     out.push(format!("{from} -> {}", binding(b)));
                 }
             }
@@ -529,8 +535,8 @@ pub fn port_lines(ports: &Value, container: &str, filter: Option<&str>) -> Resul
 
 /// `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`.
 pub async fn port(client: &Client, args: &PortArgs) -> Result<ExitCode> {
-    let v = client.get(&format!("/containers/{}/json", enc(&args.container))).await?;
-    let lines = port_lines(&v["NetworkSettings"]["Ports"], &args.container, args.port.as_deref())?;
+    let v: ContainerInspect = client.get_typed(&format!("/containers/{}/json", enc(&args.container))).await?;
+    let lines = port_lines(&v.network_settings.ports, &args.container, args.port.as_deref())?;
     if !lines.is_empty() {
         println!("{}", lines.join("\n"));
     }
@@ -820,7 +826,7 @@ pub fn apply_network_flags(
 
 /// Docker's `DisplayablePorts`: the `PORTS` column of `ps` from a summary's
 /// `Ports`, consecutive ports grouped into ranges (`0.0.0.0:80-81->80-81/tcp`).
-pub fn displayable_ports(ports: &Value) -> String {
+pub fn displayable_ports(ports: &[Port]) -> String {
     struct P {
         ip: String,
         private: u16,
@@ -828,14 +834,12 @@ pub fn displayable_ports(ports: &Value) -> String {
         proto: String,
     }
     let mut list: Vec<P> = ports
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|p| P {
-            ip: p["IP"].as_str().unwrap_or("").to_string(),
-            private: p["PrivatePort"].as_u64().unwrap_or(0) as u16,
-            public: p["PublicPort"].as_u64().unwrap_or(0) as u16,
-            proto: p["Type"].as_str().unwrap_or("").to_string(),
+            ip: p.ip.clone().unwrap_or_default(),
+            private: p.private_port,
+            public: p.public_port.unwrap_or(0),
+            proto: p.kind.clone(),
         })
         .collect();
     list.sort_by(|a, b| {
@@ -973,7 +977,10 @@ mod tests {
     fn ipam_consolidates_like_the_docker_cli() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let c = consolidate_ipam(&s(&["172.72.0.0/16"]), &s(&["172.72.0.0/24"]), &s(&["172.72.0.1"])).unwrap();
-        assert_eq!(c, vec![json!({"Subnet": "172.72.0.0/16", "IPRange": "172.72.0.0/24", "Gateway": "172.72.0.1"})]);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!([{"Subnet": "172.72.0.0/16", "IPRange": "172.72.0.0/24", "Gateway": "172.72.0.1"}])
+        );
         let e = consolidate_ipam(&s(&["172.72.0.0/16"]), &s(&["10.0.0.0/24"]), &[]).unwrap_err();
         assert_eq!(e.to_string(), "no matching subnet for range 10.0.0.0/24");
         let e = consolidate_ipam(&s(&["172.72.0.0/16"]), &[], &s(&["10.0.0.1"])).unwrap_err();
@@ -992,16 +999,18 @@ mod tests {
             {"IP": "0.0.0.0", "PrivatePort": 443, "PublicPort": 443, "Type": "tcp"},
             {"IP": "::", "PrivatePort": 80, "PublicPort": 18080, "Type": "tcp"},
         ]);
+        let ports: Vec<Port> = serde_json::from_value(ports).unwrap();
         assert_eq!(
             displayable_ports(&ports),
             "0.0.0.0:443->443/tcp, 7000-7001/udp, 0.0.0.0:18080->80/tcp, [::]:18080->80/tcp"
         );
-        assert_eq!(displayable_ports(&json!([])), "");
+        assert_eq!(displayable_ports(&[]), "");
     }
 
     #[test]
     fn port_lines_match_docker_port() {
-        let ports = json!({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}], "53/udp": null});
+        let ports: PortMap =
+            serde_json::from_value(json!({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}], "53/udp": null})).unwrap();
         assert_eq!(port_lines(&ports, "web", None).unwrap(), vec!["80/tcp -> 0.0.0.0:18080"]);
         assert_eq!(port_lines(&ports, "web", Some("80")).unwrap(), vec!["0.0.0.0:18080"]);
         assert_eq!(

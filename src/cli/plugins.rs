@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::client::{each, empty, enc, inspect_each, json_body, Client};
 use super::format::Format;
+use crate::apitypes::plugins::Plugin;
 
 /// `berth plugin ...`.
 #[derive(Subcommand, Debug)]
@@ -193,19 +194,19 @@ async fn install(client: &Client, args: &InstallArgs) -> Result<ExitCode> {
 }
 
 /// One row of `plugin ls`.
-fn plugin_row(p: &Value, no_trunc: bool) -> Value {
-    let id = p["Id"].as_str().unwrap_or_default();
-    let description = p["Config"]["Description"].as_str().unwrap_or_default();
+fn plugin_row(p: &Plugin, no_trunc: bool) -> Value {
+    let id = &p.id;
+    let description = &p.config.description;
     json!({
         "ID": if no_trunc { id.to_string() } else { id.chars().take(12).collect() },
-        "Name": p["Name"],
+        "Name": p.name,
         "Description": if no_trunc || description.chars().count() <= 45 {
             description.to_string()
         } else {
             format!("{}…", description.chars().take(44).collect::<String>())
         },
-        "Enabled": p["Enabled"].as_bool().unwrap_or(false).to_string(),
-        "PluginReference": p["PluginReference"],
+        "Enabled": p.enabled.to_string(),
+        "PluginReference": p.plugin_reference,
     })
 }
 
@@ -217,7 +218,7 @@ async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
     } else {
         "/plugins".to_string()
     };
-    let list = client.get(&path).await?;
+    let list: Vec<Plugin> = client.get_typed(&path).await?;
     let template = match args.format.as_deref().filter(|f| !f.is_empty()) {
         Some("table") | None if args.quiet => "{{.ID}}",
         Some("table") | None => "table {{.ID}}\t{{.Name}}\t{{.Description}}\t{{.Enabled}}",
@@ -225,7 +226,7 @@ async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
     };
     let format = Format::parse(template)?;
     let header = json!({ "ID": "ID", "Name": "NAME", "Description": "DESCRIPTION", "Enabled": "ENABLED", "PluginReference": "PLUGIN REFERENCE" });
-    let rows: Vec<Value> = list.as_array().into_iter().flatten().map(|p| plugin_row(p, args.no_trunc)).collect();
+    let rows: Vec<Value> = list.iter().map(|p| plugin_row(p, args.no_trunc)).collect();
     print!("{}", format.render_rows(&header, &rows)?);
     Ok(ExitCode::SUCCESS)
 }

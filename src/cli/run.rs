@@ -12,10 +12,10 @@ use berth_model::container::{ContainerConfig, HostConfig, LogConfig, RestartPoli
 use clap::{ArgAction, Args};
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde_json::Value;
 
 use super::client::{empty, enc, Client, DaemonError};
 use super::stdio::{follow_terminal_size, proxy_signals, pump, RawTerminal};
+use crate::apitypes::containers::{ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerWaitResponse};
 
 /// The flags `create` and `run` share (Docker's container options).
 #[derive(Args, Debug, Default, Clone)]
@@ -567,20 +567,24 @@ fn create_error(e: anyhow::Error, image: &str) -> anyhow::Error {
 
 /// Sends `POST /containers/create`; returns the ID. Warnings go to stderr.
 async fn create_container(client: &Client, req: &CreateRequest) -> Result<String> {
-    let mut body = serde_json::to_value(&req.config)?;
-    body["HostConfig"] = serde_json::to_value(&req.host_config)?;
-    body["NetworkingConfig"] = serde_json::to_value(&req.networking)?;
+    let body = ContainerCreateRequest {
+        config: req.config.clone(),
+        host_config: Some(req.host_config.clone()),
+        networking_config: Some(req.networking.clone()),
+    };
     let path = match &req.name {
         Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),
     };
-    let resp = client.post_json(&path, &body).await.map_err(|e| create_error(e, &req.config.image))?;
-    for w in resp.get("Warnings").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(w) = w.as_str() {
-            eprintln!("WARNING: {w}");
-        }
+    let created: ContainerCreateResponse =
+        client.post_typed(&path, &body).await.map_err(|e| create_error(e, &req.config.image))?;
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
     }
-    resp.get("Id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| anyhow!("the daemon's create answer has no Id"))
+    if created.id.is_empty() {
+        bail!("the daemon's create answer has no Id");
+    }
+    Ok(created.id)
 }
 
 /// Prints an error as docker does for `run`/`create` and returns status 125.
@@ -644,11 +648,12 @@ async fn register_wait(client: &Client, id: &str, condition: &str) -> Result<tok
     let resp = client.call(Method::POST, &path, empty(), None).await?;
     Ok(tokio::spawn(async move {
         let bytes = resp.into_body().collect().await.context("waiting for the container")?.to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).context("the daemon's wait answer is not JSON")?;
-        if let Some(msg) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
-            bail!("{msg}");
+        let answer: ContainerWaitResponse =
+            serde_json::from_slice(&bytes).context("the daemon's wait answer is not JSON")?;
+        if let Some(error) = answer.error.filter(|e| !e.message.is_empty()) {
+            bail!("{}", error.message);
         }
-        Ok(v["StatusCode"].as_i64().unwrap_or(-1))
+        Ok(answer.status_code)
     }))
 }
 
@@ -747,10 +752,10 @@ pub async fn start(client: &Client, args: &StartArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
         let name = &args.containers[0];
-        let v = client.get(&format!("/containers/{}/json", enc(name))).await?;
-        let id = v["Id"].as_str().unwrap_or(name).to_string();
-        let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
-        let stdin = args.interactive && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+        let v: ContainerInspect = client.get_typed(&format!("/containers/{}/json", enc(name))).await?;
+        let id = if v.id.is_empty() { name.clone() } else { v.id };
+        let tty = v.config.tty;
+        let stdin = args.interactive && v.config.open_stdin;
         let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
         let stream = client.hijack(&path, None).await?;
         let waiter = register_wait(client, &id, "next-exit").await?;
@@ -785,16 +790,16 @@ pub struct AttachArgs {
 
 /// `berth attach`.
 pub async fn attach(client: &Client, args: &AttachArgs) -> Result<ExitCode> {
-    let v = client.get(&format!("/containers/{}/json", enc(&args.container))).await?;
-    let id = v["Id"].as_str().unwrap_or(&args.container).to_string();
-    if !v["State"]["Running"].as_bool().unwrap_or(false) {
+    let v: ContainerInspect = client.get_typed(&format!("/containers/{}/json", enc(&args.container))).await?;
+    let id = if v.id.is_empty() { args.container.clone() } else { v.id };
+    if !v.state.running {
         bail!("You cannot attach to a stopped container, start it first");
     }
-    if v["State"]["Paused"].as_bool().unwrap_or(false) {
+    if v.state.paused {
         bail!("You cannot attach to a paused container, unpause it first");
     }
-    let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
-    let stdin = !args.no_stdin && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let tty = v.config.tty;
+    let stdin = !args.no_stdin && v.config.open_stdin;
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
     // As docker does: the wait is registered before attaching and read once
     // the stream ends, so the exit code is the recorded one, never a state

@@ -11,6 +11,11 @@ use super::client::Client;
 use super::format::{tabwrite, Format};
 use super::images::{image_rows, ImageRowOptions};
 use super::units::{bytes_size, human_size4};
+use super::volumes::local_volume_count;
+use berth_model::container::Status;
+use crate::apitypes::containers::ContainerSummary;
+use crate::apitypes::system::{DiskUsage, SystemInfo, SystemVersion};
+use crate::apitypes::volumes::Volume;
 use crate::version;
 
 /// A lone `-f/--format` flag.
@@ -74,7 +79,7 @@ pub async fn version(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
         "BuildTime": ansic(version::BUILD_TIME),
         "Context": "default",
     });
-    let server = client.get("/version").await;
+    let server: Result<SystemVersion> = client.get_typed("/version").await;
     if let Some(f) = &args.format {
         let data = json!({ "Client": client_info, "Server": server.as_ref().ok() });
         println!("{}", Format::parse(f)?.render(&data)?);
@@ -96,22 +101,23 @@ pub async fn version(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
     print!("{out}");
     let server = server?;
     let mut out = String::new();
-    let _ = writeln!(out, "\nServer: {}", server.pointer("/Platform/Name").and_then(Value::as_str).unwrap_or(""));
-    for c in server.get("Components").and_then(Value::as_array).into_iter().flatten() {
-        let d = c.get("Details").cloned().unwrap_or(Value::Null);
-        let _ = writeln!(out, " {}:", s(c, "Name"));
-        let mut rows = vec![("Version", s(c, "Version").to_string())];
-        if s(c, "Name") == "Engine" {
+    let _ = writeln!(out, "\nServer: {}", server.platform.name);
+    for c in &server.components {
+        // Details are free-form: a component may leave any of them out.
+        let detail = |k: &str| c.details.get(k).map(String::as_str).unwrap_or("");
+        let _ = writeln!(out, " {}:", c.name);
+        let mut rows = vec![("Version", c.version.clone())];
+        if c.name == "Engine" {
             rows.extend([
-                ("API version", format!("{} (minimum version {})", s(&d, "ApiVersion"), s(&d, "MinAPIVersion"))),
-                ("Go version", s(&d, "GoVersion").to_string()),
-                ("Git commit", s(&d, "GitCommit").to_string()),
-                ("Built", ansic(s(&d, "BuildTime"))),
-                ("OS/Arch", format!("{}/{}", s(&d, "Os"), s(&d, "Arch"))),
-                ("Experimental", s(&d, "Experimental").to_string()),
+                ("API version", format!("{} (minimum version {})", detail("ApiVersion"), detail("MinAPIVersion"))),
+                ("Go version", detail("GoVersion").to_string()),
+                ("Git commit", detail("GitCommit").to_string()),
+                ("Built", ansic(detail("BuildTime"))),
+                ("OS/Arch", format!("{}/{}", detail("Os"), detail("Arch"))),
+                ("Experimental", detail("Experimental").to_string()),
             ]);
-        } else if let Some(commit) = d.get("GitCommit").and_then(Value::as_str) {
-            rows.push(("GitCommit", commit.to_string()));
+        } else if let Some(commit) = c.details.get("GitCommit") {
+            rows.push(("GitCommit", commit.clone()));
         }
         for (k, v) in rows {
             let _ = writeln!(out, "  {:<18}{v}", format!("{k}:"));
@@ -123,54 +129,45 @@ pub async fn version(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
 
 /// `berth info`.
 pub async fn info(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
-    let i = client.get("/info").await?;
+    let i: SystemInfo = client.get_typed("/info").await?;
     if let Some(f) = &args.format {
-        println!("{}", Format::parse(f)?.render(&i)?);
+        println!("{}", Format::parse(f)?.render(&serde_json::to_value(&i)?)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let n = |k: &str| i.get(k).map(|v| v.to_string()).unwrap_or_default();
-    let b = |k: &str| i.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let list = |p: &str| -> Vec<String> {
-        i.pointer(p)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
     let mut o = String::new();
     let _ = writeln!(o, "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n", version::VERSION);
     let _ = writeln!(o, "Server:");
-    let _ = writeln!(o, " Containers: {}", n("Containers"));
-    for (label, key) in [("Running", "ContainersRunning"), ("Paused", "ContainersPaused"), ("Stopped", "ContainersStopped")] {
-        let _ = writeln!(o, "  {label}: {}", n(key));
+    let _ = writeln!(o, " Containers: {}", i.containers);
+    for (label, n) in [("Running", i.containers_running), ("Paused", i.containers_paused), ("Stopped", i.containers_stopped)] {
+        let _ = writeln!(o, "  {label}: {n}");
     }
-    let _ = writeln!(o, " Images: {}", n("Images"));
-    let _ = writeln!(o, " Server Version: {}", s(&i, "ServerVersion"));
-    let _ = writeln!(o, " Storage Driver: {}", s(&i, "Driver"));
-    for pair in i.get("DriverStatus").and_then(Value::as_array).into_iter().flatten() {
-        if let (Some(k), Some(v)) = (pair.get(0).and_then(Value::as_str), pair.get(1).and_then(Value::as_str)) {
+    let _ = writeln!(o, " Images: {}", i.images);
+    let _ = writeln!(o, " Server Version: {}", i.server_version);
+    let _ = writeln!(o, " Storage Driver: {}", i.driver);
+    for pair in &i.driver_status {
+        if let [k, v, ..] = pair.as_slice() {
             let _ = writeln!(o, "  {k}: {v}");
         }
     }
-    let _ = writeln!(o, " Logging Driver: {}", s(&i, "LoggingDriver"));
-    let _ = writeln!(o, " Cgroup Driver: {}", s(&i, "CgroupDriver"));
-    let _ = writeln!(o, " Cgroup Version: {}", s(&i, "CgroupVersion"));
+    let _ = writeln!(o, " Logging Driver: {}", i.logging_driver);
+    let _ = writeln!(o, " Cgroup Driver: {}", i.cgroup_driver);
+    let _ = writeln!(o, " Cgroup Version: {}", i.cgroup_version);
     let _ = writeln!(o, " Plugins:");
-    for kind in ["Volume", "Network", "Log"] {
-        let _ = writeln!(o, "  {kind}: {}", list(&format!("/Plugins/{kind}")).join(" "));
+    for (kind, names) in [("Volume", &i.plugins.volume), ("Network", &i.plugins.network), ("Log", &i.plugins.log)] {
+        let _ = writeln!(o, "  {kind}: {}", names.join(" "));
     }
-    let _ = writeln!(o, " Swarm: {}", i.pointer("/Swarm/LocalNodeState").and_then(Value::as_str).unwrap_or("inactive"));
-    let runtimes: Vec<String> =
-        i.get("Runtimes").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let swarm = if i.swarm.local_node_state.is_empty() { "inactive" } else { i.swarm.local_node_state.as_str() };
+    let _ = writeln!(o, " Swarm: {swarm}");
+    let runtimes: Vec<&str> = i.runtimes.keys().map(String::as_str).collect();
     let _ = writeln!(o, " Runtimes: {}", runtimes.join(" "));
-    let _ = writeln!(o, " Default Runtime: {}", s(&i, "DefaultRuntime"));
-    let _ = writeln!(o, " Init Binary: {}", s(&i, "InitBinary"));
-    let security = list("/SecurityOptions");
-    if !security.is_empty() {
+    let _ = writeln!(o, " Default Runtime: {}", i.default_runtime);
+    let _ = writeln!(o, " Init Binary: {}", i.init_binary);
+    if !i.security_options.is_empty() {
         let _ = writeln!(o, " Security Options:");
         // Docker's form: the name, then its options (`name=seccomp,profile=default`).
-        for opt in security {
-            for (i, (key, value)) in opt.split(',').filter_map(|kv| kv.split_once('=')).enumerate() {
-                match (i, key) {
+        for opt in &i.security_options {
+            for (n, (key, value)) in opt.split(',').filter_map(|kv| kv.split_once('=')).enumerate() {
+                match (n, key) {
                     (0, "name") => {
                         let _ = writeln!(o, "  {value}");
                     }
@@ -182,33 +179,33 @@ pub async fn info(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
             }
         }
     }
-    let _ = writeln!(o, " Kernel Version: {}", s(&i, "KernelVersion"));
-    let _ = writeln!(o, " Operating System: {}", s(&i, "OperatingSystem"));
-    let _ = writeln!(o, " OSType: {}", s(&i, "OSType"));
-    let _ = writeln!(o, " Architecture: {}", s(&i, "Architecture"));
-    let _ = writeln!(o, " CPUs: {}", n("NCPU"));
-    let _ = writeln!(o, " Total Memory: {}", bytes_size(i.get("MemTotal").and_then(Value::as_u64).unwrap_or(0)));
-    let _ = writeln!(o, " Name: {}", s(&i, "Name"));
-    let _ = writeln!(o, " ID: {}", s(&i, "ID"));
-    let _ = writeln!(o, " Berth Root Dir: {}", s(&i, "DockerRootDir"));
-    let _ = writeln!(o, " Debug Mode: {}", b("Debug"));
-    let _ = writeln!(o, " Experimental: {}", b("ExperimentalBuild"));
+    let _ = writeln!(o, " Kernel Version: {}", i.kernel_version);
+    let _ = writeln!(o, " Operating System: {}", i.operating_system);
+    let _ = writeln!(o, " OSType: {}", i.os_type);
+    let _ = writeln!(o, " Architecture: {}", i.architecture);
+    let _ = writeln!(o, " CPUs: {}", i.ncpu);
+    let _ = writeln!(o, " Total Memory: {}", bytes_size(i.mem_total));
+    let _ = writeln!(o, " Name: {}", i.name);
+    let _ = writeln!(o, " ID: {}", i.id);
+    let _ = writeln!(o, " Berth Root Dir: {}", i.docker_root_dir);
+    let _ = writeln!(o, " Debug Mode: {}", i.debug);
+    let _ = writeln!(o, " Experimental: {}", i.experimental_build);
     let _ = writeln!(o, " Insecure Registries:");
-    for cidr in list("/RegistryConfig/InsecureRegistryCIDRs") {
+    for cidr in &i.registry_config.insecure_registry_cidrs {
         let _ = writeln!(o, "  {cidr}");
     }
-    let _ = writeln!(o, " Live Restore Enabled: {}", b("LiveRestoreEnabled"));
+    let _ = writeln!(o, " Live Restore Enabled: {}", i.live_restore_enabled);
     print!("{o}");
     let mut warnings = Vec::new();
-    for (key, text) in [
-        ("MemoryLimit", "WARNING: No memory limit support"),
-        ("SwapLimit", "WARNING: No swap limit support"),
-        ("CpuCfsQuota", "WARNING: No cpu cfs quota support"),
-        ("CpuCfsPeriod", "WARNING: No cpu cfs period support"),
-        ("CPUShares", "WARNING: No cpu shares support"),
-        ("CPUSet", "WARNING: No cpuset support"),
+    for (supported, text) in [
+        (i.memory_limit, "WARNING: No memory limit support"),
+        (i.swap_limit, "WARNING: No swap limit support"),
+        (i.cpu_cfs_quota, "WARNING: No cpu cfs quota support"),
+        (i.cpu_cfs_period, "WARNING: No cpu cfs period support"),
+        (i.cpu_shares, "WARNING: No cpu shares support"),
+        (i.cpu_set, "WARNING: No cpuset support"),
     ] {
-        if !b(key) {
+        if !supported {
             warnings.push(text);
         }
     }
@@ -220,27 +217,24 @@ pub async fn info(client: &Client, args: &FormatArgs) -> Result<ExitCode> {
 
 /// `berth system df`.
 pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
-    let d = client.get("/system/df").await?;
-    let images = d.get("Images").and_then(Value::as_array).cloned().unwrap_or_default();
-    let layers = d.get("LayersSize").and_then(Value::as_u64).unwrap_or(0);
-    let active = images.iter().filter(|i| i.get("Containers").and_then(Value::as_i64).unwrap_or(0) > 0).count();
+    let d: DiskUsage = client.get_typed("/system/df").await?;
+    let images = d.images.unwrap_or_default();
+    let layers = d.layers_size.unwrap_or(0);
+    let active = images.iter().filter(|i| i.containers > 0).count();
     let used: u64 = images
         .iter()
-        .filter(|i| i.get("Containers").and_then(Value::as_i64).unwrap_or(0) > 0)
-        .map(|i| {
-            let size = i.get("Size").and_then(Value::as_u64).unwrap_or(0);
-            let shared = i.get("SharedSize").and_then(Value::as_u64).unwrap_or(0);
-            size.saturating_sub(shared)
-        })
+        .filter(|i| i.containers > 0)
+        // An unknown shared size (-1) counts as nothing shared.
+        .map(|i| i.size.saturating_sub(u64::try_from(i.shared_size).unwrap_or(0)))
         .sum();
     let reclaimable = layers.saturating_sub(used);
     let reclaim_text = match (reclaimable * 100).checked_div(layers) {
         Some(percent) => format!("{} ({percent}%)", human_size4(reclaimable)),
         None => human_size4(reclaimable),
     };
-    let containers = d.get("Containers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let running = |c: &Value| c.get("State").and_then(Value::as_str) == Some("running");
-    let size_rw = |c: &Value| c.get("SizeRw").and_then(Value::as_u64).unwrap_or(0);
+    let containers = d.containers.unwrap_or_default();
+    let running = |c: &ContainerSummary| c.state == Status::Running;
+    let size_rw = |c: &ContainerSummary| c.size_rw.unwrap_or(0);
     let containers_size: u64 = containers.iter().map(size_rw).sum();
     // Stopped containers' writable layers are what `container prune` would free.
     let containers_reclaimable: u64 = containers.iter().filter(|c| !running(c)).map(size_rw).sum();
@@ -248,25 +242,29 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
         Some(percent) => format!("{} ({percent}%)", human_size4(containers_reclaimable)),
         None => human_size4(containers_reclaimable),
     };
-    let volumes = d.get("Volumes").and_then(Value::as_array).cloned().unwrap_or_default();
-    let rows = vec![
-        json!({"Type": "Images", "TotalCount": images.len(), "Active": active, "Size": human_size4(layers), "Reclaimable": reclaim_text}),
-        json!({
-            "Type": "Containers", "TotalCount": containers.len(), "Active": containers.iter().filter(|c| running(c)).count(),
-            "Size": human_size4(containers_size), "Reclaimable": containers_reclaim_text,
-        }),
-        volumes_row(&volumes),
-        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+    let volumes = d.volumes.unwrap_or_default();
+    let lines = [
+        UsageLine::new("Images", images.len(), active, human_size4(layers), reclaim_text),
+        UsageLine::new(
+            "Containers",
+            containers.len(),
+            containers.iter().filter(|c| running(c)).count(),
+            human_size4(containers_size),
+            containers_reclaim_text,
+        ),
+        volumes_line(&volumes),
+        UsageLine::new("Build Cache", 0, 0, "0B".to_string(), "0B".to_string()),
     ];
     if let Some(f) = &args.format {
         let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+        let rows = lines.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
         print!("{}", Format::parse(f)?.render_rows(&header, &rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !args.verbose {
         let mut text = String::from("TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE\n");
-        for r in &rows {
-            let _ = writeln!(text, "{}\t{}\t{}\t{}\t{}", s(r, "Type"), r["TotalCount"], r["Active"], s(r, "Size"), s(r, "Reclaimable"));
+        for l in &lines {
+            let _ = writeln!(text, "{}\t{}\t{}\t{}\t{}", l.kind, l.total_count, l.active, l.size, l.reclaimable);
         }
         print!("{}", tabwrite(&text));
         return Ok(ExitCode::SUCCESS);
@@ -300,7 +298,7 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
             s(&row, "ID"),
             s(&row, "Image"),
             s(&row, "Command"),
-            local_volume_count(c),
+            local_volume_count(&c.mounts),
             human_size4(size_rw(c)),
             s(&row, "RunningFor"),
             s(&row, "Status"),
@@ -318,17 +316,36 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line of `system df`'s summary, with the names its `--format`
+/// templates use.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UsageLine {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    total_count: usize,
+    active: usize,
+    size: String,
+    reclaimable: String,
+}
+
+impl UsageLine {
+    fn new(kind: &'static str, total_count: usize, active: usize, size: String, reclaimable: String) -> UsageLine {
+        UsageLine { kind, total_count, active, size, reclaimable }
+    }
+}
+
 /// `system df`'s Local Volumes line: volumes in use count as active, the
 /// unused ones' sizes as reclaimable (sizes of -1, unknown, are left out).
-fn volumes_row(volumes: &[Value]) -> Value {
-    let usage = |v: &Value, k: &str| v.pointer(&format!("/UsageData/{k}")).and_then(Value::as_i64).unwrap_or(0);
-    let active = volumes.iter().filter(|v| usage(v, "RefCount") > 0).count();
+fn volumes_line(volumes: &[Volume]) -> UsageLine {
+    let usage = |v: &Volume| v.usage_data.unwrap_or_default();
+    let active = volumes.iter().filter(|v| usage(v).ref_count > 0).count();
     let (mut size, mut reclaimable) = (0u64, 0u64);
     for v in volumes {
-        let bytes = usage(v, "Size");
+        let bytes = usage(v).size;
         if bytes >= 0 {
             size += bytes as u64;
-            if usage(v, "RefCount") == 0 {
+            if usage(v).ref_count == 0 {
                 reclaimable += bytes as u64;
             }
         }
@@ -337,16 +354,9 @@ fn volumes_row(volumes: &[Value]) -> Value {
         Some(percent) => format!("{} ({percent}%)", human_size4(reclaimable)),
         None => human_size4(reclaimable),
     };
-    json!({
-        "Type": "Local Volumes", "TotalCount": volumes.len(), "Active": active, "Size": human_size4(size),
-        "Reclaimable": reclaim_text,
-    })
+    UsageLine::new("Local Volumes", volumes.len(), active, human_size4(size), reclaim_text)
 }
 
-/// The `LOCAL VOLUMES` column of `system df -v`: mounts of `local` volumes.
-fn local_volume_count(container: &Value) -> usize {
-    container["Mounts"].as_array().map(|m| m.iter().filter(|x| x["Driver"] == "local").count()).unwrap_or(0)
-}
 
 #[cfg(test)]
 mod volume_tests {
@@ -354,18 +364,20 @@ mod volume_tests {
 
     #[test]
     fn volume_line_counts_active_and_reclaimable() {
-        let vols = vec![
-            json!({"Name": "a", "UsageData": {"Size": 3000, "RefCount": 1}}),
-            json!({"Name": "b", "UsageData": {"Size": 1000, "RefCount": 0}}),
-            json!({"Name": "c", "UsageData": {"Size": -1, "RefCount": 0}}),
-        ];
-        let row = volumes_row(&vols);
-        assert_eq!(row["TotalCount"], 3);
-        assert_eq!(row["Active"], 1);
-        assert_eq!(row["Size"], "4kB");
-        assert_eq!(row["Reclaimable"], "1kB (25%)");
-        assert_eq!(volumes_row(&[])["Reclaimable"], "0B");
-        let c = json!({"Mounts": [{"Driver": "local"}, {"Type": "bind"}, {"Driver": "local"}]});
-        assert_eq!(local_volume_count(&c), 2);
+        let vols: Vec<Volume> = serde_json::from_value(json!([
+            {"Name": "a", "UsageData": {"Size": 3000, "RefCount": 1}},
+            {"Name": "b", "UsageData": {"Size": 1000, "RefCount": 0}},
+            {"Name": "c", "UsageData": {"Size": -1, "RefCount": 0}},
+        ]))
+        .unwrap();
+        let line = volumes_line(&vols);
+        assert_eq!(line.total_count, 3);
+        assert_eq!(line.active, 1);
+        assert_eq!(line.size, "4kB");
+        assert_eq!(line.reclaimable, "1kB (25%)");
+        assert_eq!(volumes_line(&[]).reclaimable, "0B");
+        let c: ContainerSummary =
+            serde_json::from_value(json!({"Mounts": [{"Driver": "local"}, {"Type": "bind"}, {"Driver": "local"}]})).unwrap();
+        assert_eq!(local_volume_count(&c.mounts), 2);
     }
 }

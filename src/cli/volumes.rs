@@ -11,6 +11,8 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::client::{each, enc, inspect_each, Client};
+use crate::apitypes::containers::MountPoint;
+use crate::apitypes::volumes::{Volume, VolumeCreateRequest, VolumeListResponse, VolumePruneResponse};
 use super::format::Format;
 use super::images::filters_json;
 use super::units::human_size4;
@@ -125,7 +127,7 @@ fn kv_map(items: &[String]) -> BTreeMap<String, String> {
 }
 
 /// The body `volume create` sends.
-fn create_body(args: &CreateArgs) -> Result<Value> {
+fn create_body(args: &CreateArgs) -> Result<VolumeCreateRequest> {
     let name = match (&args.name, &args.volume) {
         (Some(a), Some(b)) if a != b => {
             bail!("conflicting options: cannot specify a volume-name through both --name and as a positional arg")
@@ -142,13 +144,18 @@ fn create_body(args: &CreateArgs) -> Result<Value> {
             (k.to_string(), v.to_string())
         })
         .collect();
-    Ok(json!({ "Name": name, "Driver": args.driver, "DriverOpts": opts, "Labels": kv_map(&args.label) }))
+    Ok(VolumeCreateRequest {
+        name: Some(name),
+        driver: Some(args.driver.clone()),
+        driver_opts: Some(opts),
+        labels: Some(kv_map(&args.label)),
+    })
 }
 
 /// `berth volume create`.
 pub async fn create(client: &Client, args: &CreateArgs) -> Result<ExitCode> {
-    let v = client.post_json("/volumes/create", &create_body(args)?).await?;
-    println!("{}", v["Name"].as_str().unwrap_or_default());
+    let created: Volume = client.post_typed("/volumes/create", &create_body(args)?).await?;
+    println!("{}", created.name);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,28 +190,21 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// One `volume ls` row: the fields Docker's volume formatter offers.
-pub fn volume_row(v: &Value) -> Value {
-    let labels: Vec<String> = v["Labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect())
-        .unwrap_or_default();
-    let usage = v.get("UsageData").filter(|u| u.is_object());
-    let (links, size) = match usage {
+pub fn volume_row(v: &Volume) -> Value {
+    let labels: Vec<String> = v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+    let (links, size) = match &v.usage_data {
         Some(u) => {
-            let links = u["RefCount"].as_i64().map(|n| n.to_string()).unwrap_or_else(|| "N/A".into());
-            let size = match u["Size"].as_i64() {
-                Some(s) if s >= 0 => human_size4(s as u64),
-                _ => "N/A".into(),
-            };
+            let links = u.ref_count.to_string();
+            let size = if u.size >= 0 { human_size4(u.size as u64) } else { "N/A".into() };
             (links, size)
         }
         None => ("N/A".to_string(), "N/A".to_string()),
     };
     json!({
-        "Name": v["Name"],
-        "Driver": v["Driver"],
-        "Scope": v["Scope"],
-        "Mountpoint": v["Mountpoint"],
+        "Name": v.name,
+        "Driver": v.driver,
+        "Scope": v.scope,
+        "Mountpoint": v.mountpoint,
         "Labels": labels.join(","),
         "Links": links,
         "Size": size,
@@ -216,13 +216,11 @@ pub fn volume_row(v: &Value) -> Value {
 
 /// `ps`'s `.Mounts`: each mount's volume name (a bind's source), cut to 15
 /// characters unless `--no-trunc`.
-pub fn mounts_column(container: &Value, no_trunc: bool) -> String {
-    let names: Vec<String> = container["Mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn mounts_column(mounts: &[MountPoint], no_trunc: bool) -> String {
+    let names: Vec<String> = mounts
+        .iter()
         .map(|m| {
-            let name = m["Name"].as_str().filter(|n| !n.is_empty()).or(m["Source"].as_str()).unwrap_or("");
+            let name = m.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&m.source);
             let chars: Vec<char> = name.chars().collect();
             if no_trunc || chars.len() <= 15 {
                 name.to_string()
@@ -235,9 +233,13 @@ pub fn mounts_column(container: &Value, no_trunc: bool) -> String {
 }
 
 /// `ps`'s `.LocalVolumes`: how many mounts are `local` volumes.
-pub fn local_volumes_column(container: &Value) -> String {
-    let n = container["Mounts"].as_array().map(|m| m.iter().filter(|x| x["Driver"] == "local").count()).unwrap_or(0);
-    n.to_string()
+pub fn local_volumes_column(mounts: &[MountPoint]) -> String {
+    local_volume_count(mounts).to_string()
+}
+
+/// How many mounts are `local` volumes (`ps`'s `.LocalVolumes`, `system df -v`).
+pub fn local_volume_count(mounts: &[MountPoint]) -> usize {
+    mounts.iter().filter(|m| m.driver.as_deref() == Some("local")).count()
 }
 
 /// The header row of the volume table.
@@ -256,10 +258,10 @@ pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
     } else {
         "/volumes".to_string()
     };
-    let answer = client.get(&path).await?;
-    let mut volumes = answer["Volumes"].as_array().cloned().unwrap_or_default();
-    volumes.sort_by(|a, b| natural_cmp(a["Name"].as_str().unwrap_or(""), b["Name"].as_str().unwrap_or("")));
-    for w in answer["Warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    let answer: VolumeListResponse = client.get_typed(&path).await?;
+    let mut volumes = answer.volumes;
+    volumes.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    for w in &answer.warnings {
         eprintln!("{w}");
     }
     let given = args.format.as_deref().filter(|f| !f.is_empty());
@@ -312,15 +314,15 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     } else {
         "/volumes/prune".to_string()
     };
-    let report = client.json(Method::POST, &path).await?;
+    let report: VolumePruneResponse = client.typed(Method::POST, &path).await?;
     let mut reclaimed = 0;
-    if let Some(names) = report["VolumesDeleted"].as_array().filter(|a| !a.is_empty()) {
+    if let Some(names) = report.volumes_deleted.filter(|a| !a.is_empty()) {
         println!("Deleted Volumes:");
-        for n in names.iter().filter_map(Value::as_str) {
+        for n in &names {
             println!("{n}");
         }
         println!();
-        reclaimed = report["SpaceReclaimed"].as_u64().unwrap_or(0);
+        reclaimed = report.space_reclaimed;
     }
     println!("Total reclaimed space: {}", human_size4(reclaimed));
     Ok(ExitCode::SUCCESS)
@@ -329,6 +331,7 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apitypes::containers::ContainerSummary;
 
     fn create_args(name: Option<&str>, volume: Option<&str>) -> CreateArgs {
         CreateArgs {
@@ -342,7 +345,7 @@ mod tests {
 
     #[test]
     fn create_sends_dockers_body() {
-        let body = create_body(&create_args(None, Some("data"))).unwrap();
+        let body = serde_json::to_value(create_body(&create_args(None, Some("data"))).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({
@@ -351,8 +354,8 @@ mod tests {
                 "Labels": {"tier": "db", "bare": ""},
             })
         );
-        assert_eq!(create_body(&create_args(None, None)).unwrap()["Name"], "");
-        assert_eq!(create_body(&create_args(Some("a"), Some("a"))).unwrap()["Name"], "a");
+        assert_eq!(create_body(&create_args(None, None)).unwrap().name.as_deref(), Some(""));
+        assert_eq!(create_body(&create_args(Some("a"), Some("a"))).unwrap().name.as_deref(), Some("a"));
         assert!(create_body(&create_args(Some("a"), Some("b"))).is_err());
     }
 
@@ -366,24 +369,26 @@ mod tests {
     #[test]
     fn rows_show_labels_and_usage() {
         let v = json!({"Name": "d", "Driver": "local", "Labels": {"a": "1", "b": ""}, "UsageData": {"Size": 2048, "RefCount": 1}});
-        let row = volume_row(&v);
+        let row = volume_row(&serde_json::from_value(v).unwrap());
         assert_eq!(row["Labels"], "a=1,b=");
         assert_eq!(row["Links"], "1");
         assert_eq!(row["Size"], "2.048kB");
-        let row = volume_row(&json!({"Name": "d", "Labels": null}));
+        let row = volume_row(&serde_json::from_value(json!({"Name": "d", "Labels": null})).unwrap());
         assert_eq!((row["Links"].as_str(), row["Size"].as_str()), (Some("N/A"), Some("N/A")));
     }
 
     #[test]
     fn ps_columns_name_mounts() {
-        let c = json!({"Mounts": [
+        let c: ContainerSummary = serde_json::from_value(json!({"Mounts": [
             {"Type": "volume", "Name": "0123456789abcdef0123", "Driver": "local", "Source": "/r/v/_data"},
             {"Type": "bind", "Source": "/srv"},
-        ]});
-        assert_eq!(mounts_column(&c, false), "0123456789abcd…,/srv");
-        assert_eq!(mounts_column(&c, true), "0123456789abcdef0123,/srv");
-        assert_eq!(local_volumes_column(&c), "1");
-        assert_eq!(local_volumes_column(&json!({})), "0");
+        ]}))
+        .unwrap();
+        assert_eq!(mounts_column(&c.mounts, false), "0123456789abcd…,/srv");
+        assert_eq!(mounts_column(&c.mounts, true), "0123456789abcdef0123,/srv");
+        assert_eq!(local_volumes_column(&c.mounts), "1");
+        let none: ContainerSummary = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(local_volumes_column(&none.mounts), "0");
     }
 
     #[test]

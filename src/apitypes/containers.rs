@@ -1,0 +1,418 @@
+//! Container bodies: inspect (`GET /containers/{id}/json`), list
+//! (`GET /containers/json`), create, wait, top, update, changes, commit,
+//! prune, exec, events, and the pieces they share.
+//!
+//! `Config`, `HostConfig`, `State` and the endpoint settings are berth's
+//! model types, which are Docker-shaped already.
+
+use std::collections::BTreeMap;
+
+use berth_model::container::{ContainerConfig, ContainerState, HostConfig, Status};
+use berth_model::network::{EndpointSettings, NetworkingConfig, PortMap};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{null_as_default, nulls_stripped};
+
+/// Docker's `ContainerSummary` (`GET /containers/json`, `system df`).
+/// Members are in the order berth has always sent them (alphabetical, as
+/// `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerSummary {
+    /// The command line as one string (`ps`'s `COMMAND`).
+    pub command: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub host_config: SummaryHostConfig,
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// The name the container was created with, or its image ID.
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub mounts: Vec<MountPoint>,
+    /// With Docker's leading `/`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    pub network_settings: SummaryNetworkSettings,
+    #[serde(deserialize_with = "null_as_default")]
+    pub ports: Vec<Port>,
+    /// Only with `size=1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+    /// Only with `size=1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    /// The status word: `created`, `running`, `exited`, ...
+    pub state: Status,
+    /// `Up 2 minutes`, `Exited (0) 3 seconds ago`, ...
+    pub status: String,
+}
+
+/// `HostConfig` of a list entry: only the network mode, as Docker sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryHostConfig {
+    pub network_mode: String,
+}
+
+/// `NetworkSettings` of a list entry: only the networks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryNetworkSettings {
+    #[serde(deserialize_with = "null_as_default")]
+    pub networks: BTreeMap<String, EndpointResource>,
+}
+
+/// One port of a list entry: `IP` and `PublicPort` only when published.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Port {
+    #[serde(rename = "IP", skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub private_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_port: Option<u16>,
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+/// One network of a container (`NetworkSettings.Networks`): the endpoint
+/// settings plus what API 1.48 added.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointResource {
+    #[serde(flatten)]
+    pub settings: EndpointSettings,
+    /// The gateway priority; berth does not rank gateways, so always 0.
+    pub gw_priority: i64,
+}
+
+/// Docker's `ContainerInspectResponse`. Members are in the order berth has
+/// always sent them (alphabetical, as `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerInspect {
+    pub app_armor_profile: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub args: Vec<String>,
+    pub config: ContainerConfig,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    /// The storage driver.
+    pub driver: String,
+    /// Always `null`: the exec IDs are not listed.
+    #[serde(rename = "ExecIDs")]
+    pub exec_ids: Option<Vec<String>>,
+    pub graph_driver: ContainerGraphDriver,
+    pub host_config: HostConfig,
+    pub hostname_path: String,
+    pub hosts_path: String,
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// The image ID.
+    pub image: String,
+    pub log_path: String,
+    pub mount_label: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub mounts: Vec<MountPoint>,
+    /// With Docker's leading `/`.
+    pub name: String,
+    pub network_settings: NetworkSettings,
+    pub path: String,
+    pub platform: String,
+    pub process_label: String,
+    pub resolv_conf_path: String,
+    pub restart_count: i64,
+    /// Only with `size=1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+    /// Only with `size=1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    pub state: ContainerState,
+}
+
+/// `GraphDriver` of a container: the storage driver and its paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerGraphDriver {
+    #[serde(deserialize_with = "null_as_default")]
+    pub data: BTreeMap<String, String>,
+    pub name: String,
+}
+
+/// Docker's `NetworkSettings` of inspect. The top-level address members
+/// are the deprecated mirror of the default `bridge` network's endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkSettings {
+    pub bridge: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
+    pub hairpin_mode: bool,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    #[serde(rename = "LinkLocalIPv6Address")]
+    pub link_local_ipv6_address: String,
+    #[serde(rename = "LinkLocalIPv6PrefixLen")]
+    pub link_local_ipv6_prefix_len: u8,
+    pub mac_address: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub networks: BTreeMap<String, EndpointResource>,
+    /// Published ports; a `null` value is a port exposed but not published.
+    #[serde(deserialize_with = "null_as_default")]
+    pub ports: PortMap,
+    #[serde(rename = "SandboxID")]
+    pub sandbox_id: String,
+    pub sandbox_key: String,
+    /// Always `null` (deprecated in Docker).
+    #[serde(rename = "SecondaryIPAddresses")]
+    pub secondary_ip_addresses: Option<Vec<Value>>,
+    /// Always `null` (deprecated in Docker).
+    #[serde(rename = "SecondaryIPv6Addresses")]
+    pub secondary_ipv6_addresses: Option<Vec<Value>>,
+}
+
+/// `POST /containers/create`: Docker's `Config` with `HostConfig` and
+/// `NetworkingConfig` beside its members. `null`s are allowed anywhere in
+/// `NetworkingConfig` (docker-py sends them for anything unset).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerCreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    #[serde(rename = "HostConfig", skip_serializing_if = "Option::is_none")]
+    pub host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkingConfig", deserialize_with = "nulls_stripped", skip_serializing_if = "Option::is_none")]
+    pub networking_config: Option<NetworkingConfig>,
+}
+
+/// `BindOptions` of a `HostConfig.Mounts` entry (`--mount type=bind`).
+/// Only the members set are sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_recursive: Option<bool>,
+}
+
+/// `VolumeOptions` of a `HostConfig.Mounts` entry (`--mount type=volume`).
+/// `DriverConfig` is always there (the docker CLI creates it with the
+/// options); the other members only when set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_copy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    pub driver_config: DriverConfig,
+}
+
+/// `VolumeOptions.DriverConfig`: the volume driver and its options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DriverConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// `TmpfsOptions` of a `HostConfig.Mounts` entry (`--mount type=tmpfs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+/// The answer to `POST /containers/create`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerCreateResponse {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub warnings: Vec<String>,
+}
+
+/// The answer to `POST /containers/{id}/wait`, sent once the condition holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerWaitResponse {
+    /// `null` when the wait ended without an error.
+    #[serde(default)]
+    pub error: Option<WaitError>,
+    /// The exit code; -1 when the answer has none.
+    #[serde(default = "no_status")]
+    pub status_code: i64,
+}
+
+fn no_status() -> i64 {
+    -1
+}
+
+/// `Error` of a wait answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WaitError {
+    #[serde(deserialize_with = "null_as_default")]
+    pub message: String,
+}
+
+/// The answer to `GET /containers/{id}/top`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerTopResponse {
+    #[serde(deserialize_with = "null_as_default")]
+    pub processes: Vec<Vec<String>>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub titles: Vec<String>,
+}
+
+/// The answer to `POST /containers/{id}/update`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerUpdateResponse {
+    #[serde(deserialize_with = "null_as_default")]
+    pub warnings: Vec<String>,
+}
+
+/// One entry of `GET /containers/{id}/changes` (the answer is `null` when
+/// nothing changed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct FilesystemChange {
+    /// 0: modified, 1: added, 2: deleted.
+    pub kind: u8,
+    pub path: String,
+}
+
+/// The answer to `POST /commit` and `POST /containers/{id}/exec`: the new
+/// object's ID.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdResponse {
+    #[serde(rename = "Id")]
+    pub id: String,
+}
+
+/// The answer to `POST /containers/prune`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerPruneResponse {
+    /// `null` when nothing was removed, as Docker sends.
+    pub containers_deleted: Option<Vec<String>>,
+    pub space_reclaimed: u64,
+}
+
+/// `GET /exec/{id}/json`. Members are in the order berth has always sent
+/// them (alphabetical, as `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecInspect {
+    pub can_remove: bool,
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    pub detach_keys: String,
+    /// `null` while the command runs.
+    pub exit_code: Option<i64>,
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub open_stderr: bool,
+    pub open_stdin: bool,
+    pub open_stdout: bool,
+    pub pid: i64,
+    pub process_config: ExecProcessConfig,
+    pub running: bool,
+}
+
+/// `ProcessConfig` of an exec (Docker spells its members in lower case).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecProcessConfig {
+    #[serde(deserialize_with = "null_as_default")]
+    pub arguments: Vec<String>,
+    pub entrypoint: String,
+    pub privileged: bool,
+    pub tty: bool,
+    pub user: String,
+}
+
+/// One event of `GET /events` (Docker's `EventMessage`). Members are in the
+/// order berth has always sent them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventMessage {
+    /// `container`, `image`, `network`, `volume`, ...
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: EventActor,
+    pub scope: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// Nanoseconds since the epoch.
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+    /// Legacy members the docker CLI still prints from.
+    pub status: String,
+    pub id: String,
+    pub from: String,
+}
+
+/// `Actor` of an event: the object and its attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventActor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Attributes", deserialize_with = "null_as_default")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One entry of a container's `Mounts` (Docker's `MountPoint`), in inspect
+/// and in the list. `Name` and `Driver` are there only for volumes, as in
+/// Docker. Members are in the order berth has always sent them
+/// (alphabetical, as `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountPoint {
+    pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub propagation: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    pub source: String,
+    /// `volume`, `bind` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
