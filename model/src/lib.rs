@@ -16,6 +16,7 @@ pub mod image;
 pub mod mount;
 pub mod network;
 pub mod reference;
+pub mod subnet;
 pub mod volume;
 
 pub use digest::{Digest, DigestError};
@@ -23,3 +24,4 @@ pub use drivers::{DriverError, DriverResult};
 pub use image::{ImageRecord, LayerRecord};
 pub use mount::{MountPlan, MountSpec};
 pub use reference::{ImageRef, ReferenceError};
+pub use subnet::Subnet;

@@ -2,10 +2,8 @@
 //! failure after the first write undoes what was done.
 
 use std::collections::BTreeMap;
-use std::fs;
 
 use berth_runtime::clock::now_rfc3339;
-use berth_runtime::files::{self, Durability};
 
 use super::names;
 use crate::engine::{Engine, EngineError, EngineResult};
@@ -161,80 +159,6 @@ pub fn parse_network_mode(mode: &str) -> EngineResult<NetworkMode> {
             None => Ok(NetworkMode::Network(m.to_string())),
         },
     }
-}
-
-/// `/etc/hosts` of a container: localhost entries, `--add-host`s, and the
-/// container's own name on its address (when it has one).
-pub fn hosts_file(hostname: &str, address: Option<&str>, extra_hosts: &[String]) -> EngineResult<String> {
-    let mut s = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    for h in extra_hosts {
-        // `name:ip` (Docker also accepts `name=ip`); IPv6 addresses contain colons.
-        let (name, ip) = h
-            .split_once('=')
-            .or_else(|| h.split_once(':'))
-            .ok_or_else(|| EngineError::InvalidArgument(format!("invalid IP address in add-host: {h:?}")))?;
-        let ip = ip.trim_start_matches('[').trim_end_matches(']');
-        if ip.parse::<std::net::IpAddr>().is_err() && ip != "host-gateway" {
-            return Err(EngineError::InvalidArgument(format!("invalid IP address in add-host: {ip:?}")));
-        }
-        s.push_str(&format!("{ip}\t{name}\n"));
-    }
-    if let Some(a) = address {
-        s.push_str(&format!("{a}\t{hostname}\n"));
-    }
-    Ok(s)
-}
-
-/// `/etc/resolv.conf` of a container from the host's: loopback nameservers
-/// are dropped (they do not answer inside another network namespace) and
-/// Google's public servers stand in when none is left, as Docker does;
-/// `--dns`, `--dns-search`, `--dns-option` replace the host's values.
-pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
-    let mut servers: Vec<String> = Vec::new();
-    let mut searches: Vec<String> = Vec::new();
-    let mut opts: Vec<String> = Vec::new();
-    for line in host.lines() {
-        let mut f = line.split_whitespace();
-        match f.next() {
-            Some("nameserver") => {
-                if let Some(ip) = f.next() {
-                    let loopback = ip.parse::<std::net::IpAddr>().map(|a| a.is_loopback()).unwrap_or(false);
-                    if !loopback {
-                        servers.push(ip.to_string());
-                    }
-                }
-            }
-            Some("search") | Some("domain") => searches = f.map(str::to_string).collect(),
-            Some("options") => opts.extend(f.map(str::to_string)),
-            _ => {}
-        }
-    }
-    if !dns.is_empty() {
-        servers = dns.to_vec();
-    }
-    if servers.is_empty() {
-        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
-    }
-    if !search.is_empty() {
-        searches = search.iter().filter(|s| *s != ".").cloned().collect();
-    }
-    if !options.is_empty() {
-        opts = options.to_vec();
-    }
-    let mut out = String::new();
-    for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
-    }
-    if !searches.is_empty() {
-        out.push_str(&format!("search {}\n", searches.join(" ")));
-    }
-    if !opts.is_empty() {
-        out.push_str(&format!("options {}\n", opts.join(" ")));
-    }
-    out
 }
 
 /// Merges Docker's env lists: later `KEY=...` replaces earlier `KEY`.
@@ -418,7 +342,7 @@ impl Engine {
             }
             self.root_trash.put_or_warn(&dir, "removing the directory of a failed create");
         };
-        if let Err(e) = self.write_container_files(&record, &mode) {
+        if let Err(e) = self.write_sandbox_files(&record, &mode) {
             undo(false);
             return Err(e);
         }
@@ -506,47 +430,6 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// `<root>/containers/<id>/` with `hostname`, `hosts` and `resolv.conf`.
-    fn write_container_files(&self, record: &ContainerRecord, mode: &NetworkMode) -> EngineResult<()> {
-        let dir = self.container_dir(record.id.as_str());
-        fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
-        let hc = &record.host_config;
-        let (hosts, resolv) = match mode {
-            NetworkMode::Container(other) => {
-                let from = self.container_dir(other);
-                let read = |name: &str| {
-                    fs::read_to_string(from.join(name))
-                        .map_err(|e| EngineError::io(format!("reading {name} of container {other}"), e))
-                };
-                (read("hosts")?, read("resolv.conf")?)
-            }
-            NetworkMode::Host => (
-                fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file("", None, &[]).unwrap_or_default()),
-                fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            ),
-            _ => {
-                let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                (
-                    hosts_file(&record.config.hostname, None, hc.extra_hosts.as_deref().unwrap_or_default())?,
-                    resolv_conf(
-                        &host,
-                        hc.dns.as_deref().unwrap_or_default(),
-                        hc.dns_search.as_deref().unwrap_or_default(),
-                        hc.dns_options.as_deref().unwrap_or_default(),
-                    ),
-                )
-            }
-        };
-        let hostname = format!("{}\n", record.config.hostname);
-        // Bind-mounted into the container, where every user must read them (Docker's 0644).
-        for (name, content) in [("hostname", hostname.as_str()), ("hosts", hosts.as_str()), ("resolv.conf", resolv.as_str())] {
-            let path = dir.join(name);
-            files::replace(&path, content.as_bytes(), 0o644, Durability::Synced)
-                .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -620,23 +503,6 @@ mod tests {
         assert_eq!(parse_network_mode("container:web").unwrap(), NetworkMode::Container("web".into()));
         assert!(parse_network_mode("container:").is_err());
         assert_eq!(parse_network_mode("mynet").unwrap(), NetworkMode::Network("mynet".into()));
-    }
-
-    #[test]
-    fn resolv_conf_drops_loopback_and_falls_back() {
-        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
-        assert_eq!(resolv_conf(host, &[], &[], &[]), "nameserver 10.0.0.2\nsearch corp.example\noptions edns0\n");
-        assert_eq!(resolv_conf("nameserver 127.0.0.1\n", &[], &[], &[]), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-        assert_eq!(resolv_conf(host, &v(&["1.1.1.1"]), &[], &[]).lines().next(), Some("nameserver 1.1.1.1"));
-    }
-
-    #[test]
-    fn hosts_has_localhost_extra_hosts_and_own_name() {
-        let h = hosts_file("box", Some("10.1.0.2"), &v(&["db:10.0.0.5", "v6=::1"])).unwrap();
-        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
-        assert!(h.contains("10.0.0.5\tdb\n") && h.contains("::1\tv6\n") && h.ends_with("10.1.0.2\tbox\n"));
-        assert!(hosts_file("box", None, &v(&["nonsense"])).is_err());
-        assert!(hosts_file("box", None, &v(&["x:999.1.1.1"])).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::engine::{Engine, EngineError, EngineResult};
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig};
 use berth_model::network::NetworkingConfig;
 
-pub use create::{hosts_file, merge_config, parse_network_mode, resolv_conf, resolve_command, NetworkMode};
+pub use create::{merge_config, parse_network_mode, resolve_command, NetworkMode};
 pub use lifecycle::{restart_at_boot, should_restart};
 pub use live::Live;
 pub use names::{generate as generate_name, validate as validate_name};

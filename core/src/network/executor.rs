@@ -31,6 +31,7 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
 use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
+use berth_model::Subnet;
 
 /// A current-thread runtime for one call's netlink conversation.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, NetError> {
@@ -269,13 +270,8 @@ pub fn parse_mac(mac: &str) -> Result<Vec<u8>, NetError> {
 /// `a.b.c.d/len` (IPv4).
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), NetError> {
     let err = || NetError::Invalid(format!("invalid address {s:?}: expected IPv4 CIDR like 172.18.0.2/16"));
-    let (ip, len) = s.split_once('/').ok_or_else(err)?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| err())?;
-    let len: u8 = len.parse().map_err(|_| err())?;
-    if len > 32 {
-        return Err(err());
-    }
-    Ok((ip, len))
+    let cidr = Subnet::parse(s).ok_or_else(err)?;
+    Ok((cidr.addr, cidr.prefix))
 }
 
 fn parse_destination(s: &str) -> Result<(Ipv4Addr, u8), NetError> {

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::NetError;
 use berth_model::network::FirewallRule;
+use berth_model::Subnet;
 
 /// The nftables table (family `ip`) that holds every berth rule.
 pub const TABLE: &str = "berth";
@@ -261,14 +262,8 @@ fn prefix(addr: Ipv4Addr, len: u8) -> Value {
 /// `a.b.c.d/len` (IPv4; host bits may be set, nft masks them).
 fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), NetError> {
     let bad = || NetError::Invalid(format!("masquerade source {text:?}: want an IPv4 CIDR like 172.18.0.0/16"));
-    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    if len > 32 {
-        return Err(bad());
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Ok((Ipv4Addr::from(u32::from(addr) & mask), len))
+    let cidr = Subnet::parse(text).ok_or_else(bad)?.masked();
+    Ok((cidr.addr, cidr.prefix))
 }
 
 fn check_iface(name: &str) -> Result<(), NetError> {

@@ -10,7 +10,6 @@
 //! addresses, and a crash never leaves one address with two holders.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
@@ -19,59 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::NetError;
 use crate::engine::{EngineError, EngineResult};
 use berth_model::network::{IpamConfigEntry, NetworkRecord};
+pub use berth_model::Subnet;
 use crate::store::{DefinitionTable, Store};
-
-/// An IPv4 prefix, stored with its host bits as given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Subnet {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl fmt::Display for Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Subnet {
-    /// Parses `a.b.c.d/len`; `None` if it is not IPv4 CIDR.
-    pub fn parse(s: &str) -> Option<Subnet> {
-        let (ip, len) = s.trim().split_once('/')?;
-        let addr: Ipv4Addr = ip.parse().ok()?;
-        let prefix: u8 = len.parse().ok()?;
-        (prefix <= 32 && !len.starts_with('+')).then_some(Subnet { addr, prefix })
-    }
-
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix as u32)
-        }
-    }
-
-    /// The same prefix with the host bits cleared.
-    pub fn masked(&self) -> Subnet {
-        Subnet { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()), prefix: self.prefix }
-    }
-
-    pub fn first(&self) -> u32 {
-        u32::from(self.addr) & self.mask()
-    }
-
-    pub fn last(&self) -> u32 {
-        self.first() | !self.mask()
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        (u32::from(ip) & self.mask()) == self.first()
-    }
-
-    pub fn overlaps(&self, other: &Subnet) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
-    }
-}
 
 /// A network's checked IPv4 pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod ipam;
 pub mod netns;
 pub mod ports;
 mod ops;
+mod sandbox;
 
 use std::collections::BTreeMap;
 

@@ -53,12 +53,8 @@ pub fn mac_for(address: &str) -> Option<String> {
 /// `a.b.c.d/len` split, checked.
 pub(crate) fn split_cidr(s: &str) -> DriverResult<(std::net::Ipv4Addr, u8)> {
     let bad = || DriverError::InvalidArgument(format!("invalid address {s:?}: expected IPv4 CIDR like 172.18.0.2/16"));
-    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    if len > 32 {
-        return Err(bad());
-    }
-    Ok((ip.parse().map_err(|_| bad())?, len))
+    let cidr = berth_model::Subnet::parse(s).ok_or_else(bad)?;
+    Ok((cidr.addr, cidr.prefix))
 }
 
 /// The link name of an endpoint: `prefix` and as much of the endpoint ID as fits in 15 characters.

@@ -17,14 +17,14 @@
 //! hands each one to a sink closure, which returns `false` to stop early
 //! (e.g. the client went away):
 //! ```no_run
-//! # use berth_core::shim::jsonlog::{read, ReadConfig};
+//! # use berth_runtime::shim::jsonlog::{read, ReadConfig};
 //! # let path = std::path::Path::new("/x-json.log");
 //! let config = ReadConfig { tail: Some(10), follow: true, ..Default::default() };
 //! read(path, &config, &mut || true /* container still running? */, &mut |entry| {
 //!     print!("{}", entry.log);
 //!     true // keep going
 //! })?;
-//! # Ok::<(), berth_core::shim::jsonlog::LogError>(())
+//! # Ok::<(), berth_runtime::shim::jsonlog::LogError>(())
 //! ```
 //! - `tail: Some(n)` returns only the last `n` entries (read backwards from
 //!   the end, not by scanning everything); `Some(0)` returns none.
