@@ -18,31 +18,9 @@ use berth_model::MountPlan;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use crate::backend::Backend;
 use crate::check::Grant;
 use crate::dylib::{DylibPlugin, Payload};
-
-/// One way of calling into a plugin.
-pub trait Backend: Send + Sync {
-    /// Calls `method` (`<interface>.<function>` with the WIT's names, e.g.
-    /// `volume-driver.mount`) with `args`, a JSON array of the function's
-    /// arguments in WIT order (a `json` argument embedded as a value).
-    /// Answers the function's value (`null` for nothing); a driver error of
-    /// the plugin comes back mapped to `DriverError`, a failure of the plugin
-    /// itself as `DriverError::Plugin`.
-    fn call(&self, method: &str, args: Value) -> DriverResult<Value>;
-}
-
-/// Maps a plugin's `driver-error` (kind + message) to the core's error.
-pub(crate) fn driver_error(plugin: &str, kind: &str, message: String) -> DriverError {
-    match kind {
-        "not_found" | "not-found" => DriverError::NotFound(message),
-        "conflict" => DriverError::Conflict(message),
-        "invalid_argument" | "invalid-argument" => DriverError::InvalidArgument(message),
-        "unsupported" => DriverError::Unsupported(message),
-        // `failed` and anything a newer plugin might invent.
-        _ => DriverError::Plugin { plugin: plugin.to_string(), message },
-    }
-}
 
 /// What the adapters share: the backend, the grant and the name.
 struct Inner {

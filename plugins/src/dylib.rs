@@ -28,10 +28,8 @@ use berth_model::drivers::{DriverError, DriverResult};
 use berth_sdk::abi::{self, Answer, Buffer, Descriptor, InitConfig};
 use serde_json::Value;
 
-use crate::adapter::{driver_error, Backend};
-use crate::manager::LoadStats;
+use crate::backend::{driver_error, human, Backend, LoadStats};
 use crate::manifest::{Kind, Manifest};
-use crate::wasm::human;
 use crate::PluginError;
 
 /// The functions of a library's descriptor, copied out once checked. The

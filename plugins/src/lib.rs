@@ -9,6 +9,7 @@
 //! as much as what comes out of an in-tree driver.
 
 pub mod adapter;
+pub mod backend;
 pub mod check;
 pub mod dylib;
 pub mod manager;
@@ -16,8 +17,9 @@ pub mod manifest;
 pub mod quota;
 pub mod wasm;
 
-pub use adapter::{Backend, PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
-pub use manager::{read_manifest_from_dir, read_manifest_from_tar, InstallOptions, LoadStats, PluginInfo, PluginManager};
+pub use adapter::{PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
+pub use backend::{Backend, LoadStats};
+pub use manager::{read_manifest_from_dir, read_manifest_from_tar, InstallOptions, PluginInfo, PluginManager};
 pub use manifest::{Kind, Manifest, Runtime};
 pub use quota::DataLimit;
 

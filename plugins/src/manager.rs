@@ -18,7 +18,6 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use berth_core::drivers::Drivers;
 use berth_model::drivers::StorageDriver;
@@ -26,19 +25,15 @@ use berth_runtime::files::{self, Durability};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::adapter::{Backend, PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
+use crate::adapter::{PluginNetworkDriver, PluginStorageDriver, PluginVolumeDriver};
+use crate::backend::{Backend, LoadStats};
 use crate::check::{Grant, PathView};
 use crate::dylib::{self, DylibPlugin};
-use crate::manifest::{check_name, Kind, Manifest, Runtime, MANIFEST_FILE};
+use crate::manifest::{check_name, Kind, Manifest, Runtime, CACHE_DIR, DATA_DIR, MANIFEST_FILE, STATE_FILE};
 use crate::quota::{self, DataLimit, IMAGE_FILE};
 use crate::wasm::{WasmPlugin, CONTRACT_VERSION};
 use crate::PluginError;
 
-/// Names in a plugin dir that berth writes itself; a plugin archive may not carry them.
-pub(crate) const RESERVED: &[&str] = &[MANIFEST_FILE, STATE_FILE, CACHE_DIR, DATA_DIR, IMAGE_FILE];
-const STATE_FILE: &str = "state.json";
-const CACHE_DIR: &str = "cache";
-const DATA_DIR: &str = "data";
 const STAGING_PREFIX: &str = ".staging-";
 const REMOVING_PREFIX: &str = ".removing-";
 
@@ -71,15 +66,6 @@ pub struct PluginInfo {
     pub settings: BTreeMap<String, String>,
     /// `<root>/plugins/<name>`.
     pub dir: PathBuf,
-}
-
-/// How long loading a plugin took, and whether a WASM component came from
-/// the precompiled cache (for the benchmark).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadStats {
-    pub plugin: String,
-    pub duration: Duration,
-    pub from_cache: bool,
 }
 
 /// `state.json`.

@@ -15,6 +15,14 @@ use crate::PluginError;
 
 /// The manifest's file name inside a plugin directory.
 pub const MANIFEST_FILE: &str = "plugin.toml";
+/// The plugin's state (enabled, settings) beside its manifest.
+pub(crate) const STATE_FILE: &str = "state.json";
+/// Precompiled components.
+pub(crate) const CACHE_DIR: &str = "cache";
+/// The plugin's own data dir.
+pub(crate) const DATA_DIR: &str = "data";
+/// Names in a plugin dir that berth writes itself; a plugin archive may not carry them.
+pub(crate) const RESERVED: &[&str] = &[MANIFEST_FILE, STATE_FILE, CACHE_DIR, DATA_DIR, crate::quota::IMAGE_FILE];
 
 /// Default per-call deadline.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
@@ -351,7 +359,7 @@ fn check_entry(entry: &str) -> Result<(), String> {
     if entry.is_empty() || entry.contains('/') || entry.contains('\0') || entry.starts_with('.') {
         return Err(format!("{entry:?} must be a file name in the plugin directory"));
     }
-    if crate::manager::RESERVED.contains(&entry) {
+    if RESERVED.contains(&entry) {
         return Err(format!("{entry:?} is a name berth uses itself"));
     }
     Ok(())

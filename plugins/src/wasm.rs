@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use berth_model::drivers::{DriverError, DriverResult};
+use berth_runtime::files::{self, Durability};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
@@ -38,9 +39,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::adapter::{driver_error, Backend};
+use crate::backend::{driver_error, human, Backend, LoadStats};
 use crate::check::GUEST_DATA_DIR;
-use crate::manager::{write_atomic, LoadStats};
 use crate::manifest::{Kind, Manifest};
 use crate::PluginError;
 
@@ -186,7 +186,8 @@ impl WasmRuntime {
                 }
             }
         }
-        write_atomic(&cached, &serialized)?;
+        files::replace(&cached, &serialized, 0o644, Durability::Synced)
+            .map_err(|e| PluginError::io(format!("cannot write {}", cached.display()), e))?;
         Ok((component, false))
     }
 }
@@ -690,15 +691,6 @@ fn guest_panic(output: &str) -> Option<String> {
         return Some(lines[at].to_string());
     }
     Some(message.join(" "))
-}
-
-/// `5s`, `2500ms`.
-pub(crate) fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 // Calls come from many threads at once.

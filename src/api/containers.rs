@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use berth_core::container::{ContainerDetails, Event, ListOptions, LogEntry, LogsOptions, StreamKind, WaitCondition};
+use berth_core::container::{ContainerDetails, Event, ListOptions, LogEntry, LogsOptions, WaitCondition};
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
 use berth_model::ImageRef;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::hijack;
+use super::hijack::{self, frame, size_params};
 use super::images::Params;
 use super::stream::{body_reader, drain, streamed};
 use super::{ApiError, AppState};
@@ -342,15 +342,6 @@ async fn rename(State(state): State<AppState>, Path(id): Path<String>, RawQuery(
     Ok(no_content())
 }
 
-/// `?h=&w=` of the resize endpoints.
-pub fn size_params(params: &Params) -> Result<(u16, u16), ApiError> {
-    let num = |k: &str| -> Result<u16, ApiError> {
-        let v = params.get(k).unwrap_or("");
-        v.parse().map_err(|_| ApiError::bad_request(format!("invalid resize parameter {k}={v:?}: expected a number")))
-    };
-    Ok((num("h")?, num("w")?))
-}
-
 async fn resize(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (h, w) = size_params(&Params::parse(q.as_deref()))?;
     state.blocking(move |e| e.resize_container(&id, h, w)).await?;
@@ -383,16 +374,6 @@ async fn wait(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
-}
-
-/// Docker's 8-byte frame header: stream type, three zeros, big-endian length.
-pub fn frame(kind: StreamKind, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + payload.len());
-    out.push(kind as u8);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// `since`/`until` of logs and events: unix seconds, fractional, or RFC 3339.
@@ -769,11 +750,6 @@ mod tests {
     #[test]
     fn commands_quote_arguments_with_spaces() {
         assert_eq!(command_line(&record(ContainerState::default())), "sh -c 'exit 3'");
-    }
-
-    #[test]
-    fn frames_carry_stream_and_length() {
-        assert_eq!(frame(StreamKind::Stderr, b"hi\n"), vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
     }
 
     #[test]

@@ -14,10 +14,28 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::containers::{frame, size_params};
 use super::images::Params;
 use super::{ApiError, AppState};
 use crate::apitypes::containers::{ExecInspect, ExecProcessConfig, IdResponse};
+
+/// Docker's 8-byte frame header: stream type, three zeros, big-endian length.
+pub fn frame(kind: StreamKind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.push(kind as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `?h=&w=` of the resize endpoints.
+pub fn size_params(params: &Params) -> Result<(u16, u16), ApiError> {
+    let num = |k: &str| -> Result<u16, ApiError> {
+        let v = params.get(k).unwrap_or("");
+        v.parse().map_err(|_| ApiError::bad_request(format!("invalid resize parameter {k}={v:?}: expected a number")))
+    };
+    Ok((num("h")?, num("w")?))
+}
 
 fn content_type(tty: bool) -> &'static str {
     if tty {
@@ -303,4 +321,14 @@ pub async fn exec_resize(State(state): State<AppState>, Path(id): Path<String>, 
     let (h, w) = size_params(&Params::parse(q.as_deref()))?;
     state.blocking(move |e| e.resize_exec(&id, h, w)).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_stream_and_length() {
+        assert_eq!(frame(StreamKind::Stderr, b"hi\n"), vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+    }
 }

@@ -22,7 +22,8 @@ use tokio::io::AsyncWriteExt;
 use super::client::{each, empty, enc, Client, DaemonError};
 use super::format::{tabwrite, Format};
 use super::images::filters_json;
-use super::run::{self, parse_memory, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
+use super::run::{self, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
+use super::units::parse_memory;
 use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
 use crate::apitypes::containers::{

@@ -181,6 +181,15 @@ pub fn tabwrite(text: &str) -> String {
     out
 }
 
+/// Prints JSON the way the docker CLI indents it (four spaces).
+pub fn pretty(v: &serde_json::Value) -> Result<String> {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    v.serialize(&mut ser)?;
+    Ok(String::from_utf8(buf)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,7 +275,7 @@ pub fn print_inspected(found: Vec<serde_json::Value>, errors: &[String], format:
                 println!("{}", f.render(v)?);
             }
         }
-        None => println!("{}", super::images::pretty(&serde_json::Value::Array(found))?),
+        None => println!("{}", pretty(&serde_json::Value::Array(found))?),
     }
     if errors.is_empty() {
         Ok(std::process::ExitCode::SUCCESS)

@@ -340,15 +340,6 @@ pub async fn list(client: &Client, args: &ImagesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints JSON the way the docker CLI indents it (four spaces).
-pub fn pretty(v: &Value) -> Result<String> {
-    use serde::Serialize;
-    let mut buf = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-    v.serialize(&mut ser)?;
-    Ok(String::from_utf8(buf)?)
-}
-
 /// `berth image inspect`.
 pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
     let format = args.format.as_deref().map(Format::parse).transpose()?;

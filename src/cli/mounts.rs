@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use berth_model::container::{ContainerConfig, HostConfig, MountRequest};
 
-use super::run::{parse_memory, CreateFlags};
+use super::units::parse_memory;
 use crate::apitypes::containers::{BindOptions, TmpfsOptions, VolumeOptions};
 
 /// What the compose loader's `ParseVolume` makes of a `-v` value.
@@ -268,11 +268,24 @@ pub fn parse_mount(value: &str) -> Result<MountRequest> {
     Ok(m)
 }
 
+/// The volume flags of `create` and `run`, as given.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MountFlags<'a> {
+    /// `-v`, `--volume`.
+    pub volume: &'a [String],
+    /// `--mount`.
+    pub mount: &'a [String],
+    /// `--volumes-from`.
+    pub volumes_from: &'a [String],
+    /// `--volume-driver`.
+    pub volume_driver: Option<&'a str>,
+}
+
 /// Fills the volume parts of a create request from the flags.
-pub fn apply(flags: &CreateFlags, c: &mut ContainerConfig, h: &mut HostConfig) -> Result<()> {
+pub fn apply(flags: MountFlags<'_>, c: &mut ContainerConfig, h: &mut HostConfig) -> Result<()> {
     let mut binds = Vec::new();
     let mut anonymous = BTreeMap::new();
-    for spec in &flags.volume {
+    for spec in flags.volume {
         let parsed = parse_volume_spec(spec)?;
         if parsed.source.is_empty() {
             // As the docker CLI: the whole value is the key of Config.Volumes.
@@ -306,9 +319,9 @@ pub fn apply(flags: &CreateFlags, c: &mut ContainerConfig, h: &mut HostConfig) -
         h.mounts = Some(mounts);
     }
     if !flags.volumes_from.is_empty() {
-        h.volumes_from = Some(flags.volumes_from.clone());
+        h.volumes_from = Some(flags.volumes_from.to_vec());
     }
-    h.volume_driver = flags.volume_driver.clone().unwrap_or_default();
+    h.volume_driver = flags.volume_driver.unwrap_or_default().to_string();
     Ok(())
 }
 
@@ -383,15 +396,12 @@ mod tests {
 
     #[test]
     fn flags_fill_binds_volumes_and_mounts() {
-        let flags = CreateFlags {
-            volume: vec!["/anon".into(), "db:/db".into(), "/h:/c:ro".into(), "./rel:/rel".into()],
-            mount: vec!["type=tmpfs,target=/t".into()],
-            volumes_from: vec!["store:ro".into()],
-            volume_driver: Some("local".into()),
-            ..Default::default()
-        };
+        let volume: Vec<String> = vec!["/anon".into(), "db:/db".into(), "/h:/c:ro".into(), "./rel:/rel".into()];
+        let mount: Vec<String> = vec!["type=tmpfs,target=/t".into()];
+        let volumes_from: Vec<String> = vec!["store:ro".into()];
+        let flags = MountFlags { volume: &volume, mount: &mount, volumes_from: &volumes_from, volume_driver: Some("local") };
         let (mut c, mut h) = (ContainerConfig::default(), HostConfig::default());
-        apply(&flags, &mut c, &mut h).unwrap();
+        apply(flags, &mut c, &mut h).unwrap();
         let binds = h.binds.unwrap();
         assert_eq!(&binds[..2], ["db:/db", "/h:/c:ro"]);
         let cwd = std::env::current_dir().unwrap();
@@ -401,8 +411,9 @@ mod tests {
         assert_eq!(h.volumes_from, Some(vec!["store:ro".to_string()]));
         assert_eq!(h.volume_driver, "local");
 
-        let bad = CreateFlags { mount: vec!["type=bind".into()], ..Default::default() };
-        let e = apply(&bad, &mut ContainerConfig::default(), &mut HostConfig::default()).unwrap_err();
+        let bad_mount = vec!["type=bind".to_string()];
+        let bad = MountFlags { mount: &bad_mount, ..Default::default() };
+        let e = apply(bad, &mut ContainerConfig::default(), &mut HostConfig::default()).unwrap_err();
         assert_eq!(e.to_string(), "invalid argument \"type=bind\" for \"--mount\" flag: target is required");
     }
 }

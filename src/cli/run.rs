@@ -15,6 +15,7 @@ use hyper::Method;
 
 use super::client::{empty, enc, Client, DaemonError};
 use super::stdio::{follow_terminal_size, proxy_signals, pump, RawTerminal};
+use super::units::parse_memory;
 use crate::apitypes::containers::{ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerWaitResponse};
 
 /// The flags `create` and `run` share (Docker's container options).
@@ -231,29 +232,6 @@ pub struct StartArgs {
     /// Containers to start.
     #[arg(required = true)]
     pub containers: Vec<String>,
-}
-
-/// Docker's `RAMInBytes`: `32m`, `1.5g`, `512k`, `1024` (binary units, optional `b`).
-pub fn parse_memory(s: &str) -> Result<i64> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let without_b = lower.strip_suffix('b').unwrap_or(&lower);
-    let without_i = without_b.strip_suffix('i').unwrap_or(without_b);
-    let (num, mult) = match without_i.chars().last() {
-        Some('k') => (&without_i[..without_i.len() - 1], 1i64 << 10),
-        Some('m') => (&without_i[..without_i.len() - 1], 1 << 20),
-        Some('g') => (&without_i[..without_i.len() - 1], 1 << 30),
-        Some('t') => (&without_i[..without_i.len() - 1], 1 << 40),
-        Some('p') => (&without_i[..without_i.len() - 1], 1 << 50),
-        _ if without_i.len() != without_b.len() => bail!("invalid size: '{s}'"),
-        _ => (without_i, 1),
-    };
-    let num = num.trim_end();
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        bail!("invalid size: '{s}'");
-    }
-    let value: f64 = num.parse().map_err(|_| anyhow!("invalid size: '{s}'"))?;
-    Ok((value * mult as f64) as i64)
 }
 
 /// `--security-opt` as the daemon takes it: as the docker CLI does, a
@@ -529,7 +507,13 @@ pub fn build(flags: &CreateFlags, args: &[String], detach: bool, lookup: &dyn Fn
         }
         h.tmpfs = Some(map);
     }
-    super::mounts::apply(flags, &mut c, &mut h)?;
+    let volume_flags = super::mounts::MountFlags {
+        volume: &flags.volume,
+        mount: &flags.mount,
+        volumes_from: &flags.volumes_from,
+        volume_driver: flags.volume_driver.as_deref(),
+    };
+    super::mounts::apply(volume_flags, &mut c, &mut h)?;
     if !flags.sysctl.is_empty() {
         let mut map = BTreeMap::new();
         for s in &flags.sysctl {

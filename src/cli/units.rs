@@ -1,5 +1,8 @@
 //! Sizes and durations printed the way the docker CLI prints them (Docker's
-//! go-units): `4.26MB`, `15.5GiB`, `2 hours ago`.
+//! go-units): `4.26MB`, `15.5GiB`, `2 hours ago`, and sizes read the way it
+//! reads them (`32m`, `1.5g`).
+
+use anyhow::{anyhow, bail, Result};
 
 /// Go's `%.{prec}g`: shortest of fixed or exponent form, trailing zeros removed.
 pub fn format_g(v: f64, prec: usize) -> String {
@@ -117,6 +120,29 @@ pub fn go_time(unix: i64) -> String {
         }
         None => String::new(),
     }
+}
+
+/// Docker's `RAMInBytes`: `32m`, `1.5g`, `512k`, `1024` (binary units, optional `b`).
+pub fn parse_memory(s: &str) -> Result<i64> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let without_b = lower.strip_suffix('b').unwrap_or(&lower);
+    let without_i = without_b.strip_suffix('i').unwrap_or(without_b);
+    let (num, mult) = match without_i.chars().last() {
+        Some('k') => (&without_i[..without_i.len() - 1], 1i64 << 10),
+        Some('m') => (&without_i[..without_i.len() - 1], 1 << 20),
+        Some('g') => (&without_i[..without_i.len() - 1], 1 << 30),
+        Some('t') => (&without_i[..without_i.len() - 1], 1 << 40),
+        Some('p') => (&without_i[..without_i.len() - 1], 1 << 50),
+        _ if without_i.len() != without_b.len() => bail!("invalid size: '{s}'"),
+        _ => (without_i, 1),
+    };
+    let num = num.trim_end();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        bail!("invalid size: '{s}'");
+    }
+    let value: f64 = num.parse().map_err(|_| anyhow!("invalid size: '{s}'"))?;
+    Ok((value * mult as f64) as i64)
 }
 
 #[cfg(test)]

@@ -33,15 +33,6 @@ use super::NetError;
 use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
 use berth_model::Subnet;
 
-/// A current-thread runtime for one call's netlink conversation.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, NetError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| NetError::io("starting a runtime for netlink", e))
-}
-
 /// Who a plan comes from, which decides the host links it may act on.
 ///
 /// A plugin's plans are checked against its `plugin.toml` grant before they
@@ -323,7 +314,7 @@ struct Conn {
 
 impl Conn {
     fn new(sandbox: Option<&Path>) -> Result<Conn, NetError> {
-        let rt = runtime()?;
+        let rt = super::netns::runtime()?;
         let host = rt.block_on(async {
             let (conn, handle, _) =
                 rtnetlink::new_connection().map_err(|e| NetError::io("opening a netlink socket", e))?;

@@ -102,9 +102,18 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     Ok(())
 }
 
+/// A current-thread runtime for one call's netlink conversation.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, NetError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| NetError::io("starting a runtime for netlink", e))
+}
+
 /// Brings `lo` up in the calling thread's namespace.
 fn set_lo_up() -> Result<(), NetError> {
-    let rt = super::executor::runtime()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| NetError::io("opening a netlink socket", e))?;
         tokio::spawn(conn);
