@@ -22,22 +22,43 @@ pub enum Durability {
 /// exclusively with `mode` (less the umask) under a name no concurrent writer
 /// shares, then renamed over `path`; it is removed if anything fails.
 pub fn replace(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
-    let dir = match path.parent() {
+    write_and_rename(path, bytes, mode, durability)?;
+    if durability == Durability::Synced {
+        std::fs::File::open(parent(path))?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Replaces several files of one directory, each as `replace` does, with
+/// one fsync of the directory for all of them (a container's `hostname`,
+/// `hosts` and `resolv.conf` are written on every create).
+pub fn replace_in(dir: &Path, files: &[(&str, &[u8])], mode: u32, durability: Durability) -> io::Result<()> {
+    for (name, bytes) in files {
+        write_and_rename(&dir.join(name), bytes, mode, durability)?;
+    }
+    if durability == Durability::Synced {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    let tmp = temp_name(path, dir)?;
+    }
+}
+
+/// The file's part of a replacement: temp file, write, fsync if asked, rename.
+fn write_and_rename(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
+    let tmp = temp_name(path, parent(path))?;
     let result = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         if durability == Durability::Synced {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)?;
-        if durability == Durability::Synced {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -76,6 +97,15 @@ mod tests {
         assert_eq!(mode(&path) & !0o640, 0, "{:o}", mode(&path));
         let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn several_files_of_one_directory_are_replaced_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        replace_in(dir.path(), &[("hosts", b"h".as_slice()), ("hostname", b"n".as_slice())], 0o644, Durability::Synced).expect("write");
+        assert_eq!(std::fs::read(dir.path().join("hosts")).expect("read"), b"h");
+        assert_eq!(std::fs::read(dir.path().join("hostname")).expect("read"), b"n");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2, "no temp file left");
     }
 
     #[test]

@@ -161,12 +161,9 @@ impl Engine {
         };
         let hostname = format!("{}\n", record.config.hostname);
         // Bind-mounted into the container, where every user must read them (Docker's 0644).
-        for (name, content) in [("hostname", hostname.as_str()), ("hosts", hosts.as_str()), ("resolv.conf", resolv.as_str())] {
-            let path = dir.join(name);
-            files::replace(&path, content.as_bytes(), 0o644, Durability::Synced)
-                .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
-        }
-        Ok(())
+        let sandbox_files = [("hostname", hostname.as_bytes()), ("hosts", hosts.as_bytes()), ("resolv.conf", resolv.as_bytes())];
+        files::replace_in(&dir, &sandbox_files, 0o644, Durability::Synced)
+            .map_err(|e| EngineError::io(format!("writing hostname, hosts and resolv.conf in {}", dir.display()), e))
     }
 
     /// At create: resolves `HostConfig.NetworkMode` (default `bridge`) and
