@@ -4,19 +4,19 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use berth_model::container::Status;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use crate::apitypes::containers::ContainerSummary;
+use crate::apitypes::system::{DiskUsage, SystemInfo, SystemVersion};
+use crate::apitypes::volumes::Volume;
+use crate::version;
 use super::client::Client;
 use super::format::{tabwrite, Format};
 use super::images::{image_rows, ImageRowOptions};
 use super::units::{bytes_size, human_size4};
 use super::volumes::local_volume_count;
-use berth_model::container::Status;
-use crate::apitypes::containers::ContainerSummary;
-use crate::apitypes::system::{DiskUsage, SystemInfo, SystemVersion};
-use crate::apitypes::volumes::Volume;
-use crate::version;
 
 /// A lone `-f/--format` flag.
 #[derive(Args, Debug)]

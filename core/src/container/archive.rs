@@ -16,10 +16,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use berth_model::container::{ContainerRecord, Status};
 use serde_json::{json, Value};
 
 use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{ContainerRecord, Status};
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;

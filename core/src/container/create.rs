@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use berth_runtime::clock::now_rfc3339;
-
-use super::names;
-use crate::engine::{Engine, EngineError, EngineResult};
 use berth_model::container::{
     ContainerConfig, ContainerId, ContainerRecord, ContainerState, HostConfig, RestartPolicy, Status, ZERO_TIME,
 };
+use berth_runtime::clock::now_rfc3339;
+
+use crate::engine::{Engine, EngineError, EngineResult};
+use super::names;
 
 /// Docker's minimum `--memory`.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;

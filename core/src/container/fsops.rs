@@ -1,16 +1,16 @@
 //! A container's filesystem as layers: `diff`, `commit`; and `events`.
 
 use std::io::Write;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 
+use berth_model::container::{ContainerConfig, Status};
+use berth_model::drivers::{Change, ChangeKind};
+use berth_model::{Digest, ImageRef};
 use serde_json::{Map, Value};
 
-use super::{events, Event, Filters};
-use berth_model::drivers::{Change, ChangeKind};
 use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{ContainerConfig, Status};
-use berth_model::{Digest, ImageRef};
+use super::{events, Event, Filters};
 
 /// The keys of a container config an image config keeps.
 const IMAGE_CONFIG_KEYS: &[&str] =

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::fs;
 
+use berth_model::container::{HostConfig, Status};
 use serde_json::{json, Value};
 
+use crate::engine::{Engine, EngineError, EngineResult};
 use super::create::{online_cpus, validate_resources, validate_restart_policy};
 use super::lifecycle::is_active;
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{HostConfig, Status};
 
 /// Clock ticks per second (`USER_HZ`).
 fn clk_tck() -> u64 {

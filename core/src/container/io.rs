@@ -1,15 +1,16 @@
 //! A container's streams: logs (json-file), attach, resize and exec.
 
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
 
+use berth_model::container::Status;
+use berth_runtime::shim::ExecRequest;
+use berth_runtime::shim::jsonlog::{self, ReadConfig, Stream};
+
+use crate::engine::{Engine, EngineError, EngineResult};
 use super::live::{ExecEntry, PendingAttach};
 use super::{Attachment, ExecConfig, ExecDetails, LogEntry, LogsOptions, StreamKind};
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::Status;
-use berth_runtime::shim::jsonlog::{self, ReadConfig, Stream};
-use berth_runtime::shim::ExecRequest;
 
 /// Entries buffered between the log reader thread and the caller.
 const LOG_BUFFER: usize = 256;

@@ -6,19 +6,20 @@ use std::fs;
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use berth_runtime::clock::now_rfc3339;
-use berth_runtime::files::{self, Durability};
-use super::live::PendingAttach;
-use super::{events, signal, WaitCondition, WaitResult, Waiter};
-use crate::engine::{Engine, EngineError, EngineResult};
 use berth_model::container::{ContainerRecord, ContainerState, Status};
 use berth_runtime::cgroups::Cgroup;
-use crate::container::spec::SpecInputs;
+use berth_runtime::clock::now_rfc3339;
+use berth_runtime::files::{self, Durability};
 use berth_runtime::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
+
+use crate::container::spec::SpecInputs;
+use crate::engine::{Engine, EngineError, EngineResult};
+use super::live::PendingAttach;
+use super::{events, signal, WaitCondition, WaitResult, Waiter};
 
 /// Default cgroup parent of containers.
 pub(crate) const DEFAULT_CGROUP_PARENT: &str = "berth";

@@ -7,9 +7,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 
+use berth_runtime::shim::ShimClient;
+
 use super::events::EventBus;
 use super::{ExecConfig, WaitCondition, WaitResult};
-use berth_runtime::shim::ShimClient;
 
 /// An attach made while the container was not running: the engine's end of
 /// the caller's socket, joined to the shim at the next start.

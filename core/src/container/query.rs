@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use berth_model::MountSpec;
+use berth_model::container::{ContainerRecord, Status};
+
+use crate::engine::{Engine, EngineError, EngineResult};
 use super::lifecycle::is_active;
 use super::{ContainerDetails, Filters, ListOptions};
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{ContainerRecord, Status};
-use berth_model::MountSpec;
 
 /// Filter keys `ps` accepts.
 const PS_KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network"];

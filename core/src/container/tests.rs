@@ -7,14 +7,14 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_model::Digest;
+use berth_model::container::{ContainerConfig, HostConfig, RestartPolicy, Status};
 use serde_json::json;
 
-use super::ListOptions;
-use crate::image::tests::{tar_of, DirDriver};
 use crate::drivers::Drivers;
 use crate::engine::{Engine, EngineConfig, ErrorKind};
-use berth_model::container::{ContainerConfig, HostConfig, RestartPolicy, Status};
-use berth_model::Digest;
+use crate::image::tests::{tar_of, DirDriver};
+use super::ListOptions;
 
 /// A one-layer docker archive tagged `tag`, whose config has `config`.
 fn archive(tag: &str, config: serde_json::Value) -> Vec<u8> {

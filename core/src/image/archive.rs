@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 
+use berth_model::{Digest, ImageRef};
 use serde::Deserialize;
 
-use super::content::{BlobPin, ContentStore};
-use super::ImageError;
 use crate::engine::Progress;
-use berth_model::{Digest, ImageRef};
+use super::ImageError;
+use super::content::{BlobPin, ContentStore};
 
 /// Largest metadata file (manifest.json, a config, ...) kept in memory.
 const MAX_METADATA: u64 = 16 << 20;

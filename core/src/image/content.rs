@@ -11,10 +11,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use berth_model::Digest;
 use sha2::{Digest as _, Sha256};
 
 use super::ImageError;
-use berth_model::Digest;
 
 /// Content-addressed blobs, verified on write.
 pub struct ContentStore {

@@ -13,21 +13,21 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
+use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord};
 use serde_json::Map;
 
+use crate::engine::{
+    ArchiveFormat, Engine, EngineError, EngineResult, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage,
+    ImportOptions, Progress,
+};
+use crate::store::{ReadTxn, WriteTxn};
+use super::ImageError;
 use super::archive::{self, ImageSource};
 use super::compress::{decompressed, detect_compression, Compression};
 use super::config::{apply_changes, import_config};
 use super::content::BlobPin;
 use super::save::{self, SaveImage};
 use super::unpack::{driver_context, unpack_layer};
-use super::ImageError;
-use crate::engine::{
-    ArchiveFormat, Engine, EngineError, EngineResult, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage,
-    ImportOptions, Progress,
-};
-use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord};
-use crate::store::{ReadTxn, WriteTxn};
 
 /// Layers (by chain ID) an operation is creating, reusing or removing.
 /// Whoever holds a chain ID is the only one that may create or delete that

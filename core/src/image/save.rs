@@ -9,14 +9,14 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 
+use berth_model::{Digest, ImageRef, LayerRecord};
 use serde_json::{json, Value};
 
+use crate::engine::EngineError;
+use super::ImageError;
 use super::compress::decompressed;
 use super::content::ContentStore;
 use super::unpack::pipeline;
-use super::ImageError;
-use crate::engine::EngineError;
-use berth_model::{Digest, ImageRef, LayerRecord};
 
 /// One image to write.
 pub(crate) struct SaveImage {

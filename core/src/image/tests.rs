@@ -7,12 +7,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
+use berth_model::{Digest, MountPlan, MountSpec};
 use serde_json::json;
 
 use crate::drivers::Drivers;
-use berth_model::drivers::{Change, DriverError, DriverResult, StorageDriver};
 use crate::engine::{ArchiveFormat, Engine, EngineConfig, ErrorKind, ImageDeleteItem, ImportOptions};
-use berth_model::{Digest, MountPlan, MountSpec};
 
 /// A storage driver for tests: each layer is a directory holding a full
 /// copy of its parent plus its own diff (like vfs), unpacked with the tar crate.

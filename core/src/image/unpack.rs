@@ -10,14 +10,14 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
+use berth_model::Digest;
+use berth_model::drivers::{DriverError, StorageDriver};
 use sha2::{Digest as _, Sha256};
 
+use crate::engine::EngineError;
+use super::ImageError;
 use super::compress::{decompressed, Compression};
 use super::content::ContentStore;
-use super::ImageError;
-use berth_model::drivers::{DriverError, StorageDriver};
-use crate::engine::EngineError;
-use berth_model::Digest;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 8;

@@ -22,6 +22,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use berth_model::Subnet;
+use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
@@ -30,8 +32,6 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
-use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
-use berth_model::Subnet;
 
 /// Who a plan comes from, which decides the host links it may act on.
 ///

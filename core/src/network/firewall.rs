@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use berth_model::Subnet;
+use berth_model::network::FirewallRule;
 use serde_json::{json, Value};
 
 use super::NetError;
-use berth_model::network::FirewallRule;
-use berth_model::Subnet;
 
 /// The nftables table (family `ip`) that holds every berth rule.
 pub const TABLE: &str = "berth";

@@ -13,11 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
+use berth_model::network::{IpamConfigEntry, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
-use super::NetError;
 use crate::engine::{EngineError, EngineResult};
-use berth_model::network::{IpamConfigEntry, NetworkRecord};
+use super::NetError;
+
 pub use berth_model::Subnet;
 use crate::store::{DefinitionTable, Store};
 

@@ -16,18 +16,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use berth_model::container::{ContainerRecord, Status};
+use berth_model::drivers::NetworkDriver;
+use berth_model::network::{EndpointSettings, IpamConfigEntry, IpamPool, NetworkCreateRequest, NetworkPlan, NetworkRecord};
+
+use crate::container::{driver_error, Filters, NetworkMode};
+use crate::engine::{Engine, EngineError, EngineResult};
+use crate::store::DefinitionTable;
 use super::dns::{DnsServer, NameLookup};
 use super::executor::{self, Authority};
 use super::ipam::{self, Ipam, Pool, Subnet};
 use super::netns;
 use super::ports::PortPublisher;
 use super::{NetError, NetworkContainer, NetworkCreate, NetworkDetails};
-use crate::container::{driver_error, Filters, NetworkMode};
-use berth_model::drivers::NetworkDriver;
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{ContainerRecord, Status};
-use berth_model::network::{EndpointSettings, IpamConfigEntry, IpamPool, NetworkCreateRequest, NetworkPlan, NetworkRecord};
-use crate::store::DefinitionTable;
 
 /// The predefined networks, as Docker names them.
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::NetError;
 use berth_model::network::{FirewallRule, PortBinding, PortMap};
+
+use super::NetError;
 
 /// One published port, as asked (`host_port` 0: pick a free one).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,14 +13,14 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::container::Filters;
-use berth_model::drivers::{DriverError, VolumeDriver};
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::ContainerRecord;
-use berth_model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
 use berth_model::MountSpec;
-use crate::store::DefinitionTable;
+use berth_model::container::ContainerRecord;
+use berth_model::drivers::{DriverError, VolumeDriver};
+use berth_model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
 
+use crate::container::Filters;
+use crate::engine::{Engine, EngineError, EngineResult};
+use crate::store::DefinitionTable;
 use super::parse::{self, ParsedMount};
 use super::{copyup, VolumeCreate, VolumeDetails, VolumeListing};
 

@@ -10,17 +10,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
-
-use super::{VolumeCreate, ANONYMOUS_LABEL};
-use crate::container::Filters;
-use crate::drivers::Drivers;
-use berth_model::drivers::{DriverError, DriverResult, VolumeCapabilities, VolumeDriver};
-use crate::engine::{Engine, EngineConfig, ErrorKind};
-use crate::image::tests::{tar_of, DirDriver};
 use berth_model::container::{ContainerConfig, HostConfig, MountRequest};
+use berth_model::drivers::{DriverError, DriverResult, VolumeCapabilities, VolumeDriver};
 use berth_model::volume::{VolumeCreateRequest, VolumeInfo};
 use berth_model::{Digest, MountPlan, MountSpec};
+use serde_json::json;
+
+use crate::container::Filters;
+use crate::drivers::Drivers;
+use crate::engine::{Engine, EngineConfig, ErrorKind};
+use crate::image::tests::{tar_of, DirDriver};
+use super::{VolumeCreate, ANONYMOUS_LABEL};
 
 /// Volumes as plain directories; remembers its callers like `local`.
 struct TestVolumes {
