@@ -175,31 +175,29 @@ pub struct ExecDetails {
     pub pid: i64,
 }
 
-/// One event of `docker events` (Docker's `EventMessage`).
-#[derive(Clone, Debug, serde::Serialize)]
+/// One event of `docker events`: what happened to which object, and when.
+/// The API turns it into Docker's `EventMessage` (`apitypes`).
+#[derive(Clone, Debug)]
 pub struct Event {
-    #[serde(rename = "Type")]
+    /// `container`, `image`, `network`, `volume`, ...
     pub kind: String,
-    #[serde(rename = "Action")]
     pub action: String,
-    #[serde(rename = "Actor")]
     pub actor: EventActor,
     pub scope: String,
+    /// Seconds since the epoch.
     pub time: i64,
-    #[serde(rename = "timeNano")]
+    /// Nanoseconds since the epoch.
     pub time_nano: i64,
-    // Legacy fields the docker CLI still prints from.
+    /// Docker's legacy members, which the docker CLI still prints from.
     pub status: String,
     pub id: String,
     pub from: String,
 }
 
-/// `Actor` of an event.
-#[derive(Clone, Debug, serde::Serialize)]
+/// The object of an event and its attributes.
+#[derive(Clone, Debug)]
 pub struct EventActor {
-    #[serde(rename = "ID")]
     pub id: String,
-    #[serde(rename = "Attributes")]
     pub attributes: std::collections::BTreeMap<String, String>,
 }
 
