@@ -1,16 +1,27 @@
-//! berth-core: the engine.
+//! berth-core: the engine, as services.
 //!
-//! The content store and image index, the metadata store, the runtime
-//! primitives and the `Engine` façade that the API calls. The model and the
-//! driver traits are `berth-model`, the one crate of ours this one depends on;
-//! drivers and plugin hosts depend on it, never the other way round.
+//! `image`, `volume`, `network` and `container` are the services; each owns
+//! its state and its store tables and takes the services it needs as handles
+//! (containers takes images, networks and volumes). Below them, shared by
+//! all: `error`, `events`, `catalog` (the read side of the containers
+//! table), `store`, `config`, `filters`, `drivers`. Above them, `Engine`:
+//! the façade the API calls, built from the services. The model and the
+//! driver traits are `berth-model`; the runtime and the shim `berth-runtime`.
 
+pub mod catalog;
+pub mod config;
 pub mod container;
 pub mod drivers;
 pub mod engine;
+pub mod error;
+pub mod events;
+pub mod filters;
+mod ids;
 pub mod image;
 pub mod network;
 pub mod store;
 pub mod volume;
 
-pub use engine::{Engine, EngineConfig, EngineError};
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use error::{EngineError, EngineResult, ErrorKind};

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use berth_model::container::{ContainerConfig, ContainerRecord, ContainerState, HostConfig};
 use berth_runtime::cgroups::Cgroup;
 use berth_runtime::linux::{self, Stdio};
-use berth_core::container::spec::{self, NetnsMode, SpecInputs};
+use berth_core::container::spec::{self, SpecInputs};
+use berth_core::network::NetnsMode;
 use berth_runtime::RuntimeError;
 
 fn is_root() -> bool {

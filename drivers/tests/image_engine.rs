@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use berth_core::drivers::Drivers;
 use berth_model::drivers::StorageDriver;
-use berth_core::engine::{ArchiveFormat, ErrorKind};
+use berth_core::image::ArchiveFormat;
+use berth_core::ErrorKind;
 use berth_model::{Digest, MountSpec};
 use berth_core::{Engine, EngineConfig};
 
@@ -130,19 +131,19 @@ fn vfs_layers_show_whiteouts_and_opaque_dirs_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, storage) = open(dir.path(), "vfs");
     let (tar, id) = archive(&multi_layer(), "multi:1");
-    assert_eq!(engine.load_images(&mut &tar[..], &mut |_| {}).unwrap(), vec!["Loaded image: multi:1"]);
-    let d = engine.find_image("multi:1").unwrap();
+    assert_eq!(engine.images().load(&mut &tar[..], &mut |_| {}).unwrap(), vec!["Loaded image: multi:1"]);
+    let d = engine.images().find("multi:1").unwrap();
     assert_eq!(d.record.id, id);
     let top = d.record.layers.last().unwrap().hex().to_string();
     let MountSpec::Bind { source, .. } = storage.mount_plan(&top, false).unwrap().spec else { panic!("vfs binds") };
     assert_eq!(files_under(&source), vec!["etc", "etc/kept", "opq", "opq/upper"]);
 
     let mut saved = Vec::new();
-    engine.save_images(&["multi:1".into()], ArchiveFormat::DockerArchive, &mut saved).unwrap();
+    engine.images().save(&["multi:1".into()], ArchiveFormat::DockerArchive, &mut saved).unwrap();
     let dir2 = tempfile::tempdir().unwrap();
     let (fresh, _) = open(dir2.path(), "overlay");
-    fresh.load_images(&mut &saved[..], &mut |_| {}).unwrap();
-    let again = fresh.find_image("multi:1").unwrap();
+    fresh.images().load(&mut &saved[..], &mut |_| {}).unwrap();
+    let again = fresh.images().find("multi:1").unwrap();
     assert_eq!(again.record.id, id);
     assert_eq!(again.diff_ids, d.diff_ids);
     assert_eq!(again.record.layers, d.record.layers);
@@ -156,10 +157,10 @@ fn a_breakout_layer_is_refused_and_leaves_no_layer() {
         let good = tar_of(&[("ok", Some(b"fine"))]);
         let bad = raw_tar("../../escape", b"out");
         let (tar, _) = archive(&[good, bad], "evil:1");
-        let e = engine.load_images(&mut &tar[..], &mut |_| {}).unwrap_err();
+        let e = engine.images().load(&mut &tar[..], &mut |_| {}).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{driver}: {e}");
         assert!(e.to_string().contains("escape"), "{driver}: {e}");
-        assert!(engine.list_images().unwrap().is_empty());
+        assert!(engine.images().list().unwrap().is_empty());
         assert!(storage.list().unwrap().is_empty(), "{driver}: {:?}", storage.list().unwrap());
         let escaped: PathBuf = dir.path().join("escape");
         assert!(!escaped.exists() && !dir.path().parent().unwrap().join("escape").exists());

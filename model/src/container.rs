@@ -245,6 +245,14 @@ pub struct ContainerState {
     pub finished_at: String,
 }
 
+impl ContainerState {
+    /// Whether the container has (or is about to have) a process: running,
+    /// paused or restarting.
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, Status::Running | Status::Paused | Status::Restarting)
+    }
+}
+
 /// Docker's zero time, shown for "never".
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use berth_core::container::{ContainerDetails, Event, ListOptions, LogEntry, LogsOptions, WaitCondition};
+use berth_core::container::{ContainerDetails, ListOptions, LogEntry, LogsOptions, WaitCondition};
+use berth_core::events::Event;
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
 use berth_model::ImageRef;
 use serde_json::Value;
@@ -222,7 +223,7 @@ async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body
     let host_config = b.host_config.unwrap_or_default();
     let networking = super::networks::networking_config(b.networking_config, &host_config.network_mode);
     let (record, warnings) =
-        state.blocking(move |e| e.create_container_with(name.as_deref(), b.config, host_config, networking)).await?;
+        state.blocking(move |e| e.containers().create(name.as_deref(), b.config, host_config, networking)).await?;
     let created = ContainerCreateResponse { id: record.id.as_str().to_string(), warnings };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -242,7 +243,7 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Js
         },
     };
     let options = ListOptions { all: params.flag("all"), limit, size: params.flag("size"), filters: filters.into_inner() };
-    let list = state.blocking(move |e| e.list_containers(&options)).await?;
+    let list = state.blocking(move |e| e.containers().list(&options)).await?;
     let now = now_unix();
     Ok(Json(list.iter().map(|d| summary(d, now)).collect()))
 }
@@ -256,7 +257,7 @@ async fn inspect(
     let driver = state.engine.storage().name().to_string();
     let d = state
         .blocking(move |e| {
-            let d = e.find_container(&id)?;
+            let d = e.containers().find(&id)?;
             if !size {
                 return Ok(d);
             }
@@ -264,7 +265,7 @@ async fn inspect(
             let mut filters = BTreeMap::new();
             filters.insert("id".to_string(), vec![d.record.id.to_string()]);
             let opts = ListOptions { all: true, limit: None, size: true, filters };
-            Ok(e.list_containers(&opts)?.into_iter().next().unwrap_or(d))
+            Ok(e.containers().list(&opts)?.into_iter().next().unwrap_or(d))
         })
         .await?;
     Ok(Json(inspect_response(&d, &driver)))
@@ -279,7 +280,7 @@ fn not_modified() -> Response {
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let started = state.blocking(move |e| e.start_container(&id)).await?;
+    let started = state.blocking(move |e| e.containers().start(&id)).await?;
     Ok(if started { no_content() } else { not_modified() })
 }
 
@@ -295,30 +296,30 @@ async fn stop(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
     let params = Params::parse(q.as_deref());
     let t = timeout_param(&params)?;
     let signal = params.get("signal").filter(|s| !s.is_empty()).map(str::to_string);
-    let stopped = state.blocking(move |e| e.stop_container(&id, signal.as_deref(), t)).await?;
+    let stopped = state.blocking(move |e| e.containers().stop(&id, signal.as_deref(), t)).await?;
     Ok(if stopped { no_content() } else { not_modified() })
 }
 
 async fn kill(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     let signal = params.get("signal").filter(|s| !s.is_empty()).unwrap_or("KILL").to_string();
-    state.blocking(move |e| e.kill_container(&id, &signal)).await?;
+    state.blocking(move |e| e.containers().kill(&id, &signal)).await?;
     Ok(no_content())
 }
 
 async fn restart(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let t = timeout_param(&Params::parse(q.as_deref()))?;
-    state.blocking(move |e| e.restart_container(&id, t)).await?;
+    state.blocking(move |e| e.containers().restart(&id, t)).await?;
     Ok(no_content())
 }
 
 async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.blocking(move |e| e.pause_container(&id)).await?;
+    state.blocking(move |e| e.containers().pause(&id)).await?;
     Ok(no_content())
 }
 
 async fn unpause(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.blocking(move |e| e.unpause_container(&id)).await?;
+    state.blocking(move |e| e.containers().unpause(&id)).await?;
     Ok(no_content())
 }
 
@@ -328,7 +329,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>, RawQuery(
         return Err(ApiError::bad_request("links are not supported yet: remove the container itself"));
     }
     let (force, volumes) = (params.flag("force"), params.flag("v"));
-    state.blocking(move |e| e.remove_container(&id, force, volumes)).await?;
+    state.blocking(move |e| e.containers().remove(&id, force, volumes)).await?;
     Ok(no_content())
 }
 
@@ -338,13 +339,13 @@ async fn rename(State(state): State<AppState>, Path(id): Path<String>, RawQuery(
     if name.is_empty() {
         return Err(ApiError::bad_request("Neither old nor new names may be empty"));
     }
-    state.blocking(move |e| e.rename_container(&id, &name)).await?;
+    state.blocking(move |e| e.containers().rename(&id, &name)).await?;
     Ok(no_content())
 }
 
 async fn resize(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (h, w) = size_params(&Params::parse(q.as_deref()))?;
-    state.blocking(move |e| e.resize_container(&id, h, w)).await?;
+    state.blocking(move |e| e.containers().resize(&id, h, w)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -359,7 +360,7 @@ async fn wait(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
         "removed" => WaitCondition::Removed,
         other => return Err(ApiError::bad_request(format!("invalid condition: {other:?}"))),
     };
-    let waiter = state.blocking(move |e| e.wait_container(&id, condition)).await?;
+    let waiter = state.blocking(move |e| e.containers().wait(&id, condition)).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::task::spawn_blocking(move || {
         let result = waiter.recv();
@@ -428,8 +429,8 @@ async fn logs(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q)
     let timestamps = options.timestamps;
     let (tty, entries) = state
         .blocking(move |e| {
-            let d = e.find_container(&id)?;
-            Ok((d.record.config.tty, e.container_logs(&id, &options)?))
+            let d = e.containers().find(&id)?;
+            Ok((d.record.config.tty, e.containers().logs(&id, &options)?))
         })
         .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
@@ -455,7 +456,7 @@ async fn top(
     RawQuery(q): RawQuery,
 ) -> Result<Json<ContainerTopResponse>, ApiError> {
     let ps_args = Params::parse(q.as_deref()).get("ps_args").filter(|s| !s.is_empty()).map(str::to_string);
-    let (titles, processes) = state.blocking(move |e| e.top_container(&id, ps_args.as_deref())).await?;
+    let (titles, processes) = state.blocking(move |e| e.containers().top(&id, ps_args.as_deref())).await?;
     Ok(Json(ContainerTopResponse { processes, titles }))
 }
 
@@ -478,7 +479,7 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
     let one_shot = params.flag("one-shot");
     let first = {
         let id = id.clone();
-        state.blocking(move |e| e.container_stats(&id)).await?
+        state.blocking(move |e| e.containers().stats(&id)).await?
     };
     let json_resp = |body: Body| {
         let mut resp = Response::new(body);
@@ -492,7 +493,7 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
         // Docker answers a non-streamed request with two samples' worth, so
         // the CPU percentage can be computed from the difference.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let second = state.blocking(move |e| e.container_stats(&id)).await.unwrap_or_else(|_| first.clone());
+        let second = state.blocking(move |e| e.containers().stats(&id)).await.unwrap_or_else(|_| first.clone());
         let v = with_previous(second, Some(&first));
         return Ok(json_resp(Body::from(format!("{v}\n"))));
     }
@@ -513,8 +514,8 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
             }
             let (engine, id) = (engine.clone(), id.clone());
             let next = tokio::task::spawn_blocking(move || {
-                let running = engine.find_container(&id).map(|d| d.record.state.running)?;
-                if running { engine.container_stats(&id).map(Some) } else { Ok(None) }
+                let running = engine.containers().find(&id).map(|d| d.record.state.running)?;
+                if running { engine.containers().stats(&id).map(Some) } else { Ok(None) }
             })
             .await;
             match next {
@@ -533,7 +534,7 @@ async fn update(
     body: Body,
 ) -> Result<Json<ContainerUpdateResponse>, ApiError> {
     let update: HostConfig = json_body(body).await?;
-    let warnings = state.blocking(move |e| e.update_container(&id, update)).await?;
+    let warnings = state.blocking(move |e| e.containers().update(&id, update)).await?;
     Ok(Json(ContainerUpdateResponse { warnings }))
 }
 
@@ -542,7 +543,7 @@ async fn changes(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Option<Vec<FilesystemChange>>>, ApiError> {
-    let list = state.blocking(move |e| e.container_changes(&id)).await?;
+    let list = state.blocking(move |e| e.containers().changes(&id)).await?;
     let out: Vec<FilesystemChange> =
         list.iter().map(|c| FilesystemChange { kind: c.kind as u8, path: c.path.clone() }).collect();
     Ok(Json(if out.is_empty() { None } else { Some(out) }))
@@ -551,8 +552,8 @@ async fn changes(
 async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     // Fail with a proper status before streaming when the container is unknown.
     let check = id.clone();
-    state.blocking(move |e| e.find_container(&check)).await?;
-    streamed(&state, "application/x-tar", move |e, out| e.export_container(&id, out)).await
+    state.blocking(move |e| e.containers().find(&check)).await?;
+    streamed(&state, "application/x-tar", move |e, out| e.containers().export(&id, out)).await
 }
 
 fn stat_header(stat: &Value) -> Result<HeaderValue, ApiError> {
@@ -571,7 +572,7 @@ const STAT_HEADER: &str = "x-docker-container-path-stat";
 
 async fn archive_head(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let path = path_param(&Params::parse(q.as_deref()))?;
-    let stat = state.blocking(move |e| e.archive_stat(&id, &path)).await?;
+    let stat = state.blocking(move |e| e.containers().archive_stat(&id, &path)).await?;
     let mut resp = StatusCode::OK.into_response();
     resp.headers_mut().insert(STAT_HEADER, stat_header(&stat)?);
     Ok(resp)
@@ -579,7 +580,7 @@ async fn archive_head(State(state): State<AppState>, Path(id): Path<String>, Raw
 
 async fn archive_get(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let path = path_param(&Params::parse(q.as_deref()))?;
-    let (stat, mut reader) = state.blocking(move |e| e.archive_get(&id, &path)).await?;
+    let (stat, mut reader) = state.blocking(move |e| e.containers().archive_get(&id, &path)).await?;
     let header_value = stat_header(&stat)?;
     let mut resp = streamed(&state, "application/x-tar", move |_, out| {
         std::io::copy(&mut reader, out).map(|_| ()).map_err(|e| berth_core::EngineError::io("reading the archive", e))
@@ -594,7 +595,7 @@ async fn archive_put(State(state): State<AppState>, Path(id): Path<String>, RawQ
     let mut reader = body_reader(body);
     state
         .blocking(move |e| {
-            let r = e.archive_put(&id, &path, &mut reader);
+            let r = e.containers().archive_put(&id, &path, &mut reader);
             if r.is_err() {
                 drain(&mut reader);
             }
@@ -634,14 +635,14 @@ async fn commit(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body
         }
     };
     let id = state
-        .blocking(move |e| e.commit_container(&container, reference.as_ref(), &comment, &author, &changes, config))
+        .blocking(move |e| e.containers().commit(&container, reference.as_ref(), &comment, &author, &changes, config))
         .await?;
     Ok((StatusCode::CREATED, Json(IdResponse { id: id.to_string() })).into_response())
 }
 
 async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ContainerPruneResponse>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(&["until", "label", "label!"])?.into_inner();
-    let (ids, space) = state.blocking(move |e| e.prune_containers(&filters)).await?;
+    let (ids, space) = state.blocking(move |e| e.containers().prune(&filters)).await?;
     Ok(Json(ContainerPruneResponse {
         containers_deleted: if ids.is_empty() { None } else { Some(ids) },
         space_reclaimed: space,
@@ -670,7 +671,7 @@ async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<
     let filters = params
         .filters(&["container", "event", "image", "label", "type", "daemon", "network", "volume", "plugin", "node", "service", "secret", "config", "scope"])?
         .into_inner();
-    let rx = state.blocking(move |e| e.events(since, until, &filters)).await?;
+    let rx = state.blocking(move |e| e.containers().events(since, until, &filters)).await?;
     let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::task::spawn_blocking(move || loop {
         match rx.recv_timeout(Duration::from_millis(500)) {

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_core::engine::ErrorKind;
+use berth_core::ErrorKind;
 use berth_core::EngineError;
 
 use crate::apitypes::system::ErrorResponse;

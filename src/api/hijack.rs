@@ -163,11 +163,11 @@ pub async fn attach(State(state): State<AppState>, Path(id): Path<String>, RawQu
     let (attachment, prefix) = state
         .blocking(move |e| {
             let mut prefix = Vec::new();
-            let d = e.find_container(&id)?;
+            let d = e.containers().find(&id)?;
             if logs {
                 // Past output first, in the stream's own format.
                 let opts = LogsOptions { stdout, stderr, ..Default::default() };
-                for entry in e.container_logs(&id, &opts)? {
+                for entry in e.containers().logs(&id, &opts)? {
                     let entry = entry.map_err(|err| berth_core::EngineError::io("reading the container's log", err))?;
                     if d.record.config.tty {
                         prefix.extend_from_slice(&entry.bytes);
@@ -176,7 +176,7 @@ pub async fn attach(State(state): State<AppState>, Path(id): Path<String>, RawQu
                     }
                 }
             }
-            let attachment = if stream { Some(e.attach_container(&id, stdin, stdout, stderr)?) } else { None };
+            let attachment = if stream { Some(e.containers().attach(&id, stdin, stdout, stderr)?) } else { None };
             Ok((attachment, prefix))
         })
         .await?;
@@ -196,7 +196,7 @@ pub async fn exec_create(State(state): State<AppState>, Path(id): Path<String>, 
     if config.cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
-    let exec_id = state.blocking(move |e| e.create_exec(&id, config)).await?;
+    let exec_id = state.blocking(move |e| e.containers().create_exec(&id, config)).await?;
     Ok((StatusCode::CREATED, Json(IdResponse { id: exec_id })).into_response())
 }
 
@@ -227,11 +227,11 @@ pub async fn exec_start(State(state): State<AppState>, Path(id): Path<String>, r
     let exec_id = id.clone();
     let result = state
         .blocking(move |e| {
-            let attachment = e.start_exec(&exec_id, detach)?;
+            let attachment = e.containers().start_exec(&exec_id, detach)?;
             if let (Some(a), Some([h, w])) = (&attachment, console_size) {
                 if a.tty {
                     // Best effort: the client resizes again on its own anyway.
-                    if let Err(err) = e.resize_exec(&exec_id, h, w) {
+                    if let Err(err) = e.containers().resize_exec(&exec_id, h, w) {
                         tracing::debug!(error = %err, "initial exec resize failed");
                     }
                 }
@@ -248,7 +248,7 @@ pub async fn exec_start(State(state): State<AppState>, Path(id): Path<String>, r
             let wait_exit: BeforeClose = Box::new(move || {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
                 while std::time::Instant::now() < deadline {
-                    match engine.inspect_exec(&id) {
+                    match engine.containers().inspect_exec(&id) {
                         Ok(d) if d.running => std::thread::sleep(std::time::Duration::from_millis(10)),
                         _ => break,
                     }
@@ -262,7 +262,7 @@ pub async fn exec_start(State(state): State<AppState>, Path(id): Path<String>, r
         // the message; the client then reads the exit code (126/127) from
         // `exec inspect`.
         Err(err) if !detach && err.status != StatusCode::NOT_FOUND && wants_upgrade(&req) => {
-            let tty = state.blocking(move |e| e.inspect_exec(&id)).await.map(|d| d.config.tty).unwrap_or(false);
+            let tty = state.blocking(move |e| e.containers().inspect_exec(&id)).await.map(|d| d.config.tty).unwrap_or(false);
             Ok(hijacked_message(req, tty, format!("{}\r\n", err.message)))
         }
         Err(err) => Err(err),
@@ -290,7 +290,7 @@ fn hijacked_message(mut req: Request, tty: bool, message: String) -> Response {
 
 /// `GET /exec/{id}/json`.
 pub async fn exec_inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecInspect>, ApiError> {
-    let d = state.blocking(move |e| e.inspect_exec(&id)).await?;
+    let d = state.blocking(move |e| e.containers().inspect_exec(&id)).await?;
     let (entrypoint, arguments) = match d.config.cmd.split_first() {
         Some((first, rest)) => (first.clone(), rest.to_vec()),
         None => (String::new(), Vec::new()),
@@ -319,7 +319,7 @@ pub async fn exec_inspect(State(state): State<AppState>, Path(id): Path<String>)
 /// `POST /exec/{id}/resize`.
 pub async fn exec_resize(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (h, w) = size_params(&Params::parse(q.as_deref()))?;
-    state.blocking(move |e| e.resize_exec(&id, h, w)).await?;
+    state.blocking(move |e| e.containers().resize_exec(&id, h, w)).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use berth_core::engine::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
+use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
 use berth_model::ImageRef;
 use serde_json::Value;
 
@@ -393,7 +393,7 @@ pub async fn list(
     let params = Params::parse(q.as_deref());
     let filters = params.filters(&["dangling", "label", "before", "since", "reference", "until"])?;
     let all = params.flag("all");
-    let images = state.blocking(|e| e.list_images()).await?;
+    let images = state.blocking(|e| e.images().list()).await?;
     let created: BTreeMap<String, i64> = images
         .iter()
         .flat_map(|d| {
@@ -428,7 +428,7 @@ pub async fn load(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bo
     let mut reader = body_reader(body);
     json_lines(&state, move |engine, emit| {
         let messages = engine
-            .load_images(&mut reader, &mut |p| {
+            .images().load(&mut reader, &mut |p| {
                 if let (false, Progress::LayerDone { diff_id }) = (quiet, &p) {
                     emit(JsonMessage::status_of("Loaded layer", diff_id.short()));
                 }
@@ -454,7 +454,7 @@ async fn save(state: AppState, names: Vec<String>, format: ArchiveFormat) -> Res
     if names.is_empty() {
         return Err(ApiError::bad_request("no images given: name at least one image to save"));
     }
-    streamed(&state, "application/x-tar", move |engine, out| engine.save_images(&names, format, out)).await
+    streamed(&state, "application/x-tar", move |engine, out| engine.images().save(&names, format, out)).await
 }
 
 /// `GET /images/get?names=a&names=b`.
@@ -505,7 +505,7 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
     };
     let mut reader = body_reader(body);
     json_lines(&state, move |engine, emit| {
-        let details = engine.import_image(&mut reader, &options, &mut |_| {}).inspect_err(|_| drain(&mut reader))?;
+        let details = engine.images().import(&mut reader, &options, &mut |_| {}).inspect_err(|_| drain(&mut reader))?;
         emit(JsonMessage::status(details.record.id.to_string()));
         Ok(())
     })
@@ -520,12 +520,12 @@ pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
     let all = filters.dangling()? == Some(false);
     let narrowed = !filters.values("label").is_empty() || !filters.values("until").is_empty();
     let (items, reclaimed) = if !narrowed {
-        state.blocking(move |e| e.prune_images(all)).await?
+        state.blocking(move |e| e.images().prune(all)).await?
     } else {
         state
             .blocking(move |e| {
-                let before = e.image_disk_usage()?.layers_size;
-                let candidates = e.list_images()?;
+                let before = e.images().disk_usage()?.layers_size;
+                let candidates = e.images().list()?;
                 let candidates = filter_images(candidates, &filters, &|_| None)
                     .map_err(|err| berth_core::EngineError::InvalidArgument(err.message))?;
                 let mut items = Vec::new();
@@ -533,14 +533,14 @@ pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
                     if d.containers > 0 || (!all && !d.record.repo_tags.is_empty()) {
                         continue;
                     }
-                    match e.remove_image(&d.record.id.to_string(), false, false) {
+                    match e.images().remove(&d.record.id.to_string(), false, false) {
                         Ok(mut removed) => items.append(&mut removed),
                         // Another image depends on it, or it is in use: prune skips it, as Docker does.
-                        Err(err) if err.kind() == berth_core::engine::ErrorKind::Conflict => {}
+                        Err(err) if err.kind() == berth_core::ErrorKind::Conflict => {}
                         Err(err) => return Err(err),
                     }
                 }
-                let after = e.image_disk_usage()?.layers_size;
+                let after = e.images().disk_usage()?.layers_size;
                 Ok((items, before.saturating_sub(after)))
             })
             .await?
@@ -589,11 +589,11 @@ pub async fn get_dispatch(
     match op {
         "json" => {
             let driver = state.engine.storage().name().to_string();
-            let d = state.blocking(move |e| e.find_image(&name)).await?;
+            let d = state.blocking(move |e| e.images().find(&name)).await?;
             Ok(Json(image_inspect(&d, &driver, v)).into_response())
         }
         "history" => {
-            let entries = state.blocking(move |e| e.image_history(&name)).await?;
+            let entries = state.blocking(move |e| e.images().history(&name)).await?;
             let out: Vec<HistoryEntry> = entries
                 .into_iter()
                 .map(|h| {
@@ -648,7 +648,7 @@ pub async fn post_dispatch(
                 target = ImageRef::parse(&format!("{}:{tag}", target.name)).map_err(|e| ApiError::bad_request(e.to_string()))?;
             }
             let target = target.with_default_tag();
-            state.blocking(move |e| e.tag_image(&name, &target)).await?;
+            state.blocking(move |e| e.images().tag(&name, &target)).await?;
             Ok(StatusCode::CREATED.into_response())
         }
         "push" => Err(ApiError::new(
@@ -656,11 +656,11 @@ pub async fn post_dispatch(
             format!("cannot push {name}: pushing to a registry needs a registry client, which berth does not have yet; use berth save instead"),
         )),
         "mount" => {
-            let path = state.blocking(move |e| e.mount_image(&name)).await?;
+            let path = state.blocking(move |e| e.images().mount(&name)).await?;
             Ok(Json(ImageMountResponse { path: path.display().to_string() }).into_response())
         }
         "unmount" => {
-            state.blocking(move |e| e.unmount_image(&name)).await?;
+            state.blocking(move |e| e.images().unmount(&name)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ApiError::not_found("page not found")),
@@ -675,7 +675,7 @@ pub async fn delete(
 ) -> Result<Json<Vec<ImageDeleteResponseItem>>, ApiError> {
     let params = Params::parse(q.as_deref());
     let (force, no_prune) = (params.flag("force"), params.flag("noprune"));
-    let items = state.blocking(move |e| e.remove_image(&name, force, no_prune)).await?;
+    let items = state.blocking(move |e| e.images().remove(&name, force, no_prune)).await?;
     Ok(Json(delete_items(&items)))
 }
 

@@ -88,12 +88,12 @@ fn ipam(ipam: &Ipam) -> Ipam {
 
 async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Vec<Network>>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(LIST_FILTERS)?.into_inner();
-    let list = state.blocking(move |e| e.list_networks(&filters)).await?;
+    let list = state.blocking(move |e| e.networks().list(&filters)).await?;
     Ok(Json(list.iter().map(|d| network(d, false)).collect()))
 }
 
 async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Network>, ApiError> {
-    let d = state.blocking(move |e| e.find_network(&id)).await?;
+    let d = state.blocking(move |e| e.networks().find(&id)).await?;
     Ok(Json(network(&d, true)))
 }
 
@@ -161,12 +161,12 @@ fn network_create(b: NetworkCreateRequest) -> Result<NetworkCreate, ApiError> {
 
 async fn create(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let request = network_create(json_body(body).await?)?;
-    let id = state.blocking(move |e| e.create_network(request)).await?;
+    let id = state.blocking(move |e| e.networks().create(request)).await?;
     Ok((StatusCode::CREATED, Json(NetworkCreateResponse { id, warning: String::new() })).into_response())
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.blocking(move |e| e.remove_network(&id)).await?;
+    state.blocking(move |e| e.networks().remove(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -175,7 +175,7 @@ async fn prune(
     RawQuery(q): RawQuery,
 ) -> Result<Json<NetworkPruneResponse>, ApiError> {
     let filters = Params::parse(q.as_deref()).filters(PRUNE_FILTERS)?.into_inner();
-    let names = state.blocking(move |e| e.prune_networks(&filters)).await?;
+    let names = state.blocking(move |e| e.networks().prune(&filters)).await?;
     Ok(Json(NetworkPruneResponse { networks_deleted: names }))
 }
 
@@ -184,7 +184,7 @@ async fn connect(State(state): State<AppState>, Path(id): Path<String>, body: Bo
     let container =
         b.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
     let settings = b.endpoint_config.unwrap_or_default();
-    state.blocking(move |e| e.connect_network(&id, &container, settings)).await?;
+    state.blocking(move |e| e.containers().connect_network(&id, &container, settings)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -193,7 +193,7 @@ async fn disconnect(State(state): State<AppState>, Path(id): Path<String>, body:
     let container =
         b.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
     let force = b.force.unwrap_or(false);
-    state.blocking(move |e| e.disconnect_network(&id, &container, force)).await?;
+    state.blocking(move |e| e.containers().disconnect_network(&id, &container, force)).await?;
     Ok(StatusCode::OK.into_response())
 }
 

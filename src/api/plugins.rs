@@ -205,12 +205,12 @@ async fn disable(State(state): State<AppState>, Path(name): Path<String>, RawQue
 fn driver_users(engine: &berth_core::Engine, info: &PluginInfo) -> Result<Vec<String>, ApiError> {
     let mut users = Vec::new();
     if info.manifest.kinds.contains(&Kind::Volume) {
-        users.extend(engine.volumes_of_driver(&info.name)?.into_iter().map(|v| format!("volume {v}")));
+        users.extend(engine.volumes().using_driver(&info.name)?.into_iter().map(|v| format!("volume {v}")));
     }
     if info.manifest.kinds.contains(&Kind::Network) {
-        let mut filters = berth_core::container::Filters::new();
+        let mut filters = berth_core::filters::Filters::new();
         filters.insert("driver".into(), vec![info.name.clone()]);
-        users.extend(engine.list_networks(&filters)?.into_iter().map(|n| format!("network {}", n.record.name)));
+        users.extend(engine.networks().list(&filters)?.into_iter().map(|n| format!("network {}", n.record.name)));
     }
     Ok(users)
 }

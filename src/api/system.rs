@@ -207,8 +207,8 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, Api
             let status: Vec<Vec<String>> = storage.status().into_iter().map(|(k, v)| vec![k, v]).collect();
             let all = berth_core::container::ListOptions { all: true, ..Default::default() };
             Ok((
-                e.list_containers(&all)?,
-                e.list_images()?.len(),
+                e.containers().list(&all)?,
+                e.images().list()?.len(),
                 storage.name().to_string(),
                 status,
                 e.drivers().volume.names(),
@@ -325,12 +325,12 @@ pub async fn disk_usage(
     let (usage, containers, volumes) = state
         .blocking(move |e| {
             let containers = if with_containers {
-                e.list_containers(&berth_core::container::ListOptions { all: true, size: true, ..Default::default() })?
+                e.containers().list(&berth_core::container::ListOptions { all: true, size: true, ..Default::default() })?
             } else {
                 Vec::new()
             };
-            let volumes = if with_volumes { e.list_volumes(&Default::default(), true)?.volumes } else { Vec::new() };
-            Ok((e.image_disk_usage()?, containers, volumes))
+            let volumes = if with_volumes { e.volumes().list(&Default::default(), true)?.volumes } else { Vec::new() };
+            Ok((e.images().disk_usage()?, containers, volumes))
         })
         .await?;
     let mut out = DiskUsage::default();

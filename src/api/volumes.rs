@@ -97,7 +97,7 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Js
     // Checked here so a bad value is Docker's 400 before any driver is asked.
     filters.dangling()?;
     let filters = filters.into_inner();
-    let list = state.blocking(move |e| e.list_volumes(&filters, false)).await?;
+    let list = state.blocking(move |e| e.volumes().list(&filters, false)).await?;
     Ok(Json(VolumeListResponse { volumes: list.volumes.iter().map(volume).collect(), warnings: list.warnings }))
 }
 
@@ -117,12 +117,12 @@ async fn create(State(state): State<AppState>, body: Body) -> Result<Response, A
         driver_opts: b.driver_opts.unwrap_or_default(),
         labels: b.labels.unwrap_or_default(),
     };
-    let d = state.blocking(move |e| e.create_volume(request)).await?;
+    let d = state.blocking(move |e| e.volumes().create(request)).await?;
     Ok((StatusCode::CREATED, Json(volume(&d))).into_response())
 }
 
 async fn inspect(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Volume>, ApiError> {
-    let d = state.blocking(move |e| e.find_volume(&name)).await?;
+    let d = state.blocking(move |e| e.volumes().find(&name, false)).await?;
     Ok(Json(volume(&d)))
 }
 
@@ -132,7 +132,7 @@ async fn remove(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let force = Params::parse(q.as_deref()).flag("force");
-    state.blocking(move |e| e.remove_volume(&name, force)).await?;
+    state.blocking(move |e| e.volumes().remove(&name, force)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -161,7 +161,7 @@ async fn prune(
     if version < ApiVersion(1, 42) {
         all = true;
     }
-    let (names, space) = state.blocking(move |e| e.prune_volumes(&filters, all)).await?;
+    let (names, space) = state.blocking(move |e| e.volumes().prune(&filters, all)).await?;
     Ok(Json(VolumePruneResponse { volumes_deleted: if names.is_empty() { None } else { Some(names) }, space_reclaimed: space }))
 }
 

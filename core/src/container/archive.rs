@@ -19,7 +19,8 @@ use std::path::{Component, Path, PathBuf};
 use berth_model::container::{ContainerRecord, Status};
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use super::ContainerService;
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -429,7 +430,7 @@ fn untar_in_root(root: RawFd, dest: &[String], tar: &mut dyn Read) -> EngineResu
     Ok(())
 }
 
-impl Engine {
+impl ContainerService {
     /// The root of `record`'s filesystem: the live one of a running
     /// container (`live`), else the layers mounted for the caller.
     pub(crate) fn open_rootfs(&self, record: &ContainerRecord, live: bool, writable: bool) -> EngineResult<RootFs> {
@@ -440,12 +441,12 @@ impl Engine {
                 .map_err(|e| EngineError::io(format!("opening the root of container {id}"), e))?;
             return Ok(RootFs { fd: Some(fd), mount: None });
         }
-        let dir = self.config.run.join("mounts").join(format!("{id}-{}", hex::encode(super::random_bytes(4)?)));
+        let dir = self.config.run.join("mounts").join(format!("{id}-{}", hex::encode(crate::ids::random_bytes(4)?)));
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
         let plan = self
             .storage
             .mount_plan(&record.rw_layer, writable)
-            .map_err(|e| super::driver_error(&format!("container {id}: its layers"), e))?;
+            .map_err(|e| crate::error::driver_error(&format!("container {id}: its layers"), e))?;
         if let Err(e) = berth_runtime::mount::mount(&plan.spec, &dir) {
             let _ = std::fs::remove_dir(&dir);
             return Err(EngineError::Internal(format!("mounting the filesystem of container {id}: {e}")));
@@ -504,22 +505,25 @@ impl Engine {
         ))
     }
 
-    pub(crate) fn archive_stat_impl(&self, id_or_name: &str, path: &str) -> EngineResult<Value> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `HEAD /containers/{id}/archive`: the stat JSON only.
+    pub fn archive_stat(&self, id_or_name: &str, path: &str) -> EngineResult<Value> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
-        let _g = self.containers.lock(&id);
+        let _g = self.live.lock(&id);
         let record =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let root = self.open_rootfs(&record, true, false)?;
         Ok(self.stat_in_root(&root, path, &id)?.0)
     }
 
-    pub(crate) fn archive_get_impl(&self, id_or_name: &str, path: &str) -> EngineResult<(Value, Box<dyn Read + Send>)> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `GET /containers/{id}/archive` (`docker cp` out): stat JSON of the path
+    /// (for the `X-Docker-Container-Path-Stat` header) and a tar of it.
+    pub fn archive_get(&self, id_or_name: &str, path: &str) -> EngineResult<(Value, Box<dyn Read + Send>)> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
-        let _g = self.containers.lock(&id);
+        let _g = self.live.lock(&id);
         let record =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let root = self.open_rootfs(&record, true, false)?;
         let (stat, _) = self.stat_in_root(&root, path, &id)?;
         // Spooled to an unlinked file so the mount (and lock) last only as long
@@ -534,15 +538,17 @@ impl Engine {
         Ok((stat, Box::new(file)))
     }
 
-    pub(crate) fn archive_put_impl(&self, id_or_name: &str, path: &str, tar: &mut dyn Read) -> EngineResult<()> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `PUT /containers/{id}/archive` (`docker cp` in): extract a tar at
+    /// `path`, resolving every entry inside the container's root.
+    pub fn archive_put(&self, id_or_name: &str, path: &str, tar: &mut dyn Read) -> EngineResult<()> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         if record.host_config.readonly_rootfs {
             return Err(EngineError::Conflict(format!("container {id}: container rootfs is marked read-only")));
         }
-        let _g = self.containers.lock(&id);
+        let _g = self.live.lock(&id);
         let record =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let root = self.open_rootfs(&record, true, true)?;
         let (stat, resolved) = self.stat_in_root(&root, path, &id)?;
         let mode = stat["mode"].as_u64().unwrap_or(0);
@@ -552,11 +558,12 @@ impl Engine {
         untar_in_root(root.fd(), &resolved, tar)
     }
 
-    pub(crate) fn export_container_impl(&self, id_or_name: &str, out: &mut dyn Write) -> EngineResult<()> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `docker export`: the container's whole filesystem as a tar.
+    pub fn export(&self, id_or_name: &str, out: &mut dyn Write) -> EngineResult<()> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         // A stopped container is held so no start mounts its layer writable meanwhile.
-        let _g = (!matches!(record.state.status, Status::Running | Status::Paused)).then(|| self.containers.lock(&id));
+        let _g = (!matches!(record.state.status, Status::Running | Status::Paused)).then(|| self.live.lock(&id));
         let root = self.open_rootfs(&record, false, false)?;
         let fd = open_in_root(root.fd(), b".", libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|e| EngineError::io(format!("opening the root of container {id}"), e))?;

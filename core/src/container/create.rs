@@ -8,7 +8,9 @@ use berth_model::container::{
 };
 use berth_runtime::clock::now_rfc3339;
 
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use crate::network::{parse_network_mode, NetworkMode};
+use super::ContainerService;
 use super::names;
 
 /// Docker's minimum `--memory`.
@@ -135,32 +137,6 @@ pub fn validate_resources(hc: &HostConfig) -> EngineResult<()> {
     Ok(())
 }
 
-/// Which network a container's `NetworkMode` asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NetworkMode {
-    None,
-    Host,
-    /// `container:<name|id>`.
-    Container(String),
-    /// A network by name or ID: `bridge` (the default) or a user-defined one.
-    Network(String),
-}
-
-/// Parses `NetworkMode`; empty and `default` mean the `bridge` network.
-/// Whether a named network exists is checked at create.
-pub fn parse_network_mode(mode: &str) -> EngineResult<NetworkMode> {
-    match mode {
-        "" | "default" | "bridge" => Ok(NetworkMode::Network("bridge".into())),
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        m => match m.strip_prefix("container:") {
-            Some(c) if !c.is_empty() => Ok(NetworkMode::Container(c.to_string())),
-            Some(_) => Err(EngineError::InvalidArgument("invalid container format container:<name|id>".into())),
-            None => Ok(NetworkMode::Network(m.to_string())),
-        },
-    }
-}
-
 /// Merges Docker's env lists: later `KEY=...` replaces earlier `KEY`.
 fn merge_env(image: &[String], user: &[String]) -> Vec<String> {
     let mut out: Vec<String> = image.to_vec();
@@ -216,8 +192,12 @@ pub fn merge_config(mut config: ContainerConfig, image: Option<&oci_spec::image:
     config
 }
 
-impl Engine {
-    pub(crate) fn create_container_impl(
+impl ContainerService {
+    /// `docker create`: validates everything (image, name, command, limits,
+    /// ulimits, restart policy, networks: `--ip`, `--network-alias`,
+    /// `--link`) before anything is written; returns the record and
+    /// Docker's warnings.
+    pub fn create(
         &self,
         name: Option<&str>,
         config: ContainerConfig,
@@ -228,7 +208,7 @@ impl Engine {
         if config.image.is_empty() {
             return Err(EngineError::InvalidArgument("no image specified (Config.Image is empty)".into()));
         }
-        let image = self.find_image(&config.image)?;
+        let image = self.images.find(&config.image)?;
         let name = name.filter(|n| !n.is_empty()).map(names::validate).transpose()?;
         let config = merge_config(config, image.config.config().as_ref());
         let mut full: Vec<String> = config.entrypoint.clone().unwrap_or_default();
@@ -265,7 +245,7 @@ impl Engine {
             if host_config.extra_hosts.as_ref().is_some_and(|d| !d.is_empty()) {
                 return conflict("custom host-to-IP mapping");
             }
-            let o = self.find_container(other)?;
+            let o = self.find(other)?;
             host_config.network_mode = format!("container:{}", o.record.id);
             shared_hostname = Some(o.record.config.hostname.clone());
             mode = NetworkMode::Container(o.record.id.to_string());
@@ -326,15 +306,15 @@ impl Engine {
             mounts: Vec::new(),
         };
 
-        warnings.extend(self.plan_container_networks(&mut record, &networking)?);
+        warnings.extend(self.networks.plan_container_networks(&mut record, &networking)?);
         let image_volumes: Vec<String> =
             image.config.config().as_ref().and_then(|c| c.volumes().clone()).unwrap_or_default();
         // Writes start here; `undo` removes whatever exists of them.
-        self.plan_container_mounts(&mut record, &image_volumes)?;
-        let dir = self.container_dir(id.as_str());
+        self.volumes.plan_container_mounts(&mut record, &image_volumes)?;
+        let dir = self.catalog.dir(id.as_str());
         let undo = |layer: bool| {
             // The volumes the plan made go too (a failed create leaves none).
-            self.undo_container_mounts(id.as_str());
+            self.volumes.undo_container_mounts(id.as_str());
             if layer {
                 if let Err(e) = self.storage.remove(id.as_str()) {
                     tracing::warn!(container = %id, error = %e, "removing the layer of a failed create; the next start removes it");
@@ -342,13 +322,13 @@ impl Engine {
             }
             self.root_trash.put_or_warn(&dir, "removing the directory of a failed create");
         };
-        if let Err(e) = self.write_sandbox_files(&record, &mode) {
+        if let Err(e) = self.networks.write_sandbox_files(&record, &mode) {
             undo(false);
             return Err(e);
         }
         if let Err(e) = self.storage.create_read_write(id.as_str(), top_storage.as_deref()) {
             undo(false);
-            return Err(super::driver_error("creating the container's writable layer", e));
+            return Err(crate::error::driver_error("creating the container's writable layer", e));
         }
         let stored = (|| -> EngineResult<ContainerRecord> {
             let tx = self.store.write()?;
@@ -368,7 +348,7 @@ impl Engine {
                     let mut retry = 0;
                     loop {
                         let mut r = [0u8; 4];
-                        r.copy_from_slice(&super::random_bytes(4)?);
+                        r.copy_from_slice(&crate::ids::random_bytes(4)?);
                         let n = names::generate(&r, retry);
                         if !existing.iter().any(|c| c.name == n) {
                             break n;

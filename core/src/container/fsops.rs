@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use berth_model::container::{ContainerConfig, Status};
-use berth_model::drivers::{Change, ChangeKind};
 use berth_model::{Digest, ImageRef};
+use berth_model::drivers::{Change, ChangeKind};
 use serde_json::{Map, Value};
 
-use crate::engine::{Engine, EngineError, EngineResult};
-use super::{events, Event, Filters};
+use crate::error::{EngineError, EngineResult};
+use crate::events::{self, Event};
+use crate::filters::Filters;
+use super::ContainerService;
 
 /// The keys of a container config an image config keeps.
 const IMAGE_CONFIG_KEYS: &[&str] =
@@ -71,17 +73,20 @@ pub fn hide_mount_points(changes: Vec<Change>) -> Vec<Change> {
     kept.iter().filter(|c| !only_for_mount_points(c)).cloned().collect()
 }
 
-impl Engine {
-    pub(crate) fn container_changes_impl(&self, id_or_name: &str) -> EngineResult<Vec<Change>> {
-        let record = self.lookup_container(id_or_name)?;
+impl ContainerService {
+    /// `docker diff`.
+    pub fn changes(&self, id_or_name: &str) -> EngineResult<Vec<Change>> {
+        let record = self.catalog.lookup(id_or_name)?;
         let changes = self
             .storage
             .changes(&record.rw_layer)
-            .map_err(|e| super::driver_error(&format!("listing the changes of container {}", record.id), e))?;
+            .map_err(|e| crate::error::driver_error(&format!("listing the changes of container {}", record.id), e))?;
         Ok(hide_mount_points(changes))
     }
 
-    pub(crate) fn commit_container_impl(
+    /// `docker commit`: the writable layer becomes a new image layer on top of
+    /// the container's image, with `changes` applied; returns the image ID.
+    pub fn commit(
         &self,
         id_or_name: &str,
         reference: Option<&ImageRef>,
@@ -90,7 +95,7 @@ impl Engine {
         changes: &[String],
         config: Option<ContainerConfig>,
     ) -> EngineResult<Digest> {
-        let record = self.lookup_container(id_or_name)?;
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         let tag = match reference {
             Some(r) if r.digest.is_some() => {
@@ -115,9 +120,9 @@ impl Engine {
             history["author"] = Value::String(author.to_string());
         }
         // A running container is frozen while its layer is read, as `docker commit` does by default.
-        let _g = self.containers.lock(&id);
+        let _g = self.live.lock(&id);
         let current =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let freeze = current.state.status == Status::Running;
         let cgroup = Self::cgroup_of(&current);
         if freeze {
@@ -126,9 +131,9 @@ impl Engine {
         let storage = Arc::clone(&self.storage);
         let rw = current.rw_layer.clone();
         let mut write_diff = |w: &mut dyn Write| -> EngineResult<()> {
-            storage.export_diff(&rw, w).map_err(|e| super::driver_error(&format!("exporting the changes of {id}"), e))
+            storage.export_diff(&rw, w).map_err(|e| crate::error::driver_error(&format!("exporting the changes of {id}"), e))
         };
-        let result = self.commit_layer(&current.image, &mut write_diff, image_config, history, author, tag);
+        let result = self.images.commit_layer(&current.image, &mut write_diff, image_config, history, author, tag);
         if freeze {
             if let Err(e) = cgroup.thaw() {
                 tracing::error!(container = %id, error = %e, "thawing the container after commit");
@@ -139,7 +144,9 @@ impl Engine {
         Ok(image)
     }
 
-    pub(crate) fn events_impl(
+    /// `docker events`: past events since `since` (unix seconds), then live
+    /// ones until `until` (if given); filters like the CLI's `-f`.
+    pub fn events(
         &self,
         since: Option<f64>,
         until: Option<f64>,
@@ -147,7 +154,7 @@ impl Engine {
     ) -> EngineResult<Receiver<Event>> {
         events::check_filters(filters)?;
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let (rx, live) = self.containers.events.subscribe(since, until, filters, now);
+        let (rx, live) = self.live.events.subscribe(since, until, filters, now);
         if let (Some(sub), Some(u)) = (live, until) {
             // End the stream at `until` even if no event comes.
             let wait = std::time::Duration::from_nanos(((u * 1e9) as i64 - now).max(0) as u64);
@@ -155,7 +162,7 @@ impl Engine {
             let spawned = std::thread::Builder::new().name("events-until".into()).spawn(move || {
                 std::thread::sleep(wait);
                 if let Some(e) = weak.and_then(|w| w.upgrade()) {
-                    e.containers.events.unsubscribe(sub);
+                    e.live.events.unsubscribe(sub);
                 }
             });
             if let Err(e) = spawned {

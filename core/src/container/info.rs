@@ -7,9 +7,9 @@ use std::fs;
 use berth_model::container::{HostConfig, Status};
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use super::ContainerService;
 use super::create::{online_cpus, validate_resources, validate_restart_policy};
-use super::lifecycle::is_active;
 
 /// Clock ticks per second (`USER_HZ`).
 fn clk_tck() -> u64 {
@@ -123,13 +123,14 @@ pub fn filter_ps_output(output: &str, pids: &HashSet<i32>) -> EngineResult<(Vec<
     Ok((titles, rows))
 }
 
-impl Engine {
-    pub(crate) fn top_container_impl(
+impl ContainerService {
+    /// `docker top`: `ps` columns and rows for the container's processes.
+    pub fn top(
         &self,
         id_or_name: &str,
         ps_args: Option<&str>,
     ) -> EngineResult<(Vec<String>, Vec<Vec<String>>)> {
-        let record = self.lookup_container(id_or_name)?;
+        let record = self.catalog.lookup(id_or_name)?;
         if !matches!(record.state.status, Status::Running | Status::Paused) {
             return Err(EngineError::Conflict(format!("Container {} is not running", record.id)));
         }
@@ -210,8 +211,9 @@ impl Engine {
         Ok((titles, rows))
     }
 
-    pub(crate) fn container_stats_impl(&self, id_or_name: &str) -> EngineResult<Value> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `docker stats`: one sample in Docker's stats JSON shape.
+    pub fn stats(&self, id_or_name: &str) -> EngineResult<Value> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         let zero_cpu = json!({
             "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
@@ -247,9 +249,7 @@ impl Engine {
         if let Some(l) = s.pids_limit {
             pids["limit"] = json!(l);
         }
-        let prev = self
-            .containers
-            .prev_stats
+        let prev = self.live.prev_stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), json!({"read": read.clone(), "cpu_stats": cpu.clone()}));
@@ -276,11 +276,12 @@ impl Engine {
         }))
     }
 
-    pub(crate) fn update_container_impl(&self, id_or_name: &str, update: HostConfig) -> EngineResult<Vec<String>> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+    /// `docker update`: new resource limits (and restart policy).
+    pub fn update(&self, id_or_name: &str, update: HostConfig) -> EngineResult<Vec<String>> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let mut record =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let hc = &mut record.host_config;
         if update.memory > 0 && update.memory_swap == 0 && hc.memory_swap > 0 && update.memory > hc.memory_swap {
             return Err(EngineError::InvalidArgument(
@@ -320,7 +321,7 @@ impl Engine {
             }
             hc.restart_policy = policy;
         }
-        if is_active(&record.state) && record.state.status != Status::Restarting {
+        if record.state.is_active() && record.state.status != Status::Restarting {
             let resources = crate::container::spec::resources(&record)?;
             Self::cgroup_of(&record).update(&resources)?;
         }

@@ -8,9 +8,10 @@ use berth_model::container::Status;
 use berth_runtime::shim::ExecRequest;
 use berth_runtime::shim::jsonlog::{self, ReadConfig, Stream};
 
-use crate::engine::{Engine, EngineError, EngineResult};
-use super::live::{ExecEntry, PendingAttach};
+use crate::error::{EngineError, EngineResult};
 use super::{Attachment, ExecConfig, ExecDetails, LogEntry, LogsOptions, StreamKind};
+use super::ContainerService;
+use super::live::{ExecEntry, PendingAttach};
 
 /// Entries buffered between the log reader thread and the caller.
 const LOG_BUFFER: usize = 256;
@@ -23,16 +24,18 @@ fn time_of(secs: f64) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// A fresh 64-hex ID.
 pub(crate) fn random_id() -> EngineResult<String> {
-    Ok(hex::encode(super::random_bytes(32)?))
+    Ok(hex::encode(crate::ids::random_bytes(32)?))
 }
 
-impl Engine {
-    pub(crate) fn container_logs_impl(
+impl ContainerService {
+    /// `docker logs`: entries in order; with `follow` the iterator blocks for
+    /// new ones and ends when the container stops.
+    pub fn logs(
         &self,
         id_or_name: &str,
         options: &LogsOptions,
     ) -> EngineResult<Box<dyn Iterator<Item = std::io::Result<LogEntry>> + Send>> {
-        let record = self.lookup_container(id_or_name)?;
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         if !options.stdout && !options.stderr {
             return Err(EngineError::InvalidArgument("You must choose at least one stream".into()));
@@ -51,7 +54,7 @@ impl Engine {
             .name("logs".into())
             .spawn(move || {
                 let mut running =
-                    || weak.as_ref().and_then(|w| w.upgrade()).is_some_and(|e| e.containers.shim(&id).is_some());
+                    || weak.as_ref().and_then(|w| w.upgrade()).is_some_and(|e| e.live.shim(&id).is_some());
                 let sink_tx = tx.clone();
                 let mut sink = |entry: jsonlog::Entry| {
                     let stream = match entry.stream {
@@ -70,19 +73,20 @@ impl Engine {
         Ok(Box::new(rx.into_iter()))
     }
 
-    pub(crate) fn attach_container_impl(
+    /// `docker attach` / `run -a`: a stream joined to the container's stdio.
+    pub fn attach(
         &self,
         id_or_name: &str,
         stdin: bool,
         stdout: bool,
         stderr: bool,
     ) -> EngineResult<Attachment> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let record =
-            self.load_container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let tty = record.config.tty;
-        let stream = match (record.state.status, self.containers.shim(&id)) {
+        let stream = match (record.state.status, self.live.shim(&id)) {
             (Status::Running | Status::Paused, Some(shim)) => shim.attach(stdin, stdout, stderr)?,
             (Status::Removing | Status::Dead, _) => {
                 return Err(EngineError::Conflict(format!("container {id} is being removed: cannot attach")))
@@ -91,8 +95,7 @@ impl Engine {
                 // Not running: joined to the shim at the next start (`run -a`, `start -a`).
                 let (ours, theirs) =
                     UnixStream::pair().map_err(|e| EngineError::io("creating an attach socket pair", e))?;
-                self.containers
-                    .pending_attach
+                self.live.pending_attach
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(id.clone())
@@ -105,16 +108,18 @@ impl Engine {
         Ok(Attachment { stream, tty })
     }
 
-    pub(crate) fn resize_container_impl(&self, id_or_name: &str, rows: u16, cols: u16) -> EngineResult<()> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        match self.containers.shim(&id) {
+    /// `POST /containers/{id}/resize`.
+    pub fn resize(&self, id_or_name: &str, rows: u16, cols: u16) -> EngineResult<()> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        match self.live.shim(&id) {
             Some(shim) => Ok(shim.resize(rows, cols)?),
             None => Err(EngineError::Conflict(format!("Container {id} is not running"))),
         }
     }
 
-    pub(crate) fn create_exec_impl(&self, id_or_name: &str, config: ExecConfig) -> EngineResult<String> {
-        let record = self.lookup_container(id_or_name)?;
+    /// `POST /containers/{id}/exec`: registers an exec; returns its ID.
+    pub fn create_exec(&self, id_or_name: &str, config: ExecConfig) -> EngineResult<String> {
+        let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         match record.state.status {
             Status::Running => {}
@@ -130,7 +135,7 @@ impl Engine {
         }
         let exec_id = random_id()?;
         let action = format!("exec_create: {}", config.cmd.join(" "));
-        self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        self.live.execs.lock().unwrap_or_else(|e| e.into_inner()).insert(
             exec_id.clone(),
             ExecEntry {
                 id: exec_id.clone(),
@@ -147,8 +152,7 @@ impl Engine {
     }
 
     fn exec_entry(&self, exec_id: &str) -> EngineResult<ExecEntry> {
-        self.containers
-            .execs
+        self.live.execs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(exec_id)
@@ -156,12 +160,13 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {exec_id}")))
     }
 
-    pub(crate) fn start_exec_impl(&self, exec_id: &str, detach: bool) -> EngineResult<Option<Attachment>> {
+    /// `POST /exec/{id}/start`: runs it; the stream is `None` when detached.
+    pub fn start_exec(&self, exec_id: &str, detach: bool) -> EngineResult<Option<Attachment>> {
         let entry = self.exec_entry(exec_id)?;
         let cid = entry.container_id.clone();
         let record =
-            self.load_container(&cid)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {cid}")))?;
-        let shim = match (record.state.status, self.containers.shim(&cid)) {
+            self.catalog.load(&cid)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {cid}")))?;
+        let shim = match (record.state.status, self.live.shim(&cid)) {
             (Status::Running, Some(s)) => s,
             (Status::Paused, _) => {
                 return Err(EngineError::Conflict(format!(
@@ -171,7 +176,7 @@ impl Engine {
             _ => return Err(EngineError::Conflict(format!("container {cid} is not running"))),
         };
         {
-            let mut execs = self.containers.execs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut execs = self.live.execs.lock().unwrap_or_else(|e| e.into_inner());
             let e = execs
                 .get_mut(exec_id)
                 .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {exec_id}")))?;
@@ -180,7 +185,7 @@ impl Engine {
             }
             e.started = true;
         }
-        let spec_path = self.container_dir(&cid).join("config.json");
+        let spec_path = self.catalog.dir(&cid).join("config.json");
         let spec_bytes =
             std::fs::read(&spec_path).map_err(|e| EngineError::io(format!("reading {}", spec_path.display()), e))?;
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(&spec_bytes)
@@ -199,13 +204,13 @@ impl Engine {
         let (pid, stream) = match shim.exec(&request) {
             Ok(x) => x,
             Err(e) => {
-                if let Some(x) = self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(exec_id) {
+                if let Some(x) = self.live.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(exec_id) {
                     x.exit_code = Some(super::lifecycle::start_exit_code(e.command_exit_code()));
                 }
                 return Err(e.into());
             }
         };
-        if let Some(x) = self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(exec_id) {
+        if let Some(x) = self.live.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(exec_id) {
             x.running = true;
             x.pid = pid as i64;
         }
@@ -222,7 +227,7 @@ impl Engine {
                     -1
                 }
             };
-            if let Some(x) = engine.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&eid) {
+            if let Some(x) = engine.live.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&eid) {
                 x.running = false;
                 x.exit_code = Some(code);
             }
@@ -245,7 +250,8 @@ impl Engine {
         Ok(Some(Attachment { stream, tty: c.tty }))
     }
 
-    pub(crate) fn inspect_exec_impl(&self, exec_id: &str) -> EngineResult<ExecDetails> {
+    /// `GET /exec/{id}/json`.
+    pub fn inspect_exec(&self, exec_id: &str) -> EngineResult<ExecDetails> {
         let e = self.exec_entry(exec_id)?;
         Ok(ExecDetails {
             id: e.id,
@@ -257,12 +263,13 @@ impl Engine {
         })
     }
 
-    pub(crate) fn resize_exec_impl(&self, exec_id: &str, rows: u16, cols: u16) -> EngineResult<()> {
+    /// `POST /exec/{id}/resize`.
+    pub fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> EngineResult<()> {
         let e = self.exec_entry(exec_id)?;
         if !e.running {
             return Err(EngineError::Conflict(format!("Exec {exec_id} is not running")));
         }
-        match self.containers.shim(&e.container_id) {
+        match self.live.shim(&e.container_id) {
             Some(shim) => Ok(shim.exec_resize(exec_id, rows, cols)?),
             None => Err(EngineError::Conflict(format!("container {} is not running", e.container_id))),
         }

@@ -17,9 +17,11 @@ use berth_runtime::files::{self, Durability};
 use berth_runtime::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
 
 use crate::container::spec::SpecInputs;
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use crate::events;
+use super::ContainerService;
 use super::live::PendingAttach;
-use super::{events, signal, WaitCondition, WaitResult, Waiter};
+use super::{signal, WaitCondition, WaitResult, Waiter};
 
 /// Default cgroup parent of containers.
 pub(crate) const DEFAULT_CGROUP_PARENT: &str = "berth";
@@ -33,11 +35,6 @@ pub(crate) fn set_status(state: &mut ContainerState, status: Status) {
     state.paused = status == Status::Paused;
     state.restarting = status == Status::Restarting;
     state.dead = status == Status::Dead;
-}
-
-/// Whether the container has (or is about to have) a process.
-pub(crate) fn is_active(state: &ContainerState) -> bool {
-    matches!(state.status, Status::Running | Status::Paused | Status::Restarting)
 }
 
 /// Whether the policy restarts a container that just exited with `exit_code`.
@@ -94,15 +91,10 @@ pub(crate) fn splice(caller: UnixStream, shim: UnixStream) -> io::Result<()> {
     Ok(())
 }
 
-impl Engine {
+impl ContainerService {
     /// The `Arc` this engine lives in (absent only while it is being dropped).
-    pub(crate) fn arc(&self) -> Option<Arc<Engine>> {
-        self.me.get().and_then(|w| w.upgrade())
-    }
-
-    /// `<root>/containers/<id>`: the bundle, hosts files and log.
-    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
-        self.config.root.join("containers").join(id)
+    pub(crate) fn arc(&self) -> Option<Arc<ContainerService>> {
+        self.me.upgrade()
     }
 
     /// `<run>/containers/<id>`: the shim's socket, pid, exit record and rootfs mount point.
@@ -112,7 +104,7 @@ impl Engine {
 
     /// The json-file log.
     pub(crate) fn log_path(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join(format!("{id}-json.log"))
+        self.catalog.dir(id).join(format!("{id}-json.log"))
     }
 
     /// The container's cgroup, relative to the controllers.
@@ -125,7 +117,7 @@ impl Engine {
     /// Publishes a container event.
     pub(crate) fn emit(&self, record: &ContainerRecord, action: &str, extra: &[(&str, String)]) {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        self.containers.events.publish(events::container_event(
+        self.live.events.publish(events::container_event(
             action,
             record.id.as_str(),
             &record.config.image,
@@ -150,12 +142,12 @@ impl Engine {
     }
 
     fn must_load(&self, id: &str) -> EngineResult<ContainerRecord> {
-        self.load_container(id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))
+        self.catalog.load(id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))
     }
 
     /// Hands `result` to the waiters of `id` whose condition is in `which`.
     pub(crate) fn notify_waiters(&self, id: &str, result: &WaitResult, which: &[WaitCondition]) {
-        let mut waiters = self.containers.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiters = self.live.waiters.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(list) = waiters.get_mut(id) {
             list.retain(|(cond, tx)| {
                 if which.contains(cond) {
@@ -174,8 +166,7 @@ impl Engine {
     /// A private waiter for the next exit (stop, kill, rm -f).
     fn next_exit(&self, id: &str) -> Receiver<WaitResult> {
         let (tx, rx) = channel();
-        self.containers
-            .waiters
+        self.live.waiters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(id.to_string())
@@ -186,9 +177,11 @@ impl Engine {
 
     // ---- start ----
 
-    pub(crate) fn start_container_impl(&self, id_or_name: &str) -> EngineResult<bool> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+    /// `docker start`. Starting a running container is a no-op (the API answers 304).
+    /// Returns false when it was already running.
+    pub fn start(&self, id_or_name: &str) -> EngineResult<bool> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let mut record = self.must_load(&id)?;
         match record.state.status {
             Status::Running | Status::Restarting => return Ok(false),
@@ -221,7 +214,7 @@ impl Engine {
     fn start_locked(&self, record: &mut ContainerRecord) -> EngineResult<()> {
         let result = self.start_inner(record);
         if result.is_err() {
-            self.containers.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(record.id.as_str());
+            self.live.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(record.id.as_str());
         }
         result
     }
@@ -232,8 +225,8 @@ impl Engine {
         // with the spec, the shim's exec and its setup (see `prime_attach`).
         berth_runtime::cgroups::prime_attach();
         let id = record.id.to_string();
-        let netns = self.setup_container_network(record)?;
-        let volume_mounts = match self.mount_container_volumes(record) {
+        let netns = self.networks.setup_container_network(record)?;
+        let volume_mounts = match self.volumes.mount_container_volumes(record) {
             Ok(m) => m,
             Err(e) => {
                 self.clean_after_exit(record);
@@ -267,7 +260,7 @@ impl Engine {
         };
         // Attaches made before the start see all of the output.
         let pending: Vec<PendingAttach> =
-            self.containers.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
+            self.live.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
         for p in pending {
             match shim.attach(p.stdin, p.stdout, p.stderr) {
                 Ok(s) => {
@@ -289,7 +282,7 @@ impl Engine {
         record.state.oom_killed = false;
         record.manually_stopped = false;
         self.save_container(record)?;
-        self.containers.shims.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), shim.clone());
+        self.live.shims.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), shim.clone());
         self.spawn_monitor(&id, shim);
         self.emit(record, "start", &[]);
         Ok(())
@@ -300,15 +293,15 @@ impl Engine {
     fn prepare_start(
         &self,
         record: &ContainerRecord,
-        netns: crate::container::spec::NetnsMode,
+        netns: crate::network::NetnsMode,
         volume_mounts: Vec<berth_model::volume::MountPoint>,
     ) -> EngineResult<ShimOptions> {
         let id = record.id.to_string();
-        let config_bytes = self.content.read(&record.image)?;
+        let config_bytes = self.images.content().read(&record.image)?;
         let image_config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
             .map_err(|e| EngineError::Internal(format!("image {}: invalid config: {e}", record.image)))?;
         let state_dir = self.state_dir(&id);
-        let bundle = self.container_dir(&id);
+        let bundle = self.catalog.dir(&id);
         self.clean_state_dir(&self.run_trash, &state_dir);
         let rootfs = state_dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
@@ -322,7 +315,7 @@ impl Engine {
             netns,
             cgroup_parent: parent,
             volume_mounts,
-            link_env: self.link_env(record),
+            link_env: self.networks.link_env(record),
         });
         let spec = spec?;
         let json = serde_json::to_vec(&spec)
@@ -333,7 +326,7 @@ impl Engine {
         let plan = self
             .storage
             .mount_plan(&record.rw_layer, true)
-            .map_err(|e| super::driver_error(&format!("container {id}: its writable layer"), e))?;
+            .map_err(|e| crate::error::driver_error(&format!("container {id}: its writable layer"), e))?;
         let log_opts = &record.host_config.log_config.config;
         let runtime = match record.host_config.runtime.as_str() {
             "" | "berth" => None,
@@ -391,8 +384,8 @@ impl Engine {
         if let Err(e) = cg.destroy() {
             tracing::debug!(container = %record.id, error = %e, "removing the container's cgroup");
         }
-        self.teardown_container_network(record);
-        self.unmount_container_volumes(record);
+        self.networks.teardown_container_network(record);
+        self.volumes.unmount_container_volumes(record);
     }
 
     /// Starts the thread that waits for the container's exit.
@@ -431,12 +424,12 @@ impl Engine {
 
     fn handle_exit_inner(&self, id: &str, exit: ExitInfo) -> EngineResult<()> {
         let restart = {
-            let _g = self.containers.lock(id);
-            let Some(mut record) = self.load_container(id)? else { return Ok(()) };
+            let _g = self.live.lock(id);
+            let Some(mut record) = self.catalog.load(id)? else { return Ok(()) };
             if !matches!(record.state.status, Status::Running | Status::Paused) {
                 return Ok(());
             }
-            self.containers.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            self.live.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
             self.record_exit(&mut record, &exit);
             let result = WaitResult { status_code: exit.exit_code, error: None };
             if should_restart(&record, exit.exit_code) {
@@ -492,8 +485,8 @@ impl Engine {
     }
 
     fn policy_restart(&self, id: &str) -> EngineResult<()> {
-        let _g = self.containers.lock(id);
-        let Some(mut record) = self.load_container(id)? else { return Ok(()) };
+        let _g = self.live.lock(id);
+        let Some(mut record) = self.catalog.load(id)? else { return Ok(()) };
         // Stopped or removed meanwhile.
         if record.state.status != Status::Restarting || record.manually_stopped {
             return Ok(());
@@ -520,7 +513,7 @@ impl Engine {
         let mut to_start = Vec::new();
         for mut record in records {
             let id = record.id.to_string();
-            if is_active(&record.state) {
+            if record.state.is_active() {
                 let state_dir = self.state_dir(&id);
                 let mut exit = None;
                 match ShimClient::connect(&state_dir) {
@@ -532,13 +525,12 @@ impl Engine {
                             record.state.pid = st.pid as i64;
                             self.save_container(&record)?;
                             let shim = Arc::new(shim);
-                            self.containers
-                                .shims
+                            self.live.shims
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(id.clone(), shim.clone());
                             self.spawn_monitor(&id, shim);
-                            self.readopt_container_network(&record);
+                            self.networks.readopt_container_network(&record);
                             tracing::info!(container = %id, "re-adopted a running container");
                             continue;
                         }
@@ -559,7 +551,7 @@ impl Engine {
             if record.state.status == Status::Exited && restart_at_boot(&record) {
                 to_start.push(id);
             } else if record.state.status == Status::Exited && record.host_config.auto_remove {
-                let _g = self.containers.lock(&id);
+                let _g = self.live.lock(&id);
                 if let Err(e) = self.remove_locked(&record, Some(record.state.exit_code), true) {
                     tracing::warn!(container = %id, error = %e, "removing an exited --rm container");
                 }
@@ -573,7 +565,7 @@ impl Engine {
                 for id in to_start {
                     let Some(engine) = weak.upgrade() else { return };
                     let started = (|| {
-                        let _g = engine.containers.lock(&id);
+                        let _g = engine.live.lock(&id);
                         let Some(mut record) = engine.load_container(&id)? else { return Ok(()) };
                         if record.state.status != Status::Exited {
                             return Ok(());
@@ -613,15 +605,17 @@ impl Engine {
 
     // ---- stop, kill, restart ----
 
-    pub(crate) fn stop_container_impl(
+    /// `docker stop`: the stop signal, `timeout` seconds (container's
+    /// StopTimeout, else 10), then SIGKILL. Returns false when it was not running.
+    pub fn stop(
         &self,
         id_or_name: &str,
         signal_name: Option<&str>,
         timeout: Option<i64>,
     ) -> EngineResult<bool> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
         let (rx, shim, record) = {
-            let _g = self.containers.lock(&id);
+            let _g = self.live.lock(&id);
             let mut record = self.must_load(&id)?;
             match record.state.status {
                 Status::Restarting => {
@@ -645,7 +639,7 @@ impl Engine {
             let sig = signal::parse(&sig_name)?;
             record.manually_stopped = true;
             self.save_container(&record)?;
-            let Some(shim) = self.containers.shim(&id) else { return Ok(false) };
+            let Some(shim) = self.live.shim(&id) else { return Ok(false) };
             let rx = self.next_exit(&id);
             if let Err(e) = shim.kill(sig) {
                 tracing::debug!(container = %id, error = %e, "sending the stop signal (the container may have exited)");
@@ -662,7 +656,7 @@ impl Engine {
         if !exited {
             tracing::info!(container = %id, timeout, "the container did not stop in time; sending SIGKILL");
             // The same registration: an exit between the timeout and the kill is not missed.
-            if self.containers.shim(&id).is_some() {
+            if self.live.shim(&id).is_some() {
                 let _ = shim.kill(libc::SIGKILL);
                 self.emit(&record, "kill", &[("signal", libc::SIGKILL.to_string())]);
                 if rx.recv_timeout(KILL_WAIT).is_err() {
@@ -677,13 +671,14 @@ impl Engine {
         Ok(true)
     }
 
-    pub(crate) fn kill_container_impl(&self, id_or_name: &str, signal_name: &str) -> EngineResult<()> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
+    /// `docker kill -s SIGNAL` (name like `KILL`/`SIGKILL` or number).
+    pub fn kill(&self, id_or_name: &str, signal_name: &str) -> EngineResult<()> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
         let sig = signal::parse(if signal_name.is_empty() { "SIGKILL" } else { signal_name })?;
-        let _g = self.containers.lock(&id);
+        let _g = self.live.lock(&id);
         let mut record = self.must_load(&id)?;
         let shim = match record.state.status {
-            Status::Running | Status::Paused => self.containers.shim(&id),
+            Status::Running | Status::Paused => self.live.shim(&id),
             _ => None,
         };
         let Some(shim) = shim else {
@@ -702,11 +697,12 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn restart_container_impl(&self, id_or_name: &str, timeout: Option<i64>) -> EngineResult<()> {
-        let record = self.lookup_container(id_or_name)?;
-        self.stop_container_impl(record.id.as_str(), None, timeout)?;
-        self.start_container_impl(record.id.as_str())?;
-        if let Some(r) = self.load_container(record.id.as_str())? {
+    /// `docker restart`.
+    pub fn restart(&self, id_or_name: &str, timeout: Option<i64>) -> EngineResult<()> {
+        let record = self.catalog.lookup(id_or_name)?;
+        self.stop(record.id.as_str(), None, timeout)?;
+        self.start(record.id.as_str())?;
+        if let Some(r) = self.catalog.load(record.id.as_str())? {
             self.emit(&r, "restart", &[]);
         }
         Ok(())
@@ -714,9 +710,10 @@ impl Engine {
 
     // ---- pause ----
 
-    pub(crate) fn pause_container_impl(&self, id_or_name: &str) -> EngineResult<()> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+    /// `docker pause` (cgroup freezer).
+    pub fn pause(&self, id_or_name: &str) -> EngineResult<()> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let mut record = self.must_load(&id)?;
         match record.state.status {
             Status::Running => {}
@@ -730,9 +727,10 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn unpause_container_impl(&self, id_or_name: &str) -> EngineResult<()> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+    /// `docker unpause`.
+    pub fn unpause(&self, id_or_name: &str) -> EngineResult<()> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let mut record = self.must_load(&id)?;
         if record.state.status != Status::Paused {
             return Err(EngineError::Conflict(format!("Container {id} is not paused")));
@@ -751,19 +749,21 @@ impl Engine {
 
     // ---- remove, rename ----
 
-    pub(crate) fn remove_container_impl(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
+    /// `docker rm` (`force` kills a running one; `volumes` removes anonymous
+    /// volumes once volumes exist). Leaves no mount, cgroup, shim or state.
+    pub fn remove(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
         let rx = {
-            let _g = self.containers.lock(&id);
+            let _g = self.live.lock(&id);
             let mut record = self.must_load(&id)?;
-            if is_active(&record.state) {
+            if record.state.is_active() {
                 if !force {
                     return Err(EngineError::Conflict(format!(
                         "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
                     )));
                 }
                 record.manually_stopped = true;
-                match (record.state.status, self.containers.shim(&id)) {
+                match (record.state.status, self.live.shim(&id)) {
                     (Status::Running | Status::Paused, Some(shim)) => {
                         let rx = self.next_exit(&id);
                         self.save_container(&record)?;
@@ -795,9 +795,9 @@ impl Engine {
                 )));
             }
         }
-        let _g = self.containers.lock(&id);
-        let Some(record) = self.load_container(&id)? else { return Ok(()) };
-        if is_active(&record.state) {
+        let _g = self.live.lock(&id);
+        let Some(record) = self.catalog.load(&id)? else { return Ok(()) };
+        if record.state.is_active() {
             return Err(EngineError::Conflict(format!(
                 "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
             )));
@@ -814,21 +814,21 @@ impl Engine {
         tx.delete_container(&id)?;
         tx.commit()?;
         // The record is gone first: a crash now leaves files the next start removes.
-        self.containers.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        self.containers.execs.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, x| x.container_id != id);
-        self.containers.prev_stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        self.containers.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.live.pending_attach.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.live.execs.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, x| x.container_id != id);
+        self.live.prev_stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.live.shims.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.clean_state_dir(&self.run_trash, &self.state_dir(&id));
         let mut gone = record.clone();
         self.clean_after_exit(&mut gone);
-        if let Err(e) = self.release_container_volumes(&gone, volumes) {
+        if let Err(e) = self.volumes.release_container_volumes(&gone, volumes) {
             tracing::warn!(container = %id, error = %e, "releasing the container's volumes");
         }
         let layer = self
             .storage
             .remove(&record.rw_layer)
-            .map_err(|e| super::driver_error(&format!("removing the writable layer of container {id}"), e));
-        self.root_trash.put_or_warn(&self.container_dir(&id), "removing the container's directory; the next start removes it");
+            .map_err(|e| crate::error::driver_error(&format!("removing the writable layer of container {id}"), e));
+        self.root_trash.put_or_warn(&self.catalog.dir(&id), "removing the container's directory; the next start removes it");
         self.emit(record, "destroy", &[]);
         let result = WaitResult { status_code: exit_code.unwrap_or(record.state.exit_code), error: None };
         self.notify_waiters(
@@ -839,10 +839,11 @@ impl Engine {
         layer
     }
 
-    pub(crate) fn rename_container_impl(&self, id_or_name: &str, new_name: &str) -> EngineResult<()> {
+    /// `docker rename`.
+    pub fn rename(&self, id_or_name: &str, new_name: &str) -> EngineResult<()> {
         let new_name = super::names::validate(new_name)?;
-        let id = self.lookup_container(id_or_name)?.id.to_string();
-        let _g = self.containers.lock(&id);
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
+        let _g = self.live.lock(&id);
         let tx = self.store.write()?;
         let mut record = tx.container(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         if record.name == new_name {
@@ -865,14 +866,16 @@ impl Engine {
 
     // ---- wait ----
 
-    pub(crate) fn wait_container_impl(&self, id_or_name: &str, condition: WaitCondition) -> EngineResult<Waiter> {
-        let id = self.lookup_container(id_or_name)?.id.to_string();
+    /// Registers a waiter now (before returning), so a `wait` posted before
+    /// `start` sees the next exit.
+    pub fn wait(&self, id_or_name: &str, condition: WaitCondition) -> EngineResult<Waiter> {
+        let id = self.catalog.lookup(id_or_name)?.id.to_string();
         let (tx, rx) = channel();
         // Under the waiters' lock, so an exit recorded now is either seen
         // here or delivered to the registration.
-        let mut waiters = self.containers.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiters = self.live.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let record = self.must_load(&id)?;
-        if condition == WaitCondition::NotRunning && !is_active(&record.state) {
+        if condition == WaitCondition::NotRunning && !record.state.is_active() {
             let _ = tx.send(WaitResult { status_code: record.state.exit_code, error: None });
         } else {
             waiters.entry(id).or_default().push((condition, tx));
@@ -943,14 +946,14 @@ mod tests {
         use berth_runtime::shim::ShimError;
         let not_found = EngineError::from(ShimError::Command { message: "exec: \"nosuch\": executable file not found in $PATH".into(), exit_code: 127 });
         assert_eq!(start_exit_code(not_found.command_exit_code()), 127);
-        assert_eq!(not_found.kind(), crate::engine::ErrorKind::InvalidArgument);
+        assert_eq!(not_found.kind(), crate::error::ErrorKind::InvalidArgument);
         let not_executable = EngineError::from(berth_runtime::RuntimeError::Command { message: "exec /bin/x: permission denied".into(), exit_code: 126 });
         assert_eq!(start_exit_code(not_executable.command_exit_code()), 126);
-        assert_eq!(not_executable.kind(), crate::engine::ErrorKind::InvalidArgument);
+        assert_eq!(not_executable.kind(), crate::error::ErrorKind::InvalidArgument);
         // Any other failure is the engine's, whatever its words say.
         let setup = EngineError::from(ShimError::Start("mounting /proc: no such file or directory".into()));
         assert_eq!(start_exit_code(setup.command_exit_code()), 128);
-        assert_eq!(setup.kind(), crate::engine::ErrorKind::Internal);
+        assert_eq!(setup.kind(), crate::error::ErrorKind::Internal);
     }
 
     #[test]

@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::Sender;
 
 use berth_runtime::shim::ShimClient;
 
-use super::events::EventBus;
+use crate::events::EventBus;
 use super::{ExecConfig, WaitCondition, WaitResult};
 
 /// An attach made while the container was not running: the engine's end of

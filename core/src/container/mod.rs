@@ -4,7 +4,6 @@
 
 mod archive;
 mod create;
-mod events;
 mod fsops;
 mod info;
 mod io;
@@ -17,41 +16,28 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
-use std::io::Read;
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Weak};
 
-use berth_model::drivers::DriverError;
-use crate::engine::{Engine, EngineError, EngineResult};
-use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig};
-use berth_model::network::NetworkingConfig;
+use berth_model::container::ContainerRecord;
+use berth_model::drivers::StorageDriver;
+use berth_model::network::EndpointSettings;
+use berth_runtime::trash::Trash;
 
-pub use create::{merge_config, parse_network_mode, resolve_command, NetworkMode};
+use crate::catalog::ContainerCatalog;
+use crate::config::EngineConfig;
+use crate::error::{EngineError, EngineResult};
+use crate::filters::Filters;
+use crate::image::ImageService;
+use crate::network::NetworkService;
+use crate::store::Store;
+use crate::volume::VolumeService;
+use live::Live;
+
+pub use create::{merge_config, resolve_command};
 pub use lifecycle::{restart_at_boot, should_restart};
-pub use live::Live;
 pub use names::{generate as generate_name, validate as validate_name};
 pub use signal::parse as parse_signal;
-
-/// A driver error with what was being done, keeping its status class.
-pub(crate) fn driver_error(what: &str, e: DriverError) -> EngineError {
-    match e {
-        DriverError::InvalidArgument(m) => EngineError::InvalidArgument(format!("{what}: {m}")),
-        DriverError::Io { context, source } => EngineError::io(format!("{what}: {context}"), source),
-        DriverError::Unsupported(m) => EngineError::InvalidArgument(format!("{what}: {m}")),
-        other => EngineError::Driver(other),
-    }
-}
-
-/// `n` bytes from the kernel's random source.
-pub(crate) fn random_bytes(n: usize) -> EngineResult<Vec<u8>> {
-    let mut buf = vec![0u8; n];
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| EngineError::io("opening /dev/urandom", e))?;
-    f.read_exact(&mut buf).map_err(|e| EngineError::io("reading /dev/urandom", e))?;
-    Ok(buf)
-}
-
-/// `ps` filters (`-f status=exited`, `name=`, `id=`, `label=`, `ancestor=`,
-/// `exited=`), each key with its accepted values (any of them matches).
-pub type Filters = std::collections::BTreeMap<String, Vec<String>>;
 
 /// Options of `GET /containers/json`.
 #[derive(Clone, Debug, Default)]
@@ -175,242 +161,94 @@ pub struct ExecDetails {
     pub pid: i64,
 }
 
-/// One event of `docker events`: what happened to which object, and when.
-/// The API turns it into Docker's `EventMessage` (`apitypes`).
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// `container`, `image`, `network`, `volume`, ...
-    pub kind: String,
-    pub action: String,
-    pub actor: EventActor,
-    pub scope: String,
-    /// Seconds since the epoch.
-    pub time: i64,
-    /// Nanoseconds since the epoch.
-    pub time_nano: i64,
-    /// Docker's legacy members, which the docker CLI still prints from.
-    pub status: String,
-    pub id: String,
-    pub from: String,
+
+
+/// The containers service: container records (the store's `containers`
+/// table, which only it writes), their directories, shims, waiters, execs
+/// and events. It takes the images, networks and volumes services it
+/// builds containers from as handles.
+pub struct ContainerService {
+    config: EngineConfig,
+    store: Arc<Store>,
+    catalog: ContainerCatalog,
+    storage: Arc<dyn StorageDriver>,
+    images: Arc<ImageService>,
+    networks: Arc<NetworkService>,
+    volumes: Arc<VolumeService>,
+    /// Shims, waiters, execs, events.
+    live: Live,
+    /// The `Arc` this service lives in, for the threads that monitor containers.
+    me: Weak<ContainerService>,
+    /// `<root>/.trash` and `<run>/.trash`: removed container directories wait
+    /// there for the background reaper, so `rm` does not wait for the disk.
+    root_trash: Trash,
+    run_trash: Trash,
 }
 
-/// The object of an event and its attributes.
-#[derive(Clone, Debug)]
-pub struct EventActor {
-    pub id: String,
-    pub attributes: std::collections::BTreeMap<String, String>,
-}
-
-impl Engine {
-    /// `docker create`: validates everything (image, name, command, limits,
-    /// ulimits, restart policy) before anything is written; returns the ID and
-    /// Docker's warnings.
-    pub fn create_container(
-        &self,
-        name: Option<&str>,
-        config: ContainerConfig,
-        host_config: HostConfig,
-    ) -> EngineResult<(ContainerRecord, Vec<String>)> {
-        self.create_container_impl(name, config, host_config, NetworkingConfig::default())
+impl ContainerService {
+    /// Builds the service and re-adopts the containers that were running
+    /// (their shims outlive a daemon), then the volumes they hold.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        config: EngineConfig,
+        store: Arc<Store>,
+        catalog: ContainerCatalog,
+        storage: Arc<dyn StorageDriver>,
+        images: Arc<ImageService>,
+        networks: Arc<NetworkService>,
+        volumes: Arc<VolumeService>,
+    ) -> EngineResult<Arc<Self>> {
+        // Opening a trash queues what a previous daemon left in it.
+        let root_trash = Trash::open(config.root.join(".trash"))?;
+        let run_trash = Trash::open(config.run.join(".trash"))?;
+        let containers = Arc::new_cyclic(|me| ContainerService {
+            config,
+            store,
+            catalog,
+            storage,
+            images,
+            networks,
+            volumes,
+            live: Live::default(),
+            me: me.clone(),
+            root_trash,
+            run_trash,
+        });
+        containers.readopt_containers()?;
+        containers.readopt_volumes()?;
+        Ok(containers)
     }
 
-    /// `create_container` with the API's `NetworkingConfig` (endpoint
-    /// settings per network: `--ip`, `--network-alias`, `--link`).
-    pub fn create_container_with(
-        &self,
-        name: Option<&str>,
-        config: ContainerConfig,
-        host_config: HostConfig,
-        networking: NetworkingConfig,
-    ) -> EngineResult<(ContainerRecord, Vec<String>)> {
-        self.create_container_impl(name, config, host_config, networking)
+    /// At daemon start, after the containers are re-adopted: tells the
+    /// volumes service which containers hold which volumes now.
+    fn readopt_volumes(&self) -> EngineResult<()> {
+        for record in self.catalog.all()? {
+            let _g = self.live.lock(record.id.as_str());
+            // Re-read under the lock: the record may have changed meanwhile.
+            if let Some(record) = self.catalog.load(record.id.as_str())? {
+                self.volumes.readopt_container(&record);
+            }
+        }
+        self.volumes.release_unused_host_mounts()
     }
 
-    /// Finds a container by full ID, unique ID prefix or name (with or without `/`).
-    pub fn find_container(&self, id_or_name: &str) -> EngineResult<ContainerDetails> {
-        self.find_container_impl(id_or_name)
+    /// `docker network connect`: attaches a container (running or not); a
+    /// running one gets the interface at once. Refused for `host`, `none`
+    /// and `container:` modes with Docker's message.
+    pub fn connect_network(&self, network: &str, container: &str, settings: EndpointSettings) -> EngineResult<()> {
+        let id = self.catalog.lookup(container)?.id.to_string();
+        let _g = self.live.lock(&id);
+        let mut record =
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+        self.networks.connect(network, &mut record, settings, &|r| self.save_container(r))
     }
 
-    /// `docker ps`, newest first.
-    pub fn list_containers(&self, options: &ListOptions) -> EngineResult<Vec<ContainerDetails>> {
-        self.list_containers_impl(options)
+    /// `docker network disconnect [-f]`.
+    pub fn disconnect_network(&self, network: &str, container: &str, force: bool) -> EngineResult<()> {
+        let id = self.catalog.lookup(container)?.id.to_string();
+        let _g = self.live.lock(&id);
+        let mut record =
+            self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+        self.networks.disconnect(network, &mut record, force, &|r| self.save_container(r))
     }
-
-    /// `docker start`. Starting a running container is a no-op (the API answers 304).
-    /// Returns false when it was already running.
-    pub fn start_container(&self, id_or_name: &str) -> EngineResult<bool> {
-        self.start_container_impl(id_or_name)
-    }
-
-    /// `docker stop`: the stop signal, `timeout` seconds (container's
-    /// StopTimeout, else 10), then SIGKILL. Returns false when it was not running.
-    pub fn stop_container(&self, id_or_name: &str, signal: Option<&str>, timeout: Option<i64>) -> EngineResult<bool> {
-        self.stop_container_impl(id_or_name, signal, timeout)
-    }
-
-    /// `docker kill -s SIGNAL` (name like `KILL`/`SIGKILL` or number).
-    pub fn kill_container(&self, id_or_name: &str, signal: &str) -> EngineResult<()> {
-        self.kill_container_impl(id_or_name, signal)
-    }
-
-    /// `docker restart`.
-    pub fn restart_container(&self, id_or_name: &str, timeout: Option<i64>) -> EngineResult<()> {
-        self.restart_container_impl(id_or_name, timeout)
-    }
-
-    /// `docker pause` (cgroup freezer).
-    pub fn pause_container(&self, id_or_name: &str) -> EngineResult<()> {
-        self.pause_container_impl(id_or_name)
-    }
-
-    /// `docker unpause`.
-    pub fn unpause_container(&self, id_or_name: &str) -> EngineResult<()> {
-        self.unpause_container_impl(id_or_name)
-    }
-
-    /// `docker rm` (`force` kills a running one; `volumes` removes anonymous
-    /// volumes once volumes exist). Leaves no mount, cgroup, shim or state.
-    pub fn remove_container(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
-        self.remove_container_impl(id_or_name, force, volumes)
-    }
-
-    /// `docker rename`.
-    pub fn rename_container(&self, id_or_name: &str, new_name: &str) -> EngineResult<()> {
-        self.rename_container_impl(id_or_name, new_name)
-    }
-
-    /// Registers a waiter now (before returning), so a `wait` posted before
-    /// `start` sees the next exit.
-    pub fn wait_container(&self, id_or_name: &str, condition: WaitCondition) -> EngineResult<Waiter> {
-        self.wait_container_impl(id_or_name, condition)
-    }
-
-    /// `docker logs`: entries in order; with `follow` the iterator blocks for
-    /// new ones and ends when the container stops.
-    pub fn container_logs(
-        &self,
-        id_or_name: &str,
-        options: &LogsOptions,
-    ) -> EngineResult<Box<dyn Iterator<Item = std::io::Result<LogEntry>> + Send>> {
-        self.container_logs_impl(id_or_name, options)
-    }
-
-    /// `docker attach` / `run -a`: a stream joined to the container's stdio.
-    pub fn attach_container(
-        &self,
-        id_or_name: &str,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-    ) -> EngineResult<Attachment> {
-        self.attach_container_impl(id_or_name, stdin, stdout, stderr)
-    }
-
-    /// `POST /containers/{id}/resize`.
-    pub fn resize_container(&self, id_or_name: &str, rows: u16, cols: u16) -> EngineResult<()> {
-        self.resize_container_impl(id_or_name, rows, cols)
-    }
-
-    /// `POST /containers/{id}/exec`: registers an exec; returns its ID.
-    pub fn create_exec(&self, id_or_name: &str, config: ExecConfig) -> EngineResult<String> {
-        self.create_exec_impl(id_or_name, config)
-    }
-
-    /// `POST /exec/{id}/start`: runs it; the stream is `None` when detached.
-    pub fn start_exec(&self, exec_id: &str, detach: bool) -> EngineResult<Option<Attachment>> {
-        self.start_exec_impl(exec_id, detach)
-    }
-
-    /// `GET /exec/{id}/json`.
-    pub fn inspect_exec(&self, exec_id: &str) -> EngineResult<ExecDetails> {
-        self.inspect_exec_impl(exec_id)
-    }
-
-    /// `POST /exec/{id}/resize`.
-    pub fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> EngineResult<()> {
-        self.resize_exec_impl(exec_id, rows, cols)
-    }
-
-    /// `docker top`: `ps` columns and rows for the container's processes.
-    pub fn top_container(
-        &self,
-        id_or_name: &str,
-        ps_args: Option<&str>,
-    ) -> EngineResult<(Vec<String>, Vec<Vec<String>>)> {
-        self.top_container_impl(id_or_name, ps_args)
-    }
-
-    /// `docker stats`: one sample in Docker's stats JSON shape.
-    pub fn container_stats(&self, id_or_name: &str) -> EngineResult<serde_json::Value> {
-        self.container_stats_impl(id_or_name)
-    }
-
-    /// `docker update`: new resource limits (and restart policy).
-    pub fn update_container(&self, id_or_name: &str, update: HostConfig) -> EngineResult<Vec<String>> {
-        self.update_container_impl(id_or_name, update)
-    }
-
-    /// `docker diff`.
-    pub fn container_changes(&self, id_or_name: &str) -> EngineResult<Vec<berth_model::drivers::Change>> {
-        self.container_changes_impl(id_or_name)
-    }
-
-    /// `docker export`: the container's whole filesystem as a tar.
-    pub fn export_container(&self, id_or_name: &str, out: &mut dyn std::io::Write) -> EngineResult<()> {
-        self.export_container_impl(id_or_name, out)
-    }
-
-    /// `docker commit`: the writable layer becomes a new image layer on top of
-    /// the container's image, with `changes` applied; returns the image ID.
-    pub fn commit_container(
-        &self,
-        id_or_name: &str,
-        reference: Option<&berth_model::ImageRef>,
-        comment: &str,
-        author: &str,
-        changes: &[String],
-        config: Option<ContainerConfig>,
-    ) -> EngineResult<berth_model::Digest> {
-        self.commit_container_impl(id_or_name, reference, comment, author, changes, config)
-    }
-
-    /// `GET /containers/{id}/archive` (`docker cp` out): stat JSON of the path
-    /// (for the `X-Docker-Container-Path-Stat` header) and a tar of it.
-    pub fn archive_get(&self, id_or_name: &str, path: &str) -> EngineResult<(serde_json::Value, Box<dyn Read + Send>)> {
-        self.archive_get_impl(id_or_name, path)
-    }
-
-    /// `HEAD /containers/{id}/archive`: the stat JSON only.
-    pub fn archive_stat(&self, id_or_name: &str, path: &str) -> EngineResult<serde_json::Value> {
-        self.archive_stat_impl(id_or_name, path)
-    }
-
-    /// `PUT /containers/{id}/archive` (`docker cp` in): extract a tar at
-    /// `path`, resolving every entry inside the container's root.
-    pub fn archive_put(&self, id_or_name: &str, path: &str, tar: &mut dyn Read) -> EngineResult<()> {
-        self.archive_put_impl(id_or_name, path, tar)
-    }
-
-    /// `docker container prune`: removes stopped containers; returns their IDs
-    /// and the bytes reclaimed.
-    pub fn prune_containers(&self, filters: &Filters) -> EngineResult<(Vec<String>, u64)> {
-        self.prune_containers_impl(filters)
-    }
-
-    /// `docker events`: past events since `since` (unix seconds), then live
-    /// ones until `until` (if given); filters like the CLI's `-f`.
-    pub fn events(
-        &self,
-        since: Option<f64>,
-        until: Option<f64>,
-        filters: &Filters,
-    ) -> EngineResult<std::sync::mpsc::Receiver<Event>> {
-        self.events_impl(since, until, filters)
-    }
-}
-
-/// Whether a container state has (or is about to have) a process:
-/// running, paused or restarting.
-pub fn is_running_state(state: &berth_model::container::ContainerState) -> bool {
-    lifecycle::is_active(state)
 }

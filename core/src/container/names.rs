@@ -1,7 +1,7 @@
 //! Container names: Docker's rule for valid names and generated
 //! `adjective_surname` names for containers created without `--name`.
 
-use crate::engine::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
 
 /// Adjectives of generated names.
 const ADJECTIVES: &[&str] = &[
@@ -196,7 +196,7 @@ mod tests {
         for bad in ["", "a", "-web", "_web", "web!", "we b", "/", "wéb"] {
             let e = validate(bad).unwrap_err();
             assert!(e.to_string().starts_with("Invalid container name"), "{bad}: {e}");
-            assert_eq!(e.kind(), crate::engine::ErrorKind::InvalidArgument);
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument);
         }
     }
 

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use berth_model::MountSpec;
 use berth_model::container::{ContainerRecord, Status};
+use berth_model::MountSpec;
 
-use crate::engine::{Engine, EngineError, EngineResult};
-use super::lifecycle::is_active;
-use super::{ContainerDetails, Filters, ListOptions};
+use crate::error::{EngineError, EngineResult};
+use crate::filters::Filters;
+use super::{ContainerDetails, ListOptions};
+use super::ContainerService;
 
 /// Filter keys `ps` accepts.
 const PS_KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited", "before", "since", "volume", "network"];
@@ -101,35 +102,7 @@ pub fn record_matches(record: &ContainerRecord, filters: &Filters, ancestors: Op
     })
 }
 
-impl Engine {
-    /// The record of the container `id_or_name` names: full ID, name (with
-    /// or without `/`), or unique ID prefix.
-    pub(crate) fn lookup_container(&self, id_or_name: &str) -> EngineResult<ContainerRecord> {
-        let not_found = || EngineError::NotFound(format!("No such container: {id_or_name}"));
-        if id_or_name.is_empty() {
-            return Err(not_found());
-        }
-        let tx = self.store.read()?;
-        if id_or_name.len() == 64 {
-            if let Some(r) = tx.container(id_or_name)? {
-                return Ok(r);
-            }
-        }
-        let all = tx.containers()?;
-        let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
-        if let Some(r) = all.iter().find(|c| c.name == name) {
-            return Ok(r.clone());
-        }
-        let mut matches = all.into_iter().filter(|c| c.id.as_str().starts_with(id_or_name));
-        match (matches.next(), matches.next()) {
-            (Some(r), None) => Ok(r),
-            (Some(_), Some(_)) => {
-                Err(EngineError::InvalidArgument(format!("multiple IDs found with provided prefix: {id_or_name}")))
-            }
-            (None, _) => Err(not_found()),
-        }
-    }
-
+impl ContainerService {
     /// The record with what `inspect` and `ps` add.
     pub(crate) fn details_of(&self, record: ContainerRecord, size: bool) -> ContainerDetails {
         let id = record.id.to_string();
@@ -164,22 +137,24 @@ impl Engine {
         }
     }
 
-    pub(crate) fn find_container_impl(&self, id_or_name: &str) -> EngineResult<ContainerDetails> {
-        let record = self.lookup_container(id_or_name)?;
+    /// Finds a container by full ID, unique ID prefix or name (with or without `/`).
+    pub fn find(&self, id_or_name: &str) -> EngineResult<ContainerDetails> {
+        let record = self.catalog.lookup(id_or_name)?;
         Ok(self.details_of(record, false))
     }
 
-    pub(crate) fn list_containers_impl(&self, options: &ListOptions) -> EngineResult<Vec<ContainerDetails>> {
+    /// `docker ps`, newest first.
+    pub fn list(&self, options: &ListOptions) -> EngineResult<Vec<ContainerDetails>> {
         check_ps_filters(&options.filters)?;
         let mut records = self.store.read()?.containers()?;
         records.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         let ancestors = options.filters.get("ancestor").map(|values| {
-            values.iter().filter_map(|v| self.find_image(v).ok().map(|d| d.record.id.to_string())).collect::<Vec<_>>()
+            values.iter().filter_map(|v| self.images.find(v).ok().map(|d| d.record.id.to_string())).collect::<Vec<_>>()
         });
         // `before`/`since`: created before or after the named container.
         let created_of = |key: &str| -> EngineResult<Option<String>> {
             match options.filters.get(key).and_then(|v| v.first()) {
-                Some(v) => Ok(Some(self.lookup_container(v)?.created)),
+                Some(v) => Ok(Some(self.catalog.lookup(v)?.created)),
                 None => Ok(None),
             }
         };
@@ -191,7 +166,7 @@ impl Engine {
             || options.filters.contains_key("exited");
         let mut out = Vec::new();
         for r in records {
-            if !show_all && !is_active(&r.state) {
+            if !show_all && !r.state.is_active() {
                 continue;
             }
             if before.as_ref().is_some_and(|b| r.created >= *b) || since.as_ref().is_some_and(|s| r.created <= *s) {
@@ -208,7 +183,9 @@ impl Engine {
         Ok(out.into_iter().map(|r| self.details_of(r, options.size)).collect())
     }
 
-    pub(crate) fn prune_containers_impl(&self, filters: &Filters) -> EngineResult<(Vec<String>, u64)> {
+    /// `docker container prune`: removes stopped containers; returns their IDs
+    /// and the bytes reclaimed.
+    pub fn prune(&self, filters: &Filters) -> EngineResult<(Vec<String>, u64)> {
         for k in filters.keys() {
             if !PRUNE_KEYS.contains(&k.as_str()) {
                 return Err(EngineError::InvalidArgument(format!("invalid filter '{k}'")));
@@ -221,7 +198,7 @@ impl Engine {
         let mut removed = Vec::new();
         let mut reclaimed = 0;
         for r in self.store.read()?.containers()? {
-            if is_active(&r.state) {
+            if r.state.is_active() {
                 continue;
             }
             if let Some(labels) = filters.get("label") {
@@ -241,7 +218,7 @@ impl Engine {
                 }
             }
             let size = self.storage.usage(&r.rw_layer).unwrap_or(0);
-            match self.remove_container_impl(r.id.as_str(), false, false) {
+            match self.remove(r.id.as_str(), false, false) {
                 Ok(()) => {
                     removed.push(r.id.to_string());
                     reclaimed += size;

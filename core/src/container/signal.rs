@@ -1,7 +1,7 @@
 //! Signal names and numbers as `docker kill -s` and `--stop-signal` accept
 //! them: `KILL`, `SIGKILL`, `sigkill`, `9`, `RTMIN+3`.
 
-use crate::engine::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
 
 /// Standard signal names (without `SIG`) and numbers on Linux.
 const SIGNALS: &[(&str, i32)] = &[
@@ -93,7 +93,7 @@ mod tests {
         for bad in ["", "0", "65", "-1", "FOO", "SIG", "RTMIN+40"] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.to_string(), format!("Invalid signal: {bad}"));
-            assert_eq!(e.kind(), crate::engine::ErrorKind::InvalidArgument);
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument);
         }
     }
 }

@@ -9,16 +9,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use berth_model::container::ContainerRecord;
+use berth_model::volume::MountPoint;
+use berth_runtime::{caps, seccomp, RuntimeError};
+use berth_runtime::oci::{ANNOTATION_GROUP_ADD, ANNOTATION_INIT, ANNOTATION_USER, DEFAULT_PATH};
 use oci_spec::runtime::{
     Capability, Linux, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace,
     LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
-use berth_model::container::ContainerRecord;
-use berth_model::volume::MountPoint;
-
-use berth_runtime::oci::{ANNOTATION_GROUP_ADD, ANNOTATION_INIT, ANNOTATION_USER, DEFAULT_PATH};
-use berth_runtime::{caps, seccomp, RuntimeError};
+use crate::network::NetnsMode;
 
 /// Docker's default `/dev/shm` size (64 MiB).
 pub const DEFAULT_SHM_SIZE: i64 = 64 * 1024 * 1024;
@@ -44,17 +44,6 @@ pub const MASKED_PATHS: &[&str] = &[
 /// Paths Docker makes read-only in a container that is not privileged.
 pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// Which network namespace a container gets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NetnsMode {
-    /// A new, empty namespace (`--network none`, and bridge networks later).
-    New,
-    /// The host's (`--network host`).
-    Host,
-    /// Join the namespace at this path (`container:<x>` or a prepared one).
-    Join(PathBuf),
-}
-
 /// Everything `build` needs, gathered by the engine.
 pub struct SpecInputs<'a> {
     pub record: &'a ContainerRecord,
@@ -68,10 +57,10 @@ pub struct SpecInputs<'a> {
     /// cgroup parent path (`--cgroup-parent`, default `berth`).
     pub cgroup_parent: String,
     /// Volumes, binds and tmpfs mounts with their host sources, from
-    /// `Engine::mount_container_volumes`, in the order they are mounted.
+    /// `VolumeService::mount_container_volumes`, in the order they are mounted.
     pub volume_mounts: Vec<berth_model::volume::MountPoint>,
     /// Docker's `--link` variables (`ALIAS_NAME`, `ALIAS_PORT_...`), from
-    /// `Engine::link_env`; the image's and the container's env override them.
+    /// `NetworkService::link_env`; the image's and the container's env override them.
     pub link_env: Vec<String>,
 }
 
@@ -571,7 +560,7 @@ fn user_devices(record: &ContainerRecord) -> Result<(Vec<LinuxDevice>, Vec<Linux
 }
 
 /// The OCI mounts of the container's volumes, binds and tmpfs mounts, as
-/// `Engine::mount_container_volumes` resolved them (host sources, parents
+/// `VolumeService::mount_container_volumes` resolved them (host sources, parents
 /// before children). Parsing `-v`/`--mount`/`--tmpfs` is the volume
 /// module's; this only says how each kind is mounted, as Docker does: a
 /// recursive bind (read-only by remount, with the asked propagation), or a

@@ -12,7 +12,9 @@ use berth_model::container::{ContainerConfig, HostConfig, RestartPolicy, Status}
 use serde_json::json;
 
 use crate::drivers::Drivers;
-use crate::engine::{Engine, EngineConfig, ErrorKind};
+use crate::engine::Engine;
+use crate::config::EngineConfig;
+use crate::error::ErrorKind;
 use crate::image::tests::{tar_of, DirDriver};
 use super::ListOptions;
 
@@ -66,7 +68,7 @@ impl Env {
 }
 
 fn load(engine: &Engine, tag: &str, config: serde_json::Value) {
-    engine.load_images(&mut &archive(tag, config)[..], &mut |_| {}).unwrap();
+    engine.images().load(&mut &archive(tag, config)[..], &mut |_| {}).unwrap();
 }
 
 fn cfg(image: &str, cmd: &[&str]) -> ContainerConfig {
@@ -84,7 +86,7 @@ fn create_stores_a_merged_config_and_the_containers_files() {
     load(&engine, "box:latest", json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "WorkingDir": "/w"}));
     let mut c = cfg("box", &["echo", "hi"]);
     c.env = Some(vec!["A=2".into()]);
-    let (rec, warnings) = engine.create_container(Some("web"), c, HostConfig::default()).unwrap();
+    let (rec, warnings) = engine.containers().create(Some("web"), c, HostConfig::default(), Default::default()).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!((rec.path.as_str(), rec.args.clone()), ("echo", vec!["hi".to_string()]));
     assert_eq!(rec.config.env, Some(vec!["PATH=/bin".into(), "A=2".into()]));
@@ -101,7 +103,7 @@ fn create_stores_a_merged_config_and_the_containers_files() {
     assert!(env.layers().join(rec.id.as_str()).is_dir(), "the writable layer exists");
 
     // A second create gets a generated name.
-    let (other, warnings) = engine.create_container(None, cfg("box", &[]), HostConfig::default()).unwrap();
+    let (other, warnings) = engine.containers().create(None, cfg("box", &[]), HostConfig::default(), Default::default()).unwrap();
     assert!(warnings.is_empty());
     assert!(super::validate_name(&other.name).is_ok() && other.name.contains('_'), "{}", other.name);
     assert_eq!(other.path, "sh", "the image's Cmd");
@@ -113,12 +115,12 @@ fn bad_creates_fail_clearly_and_leave_nothing() {
     let engine = env.open();
     load(&engine, "box:latest", json!({}));
     let layers = env.layer_count();
-    let err = engine.create_container(None, cfg("nosuch", &["true"]), HostConfig::default()).unwrap_err();
+    let err = engine.containers().create(None, cfg("nosuch", &["true"]), HostConfig::default(), Default::default()).unwrap_err();
     assert_eq!((err.kind(), err.to_string()), (ErrorKind::NotFound, "No such image: nosuch:latest".to_string()));
-    let err = engine.create_container(None, cfg("box", &[]), HostConfig::default()).unwrap_err();
+    let err = engine.containers().create(None, cfg("box", &[]), HostConfig::default(), Default::default()).unwrap_err();
     assert_eq!((err.kind(), err.to_string()), (ErrorKind::InvalidArgument, "no command specified".to_string()));
     let err = engine
-        .create_container(None, cfg("box", &["true"]), HostConfig { memory: 1 << 20, ..Default::default() })
+        .containers().create(None, cfg("box", &["true"]), HostConfig { memory: 1 << 20, ..Default::default() }, Default::default())
         .unwrap_err();
     assert_eq!(err.to_string(), "Minimum memory limit allowed is 6MB");
     let rm_with_restart = HostConfig {
@@ -126,13 +128,13 @@ fn bad_creates_fail_clearly_and_leave_nothing() {
         restart_policy: RestartPolicy { name: "always".into(), maximum_retry_count: 0 },
         ..Default::default()
     };
-    assert!(engine.create_container(None, cfg("box", &["true"]), rm_with_restart).is_err());
-    let err = engine.create_container(Some("-bad"), cfg("box", &["true"]), HostConfig::default()).unwrap_err();
+    assert!(engine.containers().create(None, cfg("box", &["true"]), rm_with_restart, Default::default()).is_err());
+    let err = engine.containers().create(Some("-bad"), cfg("box", &["true"]), HostConfig::default(), Default::default()).unwrap_err();
     assert!(err.to_string().starts_with("Invalid container name (-bad)"), "{err}");
 
     // A duplicate name: Docker's conflict, naming the holder; the loser's layer and dir are gone.
-    let (first, _) = engine.create_container(Some("web"), cfg("box", &["true"]), HostConfig::default()).unwrap();
-    let err = engine.create_container(Some("/web"), cfg("box", &["true"]), HostConfig::default()).unwrap_err();
+    let (first, _) = engine.containers().create(Some("web"), cfg("box", &["true"]), HostConfig::default(), Default::default()).unwrap();
+    let err = engine.containers().create(Some("/web"), cfg("box", &["true"]), HostConfig::default(), Default::default()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(
         err.to_string(),
@@ -152,34 +154,34 @@ fn lookups_listing_rename_and_remove() {
     load(&engine, "box:latest", json!({"Cmd": ["sh"]}));
     let mut labelled = cfg("box", &[]);
     labelled.labels = Some([("tier".to_string(), "web".to_string())].into());
-    let (a, _) = engine.create_container(Some("alpha"), labelled, HostConfig::default()).unwrap();
-    let (b, _) = engine.create_container(Some("beta"), cfg("box", &[]), HostConfig::default()).unwrap();
-    assert_eq!(engine.find_container("alpha").unwrap().record.id, a.id);
-    assert_eq!(engine.find_container("/beta").unwrap().record.id, b.id);
-    assert_eq!(engine.find_container(&a.id.as_str()[..10]).unwrap().record.id, a.id);
-    let err = engine.find_container("nope").unwrap_err();
+    let (a, _) = engine.containers().create(Some("alpha"), labelled, HostConfig::default(), Default::default()).unwrap();
+    let (b, _) = engine.containers().create(Some("beta"), cfg("box", &[]), HostConfig::default(), Default::default()).unwrap();
+    assert_eq!(engine.containers().find("alpha").unwrap().record.id, a.id);
+    assert_eq!(engine.containers().find("/beta").unwrap().record.id, b.id);
+    assert_eq!(engine.containers().find(&a.id.as_str()[..10]).unwrap().record.id, a.id);
+    let err = engine.containers().find("nope").unwrap_err();
     assert_eq!((err.kind(), err.to_string()), (ErrorKind::NotFound, "No such container: nope".to_string()));
 
     // `ps` shows running ones only; `-a`, filters and `-n` see the created ones.
-    assert!(engine.list_containers(&ListOptions::default()).unwrap().is_empty());
-    let all = engine.list_containers(&ListOptions { all: true, ..Default::default() }).unwrap();
+    assert!(engine.containers().list(&ListOptions::default()).unwrap().is_empty());
+    let all = engine.containers().list(&ListOptions { all: true, ..Default::default() }).unwrap();
     assert_eq!(all.len(), 2);
     let mut filters = super::Filters::new();
     filters.insert("label".into(), vec!["tier=web".into()]);
-    let web = engine.list_containers(&ListOptions { all: true, filters, ..Default::default() }).unwrap();
+    let web = engine.containers().list(&ListOptions { all: true, filters, ..Default::default() }).unwrap();
     assert_eq!(web.iter().map(|d| d.record.name.clone()).collect::<Vec<_>>(), vec!["alpha"]);
-    let last = engine.list_containers(&ListOptions { limit: Some(1), ..Default::default() }).unwrap();
+    let last = engine.containers().list(&ListOptions { limit: Some(1), ..Default::default() }).unwrap();
     assert_eq!(last.len(), 1);
     let mut bad = super::Filters::new();
     bad.insert("colour".into(), vec!["red".into()]);
-    assert!(engine.list_containers(&ListOptions { all: true, filters: bad, ..Default::default() }).is_err());
+    assert!(engine.containers().list(&ListOptions { all: true, filters: bad, ..Default::default() }).is_err());
 
-    engine.rename_container("alpha", "gamma").unwrap();
-    assert_eq!(engine.find_container("gamma").unwrap().record.id, a.id);
-    assert_eq!(engine.rename_container("gamma", "beta").unwrap_err().kind(), ErrorKind::Conflict);
+    engine.containers().rename("alpha", "gamma").unwrap();
+    assert_eq!(engine.containers().find("gamma").unwrap().record.id, a.id);
+    assert_eq!(engine.containers().rename("gamma", "beta").unwrap_err().kind(), ErrorKind::Conflict);
 
     // An image in use cannot go; a stopped container's image can be untagged with force.
-    let err = engine.remove_image("box", false, false).unwrap_err();
+    let err = engine.images().remove("box", false, false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(
         err.to_string()
@@ -193,15 +195,15 @@ fn lookups_listing_rename_and_remove() {
     assert!(env.layers().join(a.id.as_str()).is_dir() && env.layers().join(b.id.as_str()).is_dir());
 
     // A waiter for removal hears of it.
-    let waiter = engine.wait_container("beta", super::WaitCondition::Removed).unwrap();
-    engine.remove_container("gamma", false, false).unwrap();
-    engine.remove_container("beta", false, false).unwrap();
+    let waiter = engine.containers().wait("beta", super::WaitCondition::Removed).unwrap();
+    engine.containers().remove("gamma", false, false).unwrap();
+    engine.containers().remove("beta", false, false).unwrap();
     assert_eq!(waiter.recv().status_code, 0);
     assert!(env.container_dirs().is_empty());
     assert!(!env.layers().join(a.id.as_str()).exists() && !env.layers().join(b.id.as_str()).exists());
-    assert!(engine.list_containers(&ListOptions { all: true, ..Default::default() }).unwrap().is_empty());
+    assert!(engine.containers().list(&ListOptions { all: true, ..Default::default() }).unwrap().is_empty());
     // Now the image can go.
-    engine.remove_image("box", false, false).unwrap();
+    engine.images().remove("box", false, false).unwrap();
 }
 
 #[test]
@@ -209,16 +211,16 @@ fn not_running_containers_refuse_running_operations() {
     let env = Env::new();
     let engine = env.open();
     load(&engine, "box:latest", json!({"Cmd": ["sh"]}));
-    let (c, _) = engine.create_container(Some("idle"), cfg("box", &[]), HostConfig::default()).unwrap();
+    let (c, _) = engine.containers().create(Some("idle"), cfg("box", &[]), HostConfig::default(), Default::default()).unwrap();
     let not_running = format!("Container {} is not running", c.id);
-    assert_eq!(engine.kill_container("idle", "KILL").unwrap_err().to_string(), not_running);
-    assert_eq!(engine.pause_container("idle").unwrap_err().to_string(), not_running);
-    assert_eq!(engine.unpause_container("idle").unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(engine.containers().kill("idle", "KILL").unwrap_err().to_string(), not_running);
+    assert_eq!(engine.containers().pause("idle").unwrap_err().to_string(), not_running);
+    assert_eq!(engine.containers().unpause("idle").unwrap_err().kind(), ErrorKind::Conflict);
     let err =
-        engine.create_exec("idle", super::ExecConfig { cmd: vec!["ls".into()], ..Default::default() }).unwrap_err();
+        engine.containers().create_exec("idle", super::ExecConfig { cmd: vec!["ls".into()], ..Default::default() }).unwrap_err();
     assert_eq!((err.kind(), err.to_string()), (ErrorKind::Conflict, format!("container {} is not running", c.id)));
-    assert!(!engine.stop_container("idle", None, None).unwrap(), "stopping a stopped container is a no-op");
+    assert!(!engine.containers().stop("idle", None, None).unwrap(), "stopping a stopped container is a no-op");
     // `wait` on a container that is not running answers at once.
-    assert_eq!(engine.wait_container("idle", super::WaitCondition::NotRunning).unwrap().recv().status_code, 0);
-    assert_eq!(engine.kill_container("idle", "NOPE").unwrap_err().to_string(), "Invalid signal: NOPE");
+    assert_eq!(engine.containers().wait("idle", super::WaitCondition::NotRunning).unwrap().recv().status_code, 0);
+    assert_eq!(engine.containers().kill("idle", "NOPE").unwrap_err().to_string(), "Invalid signal: NOPE");
 }

@@ -13,9 +13,9 @@ use std::io::{self, Read};
 use berth_model::{Digest, ImageRef};
 use serde::Deserialize;
 
-use crate::engine::Progress;
-use super::ImageError;
 use super::content::{BlobPin, ContentStore};
+use super::ImageError;
+use super::Progress;
 
 /// Largest metadata file (manifest.json, a config, ...) kept in memory.
 const MAX_METADATA: u64 = 16 << 20;

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::EngineError;
+use crate::error::EngineError;
 
 /// Splits `s` into words at unquoted whitespace, removing quotes and
 /// backslash escapes the way the Dockerfile parser does for ENV and LABEL.
@@ -277,7 +277,7 @@ mod tests {
     fn unknown_and_onbuild_are_refused_clearly() {
         let e = apply(&["FOO bar"]).unwrap_err();
         assert_eq!(e.to_string(), "FOO is not a valid change command");
-        assert_eq!(e.kind(), crate::engine::ErrorKind::InvalidArgument);
+        assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument);
         assert!(apply(&["ONBUILD RUN x"]).unwrap_err().to_string().contains("ONBUILD"));
         assert!(apply(&["EXPOSE 99999"]).is_err());
         assert!(apply(&["CMD"]).is_err());

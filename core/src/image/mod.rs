@@ -16,63 +16,145 @@ mod unpack;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_model::{Digest, ImageRecord};
+use berth_model::drivers::StorageDriver;
+
+use crate::catalog::ContainerCatalog;
+use crate::error::EngineResult;
+use crate::store::Store;
+use ops::LayerClaims;
+
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
-pub(crate) use ops::LayerClaims;
+pub use crate::error::ImageError;
 
-use crate::engine::ErrorKind;
-use berth_model::Digest;
-
-/// Errors of image handling.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// The input is not a valid image archive, manifest or config.
-    #[error("{0}")]
-    Invalid(String),
-    /// Content does not hash to the digest that names it.
-    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
-    /// Content is shorter or longer than its descriptor or tar header says.
-    #[error("{what}: size mismatch: expected {expected} bytes, got {actual} (truncated or corrupt input?)")]
-    SizeMismatch { what: String, expected: u64, actual: u64 },
-    /// The input tar ended or broke in the middle.
-    #[error("truncated or corrupt archive {context}: {source}")]
-    Truncated {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A format, media type or instruction berth does not handle.
-    #[error("{0}")]
-    Unsupported(String),
-    /// A blob the image needs is not in the content store.
-    #[error("blob {0} is missing from the content store")]
-    BlobNotFound(Digest),
-    /// A filesystem operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+/// The images service: the content store, the image index (the store's
+/// `images`, `tags` and `layers` tables, which only it writes) and the
+/// layers it unpacks through the storage driver. The containers service
+/// uses it to resolve images and create containers on their layers.
+pub struct ImageService {
+    store: Arc<Store>,
+    content: ContentStore,
+    storage: Arc<dyn StorageDriver>,
+    /// Which images are in use (`rmi` refuses, `prune` skips them); which
+    /// storage layers are containers' at recovery.
+    containers: ContainerCatalog,
+    /// `--run`: where `image mount` mounts.
+    run: PathBuf,
+    /// Layers being created or removed (see `LayerClaims`).
+    claims: LayerClaims,
+    /// Orders image registration against blob garbage collection, so a blob
+    /// is either pinned by a load in flight or referenced when GC looks.
+    gc_lock: Mutex<()>,
+    /// Serialises image mounts so one image is never mounted twice.
+    mount_lock: Mutex<()>,
 }
 
-impl ImageError {
-    /// The status class of this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ImageError::Invalid(_)
-            | ImageError::DigestMismatch { .. }
-            | ImageError::SizeMismatch { .. }
-            | ImageError::Truncated { .. }
-            | ImageError::Unsupported(_) => ErrorKind::InvalidArgument,
-            ImageError::BlobNotFound(_) | ImageError::Io { .. } => ErrorKind::Internal,
-        }
+impl ImageService {
+    /// Opens the content store under `root` and recovers from what an
+    /// interrupted daemon left (see `recover`).
+    pub(crate) fn open(
+        root: &std::path::Path,
+        run: PathBuf,
+        store: Arc<Store>,
+        storage: Arc<dyn StorageDriver>,
+        containers: ContainerCatalog,
+    ) -> EngineResult<Self> {
+        let content = ContentStore::open(root)?;
+        let images = ImageService {
+            store,
+            content,
+            storage,
+            containers,
+            run,
+            claims: Default::default(),
+            gc_lock: Default::default(),
+            mount_lock: Default::default(),
+        };
+        images.recover()?;
+        Ok(images)
     }
 
-    /// An I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ImageError::Io { context: context.into(), source }
+    /// The content store (blobs by digest).
+    pub fn content(&self) -> &ContentStore {
+        &self.content
     }
+}
+
+/// An image with its parsed config, as `image inspect` and `images` need it.
+#[derive(Clone, Debug)]
+pub struct ImageDetails {
+    pub record: ImageRecord,
+    pub config: oci_spec::image::ImageConfiguration,
+    /// Layer diff IDs (the config's `rootfs.diff_ids`), base first.
+    pub diff_ids: Vec<Digest>,
+    /// The image this one was built on, if it is known locally (Docker's `Parent`).
+    pub parent: Option<Digest>,
+    /// Number of containers using this image (Docker's `Containers`).
+    pub containers: u64,
+}
+
+/// One line of `image rm`/`image prune` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageDeleteItem {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+/// Archive formats `save` can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `docker save`'s format: manifest.json + repositories + one dir per layer.
+    DockerArchive,
+    /// An OCI image layout (oci-layout, index.json, blobs/sha256/...).
+    OciLayout,
+}
+
+/// Options of `image import` (`POST /images/create?fromSrc=-`).
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Reference to tag the new image with.
+    pub reference: Option<berth_model::ImageRef>,
+    /// Dockerfile instructions applied to the config (`--change 'CMD ["sh"]'`).
+    pub changes: Vec<String>,
+    /// Commit message recorded in the history (`--message`).
+    pub message: Option<String>,
+    /// `os/arch[/variant]`; the host's when absent.
+    pub platform: Option<String>,
+}
+
+/// Progress of a long operation, for `--progress` output and the API stream.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// `bytes` of the input have been read so far, of `total` if known.
+    Reading { bytes: u64, total: Option<u64> },
+    /// A layer finished unpacking.
+    LayerDone { diff_id: Digest },
+    /// A human line such as `Loaded image: busybox:latest`.
+    Message(String),
+}
+
+/// `system df`'s numbers for images.
+#[derive(Clone, Debug, Default)]
+pub struct ImageDiskUsage {
+    pub images: Vec<(ImageDetails, u64 /* shared size */)>,
+    pub layers_size: u64,
+}
+
+/// One entry of `docker history`.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// Image ID for the top entry, `None` (printed `<missing>`) below it.
+    pub id: Option<Digest>,
+    /// RFC 3339.
+    pub created: Option<String>,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
+    pub tags: Vec<String>,
+    pub empty_layer: bool,
 }

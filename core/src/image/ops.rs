@@ -16,16 +16,14 @@ use std::sync::{Condvar, Mutex};
 use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord};
 use serde_json::Map;
 
-use crate::engine::{
-    ArchiveFormat, Engine, EngineError, EngineResult, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage,
-    ImportOptions, Progress,
-};
+use crate::error::{EngineError, EngineResult};
 use crate::store::{ReadTxn, WriteTxn};
-use super::ImageError;
 use super::archive::{self, ImageSource};
+use super::{ArchiveFormat, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage, ImageService, ImportOptions, Progress};
 use super::compress::{decompressed, detect_compression, Compression};
 use super::config::{apply_changes, import_config};
 use super::content::BlobPin;
+use super::ImageError;
 use super::save::{self, SaveImage};
 use super::unpack::{driver_context, unpack_layer};
 
@@ -154,7 +152,7 @@ enum Matched {
     Id,
 }
 
-impl Engine {
+impl ImageService {
     /// Start-up recovery: drop interrupted writes, layers no image uses,
     /// storage layers the store does not know (a load killed mid-unpack),
     /// and blobs no image needs.
@@ -176,7 +174,7 @@ impl Engine {
             }
         }
         // Containers' writable layers are known too.
-        for c in tx.containers()? {
+        for c in self.containers.all()? {
             known.insert(c.rw_layer.clone());
         }
         tx.commit()?;
@@ -287,19 +285,19 @@ impl Engine {
     /// The containers created from image `id`, with whether each is running.
     fn users_of(&self, id: &Digest) -> EngineResult<Vec<(String, bool)>> {
         Ok(self
-            .store
-            .read()?
-            .containers()?
+            .containers
+            .all()?
             .into_iter()
             .filter(|c| c.image == *id)
             .map(|c| {
-                let running = crate::container::is_running_state(&c.state);
+                let running = c.state.is_active();
                 (c.id.to_string(), running)
             })
             .collect())
     }
 
-    pub(crate) fn find_image_impl(&self, name: &str) -> EngineResult<ImageDetails> {
+    /// Finds an image by reference, full or short ID (`sha256:` optional), or ID prefix.
+    pub fn find(&self, name: &str) -> EngineResult<ImageDetails> {
         let tx = self.store.read()?;
         let (id, _) = self.resolve(&tx, name)?;
         let record = self.record(&tx, &id)?;
@@ -307,7 +305,8 @@ impl Engine {
         self.details(record)
     }
 
-    pub(crate) fn list_images_impl(&self) -> EngineResult<Vec<ImageDetails>> {
+    /// All images, newest first.
+    pub fn list(&self) -> EngineResult<Vec<ImageDetails>> {
         let records = self.store.read()?.images()?;
         // One damaged image must not hide all the others: it is logged and left
         // out (it can still be removed by ID, which needs no config).
@@ -331,8 +330,10 @@ impl Engine {
         Ok(out)
     }
 
-    pub(crate) fn image_history_impl(&self, name: &str) -> EngineResult<Vec<HistoryEntry>> {
-        let details = self.find_image_impl(name)?;
+    /// `docker history`: the config's history, newest first, with layer sizes
+    /// and the image ID on the entry that made the top layer.
+    pub fn history(&self, name: &str) -> EngineResult<Vec<HistoryEntry>> {
+        let details = self.find(name)?;
         let tx = self.store.read()?;
         let sizes: Vec<u64> = details
             .record
@@ -386,7 +387,10 @@ impl Engine {
 
     // ---- load ----
 
-    pub(crate) fn load_images_impl(
+    /// `docker load`: a docker-archive or OCI-layout tar (detected), possibly
+    /// compressed. Returns the messages Docker prints
+    /// (`Loaded image: name:tag` / `Loaded image ID: sha256:...`).
+    pub fn load(
         &self,
         input: &mut dyn Read,
         progress: &mut dyn FnMut(Progress),
@@ -613,7 +617,8 @@ impl Engine {
 
     // ---- import ----
 
-    pub(crate) fn import_image_impl(
+    /// `docker import`: a root filesystem tar (possibly compressed) as a one-layer image.
+    pub fn import(
         &self,
         input: &mut dyn Read,
         options: &ImportOptions,
@@ -876,7 +881,8 @@ impl Engine {
 
     // ---- tag ----
 
-    pub(crate) fn tag_image_impl(&self, source: &str, target: &ImageRef) -> EngineResult<()> {
+    /// `docker tag SOURCE TARGET`.
+    pub fn tag(&self, source: &str, target: &ImageRef) -> EngineResult<()> {
         if target.digest.is_some() {
             return Err(EngineError::InvalidArgument(format!(
                 "refusing to create a tag with a digest reference: {target}"
@@ -894,7 +900,8 @@ impl Engine {
 
     // ---- save ----
 
-    pub(crate) fn save_images_impl(
+    /// `docker save`: the named images (references or IDs) as one archive.
+    pub fn save(
         &self,
         names: &[String],
         format: ArchiveFormat,
@@ -973,7 +980,8 @@ impl Engine {
 
     // ---- remove ----
 
-    pub(crate) fn remove_image_impl(
+    /// `docker rmi`: untag or delete, as Docker decides it (see `ImageDeleteItem`).
+    pub fn remove(
         &self,
         name: &str,
         force: bool,
@@ -1109,7 +1117,9 @@ impl Engine {
         Ok((removed, bytes))
     }
 
-    pub(crate) fn prune_images_impl(&self, all: bool) -> EngineResult<(Vec<ImageDeleteItem>, u64)> {
+    /// `docker image prune`: dangling images, or with `all` every unused one.
+    /// Returns what was deleted and the bytes reclaimed.
+    pub fn prune(&self, all: bool) -> EngineResult<(Vec<ImageDeleteItem>, u64)> {
         let candidates: Vec<ImageRecord> = self
             .store
             .read()?
@@ -1126,7 +1136,7 @@ impl Engine {
         for img in candidates {
             let before: HashMap<Digest, u64> =
                 self.store.read()?.layers()?.into_iter().map(|l| (l.chain_id, l.size)).collect();
-            match self.remove_image_impl(&img.id.to_string(), true, false) {
+            match self.remove(&img.id.to_string(), true, false) {
                 Ok(removed) => {
                     for item in &removed {
                         if let ImageDeleteItem::Deleted(d) = item {
@@ -1143,8 +1153,9 @@ impl Engine {
         Ok((items, reclaimed))
     }
 
-    pub(crate) fn image_disk_usage_impl(&self) -> EngineResult<ImageDiskUsage> {
-        let images = self.list_images_impl()?;
+    /// `docker system df` for images.
+    pub fn disk_usage(&self) -> EngineResult<ImageDiskUsage> {
+        let images = self.list()?;
         let layers: HashMap<Digest, u64> =
             self.store.read()?.layers()?.into_iter().map(|l| (l.chain_id, l.size)).collect();
         let mut users: HashMap<&Digest, usize> = HashMap::new();
@@ -1171,10 +1182,12 @@ impl Engine {
     // ---- image mounts ----
 
     fn image_mount_target(&self, id: &Digest) -> PathBuf {
-        self.config.run.join("image-mounts").join(id.hex())
+        self.run.join("image-mounts").join(id.hex())
     }
 
-    pub(crate) fn mount_image_impl(&self, name: &str) -> EngineResult<PathBuf> {
+    /// `podman image mount`: mounts the image's root filesystem read-only and
+    /// returns where; mounting an already mounted image returns the same path.
+    pub fn mount(&self, name: &str) -> EngineResult<PathBuf> {
         let _m = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         let tx = self.store.read()?;
         let (id, _) = self.resolve(&tx, name)?;
@@ -1199,7 +1212,8 @@ impl Engine {
         Ok(target)
     }
 
-    pub(crate) fn unmount_image_impl(&self, name: &str) -> EngineResult<()> {
+    /// Undoes `mount_image`.
+    pub fn unmount(&self, name: &str) -> EngineResult<()> {
         let _m = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (id, _) = self.resolve(&self.store.read()?, name)?;
         let target = self.image_mount_target(&id);

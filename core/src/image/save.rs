@@ -12,10 +12,10 @@ use std::io::{self, Read, Write};
 use berth_model::{Digest, ImageRef, LayerRecord};
 use serde_json::{json, Value};
 
-use crate::engine::EngineError;
-use super::ImageError;
+use crate::error::EngineError;
 use super::compress::decompressed;
 use super::content::ContentStore;
+use super::ImageError;
 use super::unpack::pipeline;
 
 /// One image to write.

@@ -12,7 +12,10 @@ use berth_model::{Digest, MountPlan, MountSpec};
 use serde_json::json;
 
 use crate::drivers::Drivers;
-use crate::engine::{ArchiveFormat, Engine, EngineConfig, ErrorKind, ImageDeleteItem, ImportOptions};
+use crate::engine::Engine;
+use crate::config::EngineConfig;
+use crate::error::ErrorKind;
+use super::{ArchiveFormat, ImageDeleteItem, ImportOptions};
 
 /// A storage driver for tests: each layer is a directory holding a full
 /// copy of its parent plus its own diff (like vfs), unpacked with the tar crate.
@@ -209,7 +212,7 @@ fn two_layers() -> (Vec<Vec<u8>>, Vec<Digest>) {
     (vec![gzip(&l1), l2], d)
 }
 
-fn noprogress() -> impl FnMut(crate::engine::Progress) {
+fn noprogress() -> impl FnMut(super::Progress) {
     |_| {}
 }
 
@@ -219,9 +222,9 @@ fn load_registers_image_layers_and_tags_and_unpacks_the_files() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, id) = docker_archive(&layers, &diffs, &["test/app:1"], "2024-01-01T00:00:00Z");
-    let lines = engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+    let lines = engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     assert_eq!(lines, vec!["Loaded image: test/app:1".to_string()]);
-    let d = engine.find_image("test/app:1").unwrap();
+    let d = engine.images().find("test/app:1").unwrap();
     assert_eq!(d.record.id, id);
     assert_eq!(d.diff_ids, diffs);
     assert_eq!(d.record.layers.len(), 2);
@@ -230,9 +233,9 @@ fn load_registers_image_layers_and_tags_and_unpacks_the_files() {
     assert!(!top.join("bin/sh").exists(), "whiteout applied");
     assert_eq!(env.ingest(), 0);
     // Loading again is idempotent and reuses the layers.
-    let again = engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+    let again = engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     assert_eq!(again, lines);
-    assert_eq!(engine.list_images().unwrap().len(), 1);
+    assert_eq!(engine.images().list().unwrap().len(), 1);
     assert_eq!(env.storage_layers().len(), 2);
 }
 
@@ -242,7 +245,7 @@ fn lookups_by_reference_id_and_prefix() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, id) = docker_archive(&layers, &diffs, &["busybox:latest"], "2024-01-01T00:00:00Z");
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     for name in [
         "busybox",
         "busybox:latest",
@@ -252,12 +255,12 @@ fn lookups_by_reference_id_and_prefix() {
         &id.hex()[..12],
         &format!("sha256:{}", &id.hex()[..8]),
     ] {
-        assert_eq!(engine.find_image(name).unwrap().record.id, id, "{name}");
+        assert_eq!(engine.images().find(name).unwrap().record.id, id, "{name}");
     }
-    let e = engine.find_image("nothere").unwrap_err();
+    let e = engine.images().find("nothere").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert_eq!(e.to_string(), "No such image: nothere:latest");
-    assert_eq!(engine.find_image("busybox:other").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(engine.images().find("busybox:other").unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -269,11 +272,11 @@ fn an_ambiguous_id_prefix_is_an_error() {
     // 17 distinct images: two must share their first hex digit.
     for i in 0..17 {
         let opts = ImportOptions { changes: vec![format!("ENV N={i}")], ..Default::default() };
-        ids.push(engine.import_image(&mut &layer[..], &opts, &mut noprogress()).unwrap().record.id);
+        ids.push(engine.images().import(&mut &layer[..], &opts, &mut noprogress()).unwrap().record.id);
     }
     let first =
         ids.iter().map(|d| &d.hex()[..1]).find(|p| ids.iter().filter(|d| d.hex().starts_with(*p)).count() > 1).unwrap();
-    let e = engine.find_image(first).unwrap_err();
+    let e = engine.images().find(first).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("ambiguous"), "{e}");
     // All 17 share one layer.
@@ -287,10 +290,10 @@ fn a_wrong_diff_id_fails_the_load_and_leaves_nothing() {
     let (layers, mut diffs) = two_layers();
     diffs[1] = Digest::of(b"not this");
     let (archive, _) = docker_archive(&layers, &diffs, &["bad:1"], "2024-01-01T00:00:00Z");
-    let e = engine.load_images(&mut &archive[..], &mut noprogress()).unwrap_err();
+    let e = engine.images().load(&mut &archive[..], &mut noprogress()).unwrap_err();
     assert!(e.to_string().contains("diff_id") && e.to_string().contains(&diffs[1].to_string()), "{e}");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-    assert!(engine.list_images().unwrap().is_empty());
+    assert!(engine.images().list().unwrap().is_empty());
     assert!(env.storage_layers().is_empty(), "no orphan layers: {:?}", env.storage_layers());
     assert_eq!(env.blobs(), 0);
     assert_eq!(env.ingest(), 0);
@@ -304,14 +307,14 @@ fn a_truncated_archive_fails_clearly_and_leaves_nothing() {
     let d = Digest::of(&big);
     let (archive, _) = docker_archive(&[big], &[d], &["trunc:1"], "2024-01-01T00:00:00Z");
     for cut in [archive.len() / 2, 700, archive.len() - 2048] {
-        let e = engine.load_images(&mut &archive[..cut], &mut noprogress()).unwrap_err();
+        let e = engine.images().load(&mut &archive[..cut], &mut noprogress()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "cut at {cut}: {e}");
-        assert!(engine.list_images().unwrap().is_empty());
+        assert!(engine.images().list().unwrap().is_empty());
         assert!(env.storage_layers().is_empty());
         assert_eq!(env.blobs(), 0, "cut at {cut}");
         assert_eq!(env.ingest(), 0);
     }
-    let e = engine.load_images(&mut &archive[..archive.len() / 2], &mut noprogress()).unwrap_err();
+    let e = engine.images().load(&mut &archive[..archive.len() / 2], &mut noprogress()).unwrap_err();
     assert!(e.to_string().contains("truncated"), "{e}");
 }
 
@@ -321,28 +324,28 @@ fn docker_archive_and_oci_round_trips_keep_ids_and_diff_ids() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, id) = docker_archive(&layers, &diffs, &["round:trip"], "2024-01-01T00:00:00Z");
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     for format in [ArchiveFormat::DockerArchive, ArchiveFormat::OciLayout] {
         let mut out = Vec::new();
-        engine.save_images(&["round:trip".to_string()], format, &mut out).unwrap();
+        engine.images().save(&["round:trip".to_string()], format, &mut out).unwrap();
         let env2 = Env::new();
         let fresh = env2.open();
-        let lines = fresh.load_images(&mut &out[..], &mut noprogress()).unwrap();
+        let lines = fresh.images().load(&mut &out[..], &mut noprogress()).unwrap();
         assert_eq!(lines, vec!["Loaded image: round:trip".to_string()], "{format:?}");
-        let d = fresh.find_image("round:trip").unwrap();
+        let d = fresh.images().find("round:trip").unwrap();
         assert_eq!(d.record.id, id, "{format:?}");
         assert_eq!(d.diff_ids, diffs, "{format:?}");
         // And again from the second engine, gzip-compressed as a whole.
         let mut again = Vec::new();
-        fresh.save_images(&[id.to_string()], format, &mut again).unwrap();
+        fresh.images().save(&[id.to_string()], format, &mut again).unwrap();
         let env3 = Env::new();
         let third = env3.open();
-        let lines = third.load_images(&mut &gzip(&again)[..], &mut noprogress()).unwrap();
+        let lines = third.images().load(&mut &gzip(&again)[..], &mut noprogress()).unwrap();
         assert_eq!(lines, vec![format!("Loaded image ID: {id}")], "saved by ID: untagged");
     }
     // The docker archive has Docker's files.
     let mut out = Vec::new();
-    engine.save_images(&["round".to_string()], ArchiveFormat::DockerArchive, &mut out).unwrap();
+    engine.images().save(&["round".to_string()], ArchiveFormat::DockerArchive, &mut out).unwrap();
     let mut names: Vec<String> = tar::Archive::new(&out[..])
         .entries()
         .unwrap()
@@ -394,19 +397,19 @@ fn oci_layout_loads_with_its_name_and_rejects_a_blob_with_the_wrong_digest() {
     let engine = env.open();
     let (good, id) = oci_layout(false);
     assert_eq!(
-        engine.load_images(&mut &good[..], &mut noprogress()).unwrap(),
+        engine.images().load(&mut &good[..], &mut noprogress()).unwrap(),
         vec!["Loaded image: ocitest:v1".to_string()]
     );
-    let d = engine.find_image("ocitest:v1").unwrap();
+    let d = engine.images().find("ocitest:v1").unwrap();
     assert_eq!(d.record.id, id);
     assert!(d.record.manifest.is_some());
 
     let env2 = Env::new();
     let engine2 = env2.open();
     let (bad, _) = oci_layout(true);
-    let e = engine2.load_images(&mut &bad[..], &mut noprogress()).unwrap_err();
+    let e = engine2.images().load(&mut &bad[..], &mut noprogress()).unwrap_err();
     assert!(e.to_string().contains("digest mismatch") && e.to_string().contains("blobs/sha256/"), "{e}");
-    assert!(engine2.list_images().unwrap().is_empty());
+    assert!(engine2.images().list().unwrap().is_empty());
     assert_eq!(env2.blobs(), 0);
     assert_eq!(env2.ingest(), 0);
 }
@@ -417,11 +420,11 @@ fn rmi_follows_dockers_rules() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, id) = docker_archive(&layers, &diffs, &["one:latest"], "2024-01-01T00:00:00Z");
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
-    engine.tag_image("one", &"two:x".parse().unwrap()).unwrap();
-    assert_eq!(engine.find_image(id.hex()).unwrap().record.repo_tags, vec!["one:latest", "two:x"]);
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
+    engine.images().tag("one", &"two:x".parse().unwrap()).unwrap();
+    assert_eq!(engine.images().find(id.hex()).unwrap().record.repo_tags, vec!["one:latest", "two:x"]);
     // By ID with tags in two repositories: refused without force.
-    let e = engine.remove_image(&id.hex()[..12], false, false).unwrap_err();
+    let e = engine.images().remove(&id.hex()[..12], false, false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert_eq!(
         e.to_string(),
@@ -431,16 +434,16 @@ fn rmi_follows_dockers_rules() {
         )
     );
     // By a reference while another remains: untag only.
-    assert_eq!(engine.remove_image("two:x", false, false).unwrap(), vec![ImageDeleteItem::Untagged("two:x".into())]);
+    assert_eq!(engine.images().remove("two:x", false, false).unwrap(), vec![ImageDeleteItem::Untagged("two:x".into())]);
     assert_eq!(env.storage_layers().len(), 2);
     // The last reference: untag and delete, layers and blobs too.
-    let items = engine.remove_image("one", false, false).unwrap();
+    let items = engine.images().remove("one", false, false).unwrap();
     assert_eq!(items[0], ImageDeleteItem::Untagged("one:latest".into()));
     assert_eq!(items[1], ImageDeleteItem::Deleted(id.clone()));
     assert_eq!(items.len(), 4, "{items:?}");
     assert!(env.storage_layers().is_empty());
     assert_eq!(env.blobs(), 0);
-    assert_eq!(engine.find_image(id.hex()).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(engine.images().find(id.hex()).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -450,28 +453,28 @@ fn a_moved_tag_leaves_a_dangling_image_that_prune_removes() {
     let (layers, diffs) = two_layers();
     let (a, id_a) = docker_archive(&layers, &diffs, &["app:latest"], "2024-01-01T00:00:00Z");
     let (b, id_b) = docker_archive(&layers[..1], &diffs[..1], &["app:latest"], "2024-03-01T00:00:00Z");
-    engine.load_images(&mut &a[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &a[..], &mut noprogress()).unwrap();
     assert_eq!(
-        engine.load_images(&mut &b[..], &mut noprogress()).unwrap(),
+        engine.images().load(&mut &b[..], &mut noprogress()).unwrap(),
         vec![
             format!("The image app:latest already exists, renaming the old one with ID {id_a} to empty string"),
             "Loaded image: app:latest".to_string()
         ]
     );
-    let list = engine.list_images().unwrap();
+    let list = engine.images().list().unwrap();
     assert_eq!(
         list.iter().map(|d| d.record.id.clone()).collect::<Vec<_>>(),
         vec![id_b.clone(), id_a.clone()],
         "newest first"
     );
     assert!(list[1].record.repo_tags.is_empty(), "the old image is dangling");
-    let usage = engine.image_disk_usage().unwrap();
+    let usage = engine.images().disk_usage().unwrap();
     assert!(usage.images.iter().all(|(_, shared)| *shared > 0), "the base layer is shared");
-    let (items, reclaimed) = engine.prune_images(false).unwrap();
+    let (items, reclaimed) = engine.images().prune(false).unwrap();
     assert!(items.contains(&ImageDeleteItem::Deleted(id_a)));
     assert!(reclaimed > 0);
     assert_eq!(env.storage_layers().len(), 1, "the shared base layer stays");
-    assert_eq!(engine.find_image("app").unwrap().record.id, id_b);
+    assert_eq!(engine.images().find("app").unwrap().record.id, id_b);
 }
 
 #[test]
@@ -484,18 +487,18 @@ fn import_applies_changes_and_records_history() {
         changes: vec![r#"CMD ["/bin/sh"]"#.into(), "ENV PATH=/bin".into(), "WORKDIR /root".into()],
         ..Default::default()
     };
-    let d = engine.import_image(&mut &rootfs[..], &opts, &mut noprogress()).unwrap();
+    let d = engine.images().import(&mut &rootfs[..], &opts, &mut noprogress()).unwrap();
     assert_eq!(d.record.repo_tags, vec!["imported:v1"]);
     let c = d.config.config().clone().unwrap();
     assert_eq!(c.cmd().clone().unwrap(), vec!["/bin/sh"]);
     assert_eq!(c.working_dir().clone().unwrap(), "/root");
-    let h = engine.image_history("imported:v1").unwrap();
+    let h = engine.images().history("imported:v1").unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].comment, "Imported from -");
     assert_eq!(h[0].id.as_ref(), Some(&d.record.id));
     assert_eq!(h[0].size, 7);
     let e = engine
-        .import_image(
+        .images().import(
             &mut &rootfs[..],
             &ImportOptions { changes: vec!["BOGUS x".into()], ..Default::default() },
             &mut noprogress(),
@@ -504,11 +507,11 @@ fn import_applies_changes_and_records_history() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     // The imported image saves and loads with the same ID.
     let mut out = Vec::new();
-    engine.save_images(&["imported:v1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
+    engine.images().save(&["imported:v1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
     let env2 = Env::new();
     let fresh = env2.open();
-    fresh.load_images(&mut &out[..], &mut noprogress()).unwrap();
-    assert_eq!(fresh.find_image("imported:v1").unwrap().record.id, d.record.id);
+    fresh.images().load(&mut &out[..], &mut noprogress()).unwrap();
+    assert_eq!(fresh.images().find("imported:v1").unwrap().record.id, d.record.id);
 }
 
 #[test]
@@ -517,8 +520,8 @@ fn history_is_newest_first_with_missing_ids_below_the_top() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, id) = docker_archive(&layers, &diffs, &["hist:1"], "2024-01-01T00:00:00Z");
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
-    let h = engine.image_history("hist:1").unwrap();
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
+    let h = engine.images().history("hist:1").unwrap();
     assert_eq!(h.len(), 2);
     assert_eq!(h[0].id.as_ref(), Some(&id));
     assert_eq!(h[0].created_by, "step 1");
@@ -535,7 +538,7 @@ fn open_recovers_from_an_interrupted_load() {
     let (archive, id) = docker_archive(&layers, &diffs, &["keep:1"], "2024-01-01T00:00:00Z");
     {
         let engine = env.open();
-        engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+        engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     }
     // What a SIGKILL mid-load leaves: a half-written blob and a layer with no record.
     fs::write(env.dir.path().join("root/blobs/ingest/ingest-x"), b"partial").unwrap();
@@ -546,10 +549,10 @@ fn open_recovers_from_an_interrupted_load() {
     assert_eq!(env.storage_layers().len(), 2, "{:?}", env.storage_layers());
     assert!(!env.layers_dir().join("deadbeef").exists());
     assert!(!env.dir.path().join("root/blobs/sha256").join(Digest::of(b"orphan").hex()).exists());
-    assert_eq!(engine.find_image("keep:1").unwrap().record.id, id);
+    assert_eq!(engine.images().find("keep:1").unwrap().record.id, id);
     // And it still saves (the blobs it needs survived the collection).
     let mut out = Vec::new();
-    engine.save_images(&["keep:1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
+    engine.images().save(&["keep:1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
 }
 
 #[test]
@@ -562,9 +565,9 @@ fn concurrent_loads_and_removals_keep_the_store_consistent() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..5 {
-                    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+                    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
                     // Removal may find it gone already, removed by another thread.
-                    match engine.remove_image("race:1", false, false) {
+                    match engine.images().remove("race:1", false, false) {
                         Ok(_) => {}
                         Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),
                     }
@@ -573,15 +576,15 @@ fn concurrent_loads_and_removals_keep_the_store_consistent() {
         }
     });
     // Whatever interleaving happened, a final load gives a whole image.
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
-    let d = engine.find_image("race:1").unwrap();
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
+    let d = engine.images().find("race:1").unwrap();
     assert_eq!(d.record.id, id);
     assert_eq!(env.storage_layers().len(), 2, "{:?}", env.storage_layers());
     for c in &d.record.layers {
         assert!(env.layers_dir().join(c.hex()).is_dir());
     }
     let mut out = Vec::new();
-    engine.save_images(&["race:1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
+    engine.images().save(&["race:1".into()], ArchiveFormat::DockerArchive, &mut out).unwrap();
     assert_eq!(env.ingest(), 0);
 }
 
@@ -592,12 +595,12 @@ fn saving_two_images_that_share_a_layer_writes_it_once_and_loads_both() {
     let (layers, diffs) = two_layers();
     let (a, id_a) = docker_archive(&layers, &diffs, &["pair:a"], "2024-01-01T00:00:00Z");
     let (b, id_b) = docker_archive(&layers[..1], &diffs[..1], &["pair:b"], "2024-02-01T00:00:00Z");
-    engine.load_images(&mut &a[..], &mut noprogress()).unwrap();
-    engine.load_images(&mut &b[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &a[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &b[..], &mut noprogress()).unwrap();
     for format in [ArchiveFormat::DockerArchive, ArchiveFormat::OciLayout] {
         let mut out = Vec::new();
         // A repository name alone saves all its tags.
-        engine.save_images(&["pair".into()], format, &mut out).unwrap();
+        engine.images().save(&["pair".into()], format, &mut out).unwrap();
         let files: Vec<String> = tar::Archive::new(&out[..])
             .entries()
             .unwrap()
@@ -615,11 +618,11 @@ fn saving_two_images_that_share_a_layer_writes_it_once_and_loads_both() {
         assert_eq!(layer_files, expected, "{format:?}: the shared base layer is written once: {files:?}");
         let env2 = Env::new();
         let fresh = env2.open();
-        let mut lines = fresh.load_images(&mut &out[..], &mut noprogress()).unwrap();
+        let mut lines = fresh.images().load(&mut &out[..], &mut noprogress()).unwrap();
         lines.sort();
         assert_eq!(lines, vec!["Loaded image: pair:a", "Loaded image: pair:b"], "{format:?}");
-        assert_eq!(fresh.find_image("pair:a").unwrap().record.id, id_a);
-        assert_eq!(fresh.find_image("pair:b").unwrap().record.id, id_b);
+        assert_eq!(fresh.images().find("pair:a").unwrap().record.id, id_a);
+        assert_eq!(fresh.images().find("pair:b").unwrap().record.id, id_b);
         assert_eq!(env2.storage_layers().len(), 2, "{format:?}");
     }
 }
@@ -630,13 +633,13 @@ fn save_fails_when_a_stored_layer_blob_was_damaged() {
     let engine = env.open();
     let (layers, diffs) = two_layers();
     let (archive, _) = docker_archive(&layers, &diffs, &["damaged:1"], "2024-01-01T00:00:00Z");
-    engine.load_images(&mut &archive[..], &mut noprogress()).unwrap();
+    engine.images().load(&mut &archive[..], &mut noprogress()).unwrap();
     // The base layer's blob is the gzip one: replace its bytes behind the store's back.
     let blob = Digest::of(&layers[0]);
     let path = env.dir.path().join("root/blobs/sha256").join(blob.hex());
     fs::write(&path, gzip(&tar_of(&[("bin/sh", b"tampered")]))).unwrap();
     for format in [ArchiveFormat::DockerArchive, ArchiveFormat::OciLayout] {
-        let e = engine.save_images(&["damaged:1".into()], format, &mut Vec::new()).unwrap_err();
+        let e = engine.images().save(&["damaged:1".into()], format, &mut Vec::new()).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("mismatch") || msg.contains("expected"), "{format:?}: {msg}");
     }

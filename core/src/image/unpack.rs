@@ -14,10 +14,10 @@ use berth_model::Digest;
 use berth_model::drivers::{DriverError, StorageDriver};
 use sha2::{Digest as _, Sha256};
 
-use crate::engine::EngineError;
-use super::ImageError;
+use crate::error::EngineError;
 use super::compress::{decompressed, Compression};
 use super::content::ContentStore;
+use super::ImageError;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 8;
@@ -254,12 +254,12 @@ mod tests {
         let pin = content.put("test layer", &tar, None).unwrap();
         let what = "layer blobs/sha256/abc (sha256:def)";
         let err = unpack_layer(&content, &driver, pin.digest(), what, "l1", None, None).unwrap_err();
-        assert_eq!(err.kind(), crate::engine::ErrorKind::InvalidArgument, "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument, "{err}");
         assert!(err.to_string().contains(what), "{err}");
         assert!(!driver.exists("l1"), "the failed layer is removed");
         // A kernel error (a full disk) stays a host fault.
         let io = apply_error(what, DriverError::io("writing", io::Error::from_raw_os_error(libc::ENOSPC)));
-        assert_eq!(io.kind(), crate::engine::ErrorKind::Internal);
+        assert_eq!(io.kind(), crate::error::ErrorKind::Internal);
     }
 
     #[test]

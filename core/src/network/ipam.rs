@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use berth_model::network::{IpamConfigEntry, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use crate::store::{DefinitionTable, Store};
 use super::NetError;
 
 pub use berth_model::Subnet;
-use crate::store::{DefinitionTable, Store};
 
 /// A network's checked IPv4 pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! Networks: IPAM, network namespaces, the plan executor, the embedded DNS,
-//! published ports, and the engine's network operations (ARCHITECTURE §4).
+//! Networks: the networks service (create, inspect, list, remove, prune,
+//! connect), IPAM, network namespaces, the plan executor, the embedded DNS,
+//! published ports and each container's sandbox (ARCHITECTURE §5).
 //!
 //! Drivers decide, the host executes: a `NetworkDriver` returns a
 //! `NetworkPlan`, `executor` applies it with netlink and nftables. In-tree
@@ -9,18 +10,24 @@ pub mod dns;
 pub mod executor;
 pub mod firewall;
 pub mod ipam;
+mod mode;
 pub mod netns;
 pub mod ports;
 mod ops;
 mod sandbox;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 
-use crate::container::Filters;
-use crate::engine::{Engine, EngineResult};
-use berth_model::network::{EndpointSettings, Ipam, NetworkRecord};
+use berth_model::network::{Ipam, NetworkRecord};
 
-pub use ops::NetworkState;
+use crate::catalog::ContainerCatalog;
+use crate::drivers::Drivers;
+use crate::store::Store;
+use ops::NetworkState;
+
+pub use mode::{parse_network_mode, NetnsMode, NetworkMode};
 
 /// Errors of the network machinery below the engine (netlink, nftables,
 /// namespaces, sockets). The engine wraps them with what it was doing.
@@ -88,46 +95,25 @@ pub struct NetworkDetails {
     pub containers: BTreeMap<String, NetworkContainer>,
 }
 
-impl Engine {
-    /// `docker network create`: validates the name, driver, options and IPAM
-    /// data (ip-range and gateway inside the subnet, no overlap with another
-    /// network or a host route), picks a subnet from the pool when none is
-    /// given, has the driver set it up. Returns the new network's ID.
-    pub fn create_network(&self, request: NetworkCreate) -> EngineResult<String> {
-        self.create_network_impl(request)
-    }
+/// The networks service: network records and IPAM (the store's
+/// `networks` table, which only it writes), the drivers' plans and their
+/// executor, published ports, the embedded DNS, and each container's
+/// sandbox (`sandbox.rs`). The containers service calls it at create,
+/// start, exit, removal and for `network connect`/`disconnect`.
+pub struct NetworkService {
+    store: Arc<Store>,
+    /// Links, `container:` modes, who is attached; each container's directory.
+    containers: ContainerCatalog,
+    drivers: Arc<Drivers>,
+    /// `--run`: network namespaces live in `<run>/netns`.
+    run: PathBuf,
+    state: NetworkState,
+    /// The `Arc` this service lives in, for the embedded DNS's lookups.
+    me: Weak<NetworkService>,
+}
 
-    /// Finds a network by full ID, unique ID prefix or name.
-    pub fn find_network(&self, id_or_name: &str) -> EngineResult<NetworkDetails> {
-        self.find_network_impl(id_or_name)
-    }
-
-    /// `docker network ls` with Docker's filters (`driver`, `id`, `label`,
-    /// `name`, `scope`, `type`, `dangling`).
-    pub fn list_networks(&self, filters: &Filters) -> EngineResult<Vec<NetworkDetails>> {
-        self.list_networks_impl(filters)
-    }
-
-    /// `docker network rm`: refuses predefined networks and networks with
-    /// containers attached (Docker's messages).
-    pub fn remove_network(&self, id_or_name: &str) -> EngineResult<()> {
-        self.remove_network_impl(id_or_name)
-    }
-
-    /// `docker network prune`: removes unused user-defined networks; returns their names.
-    pub fn prune_networks(&self, filters: &Filters) -> EngineResult<Vec<String>> {
-        self.prune_networks_impl(filters)
-    }
-
-    /// `docker network connect`: attaches a container (running or not); a
-    /// running one gets the interface at once. Refused for `host`, `none`
-    /// and `container:` modes with Docker's message.
-    pub fn connect_network(&self, network: &str, container: &str, settings: EndpointSettings) -> EngineResult<()> {
-        self.connect_network_impl(network, container, settings)
-    }
-
-    /// `docker network disconnect [-f]`.
-    pub fn disconnect_network(&self, network: &str, container: &str, force: bool) -> EngineResult<()> {
-        self.disconnect_network_impl(network, container, force)
+impl NetworkService {
+    pub(crate) fn new(store: Arc<Store>, containers: ContainerCatalog, drivers: Arc<Drivers>, run: PathBuf) -> Arc<Self> {
+        Arc::new_cyclic(|me| NetworkService { store, containers, drivers, run, state: Default::default(), me: me.clone() })
     }
 }

@@ -20,15 +20,16 @@ use berth_model::container::{ContainerRecord, Status};
 use berth_model::drivers::NetworkDriver;
 use berth_model::network::{EndpointSettings, IpamConfigEntry, IpamPool, NetworkCreateRequest, NetworkPlan, NetworkRecord};
 
-use crate::container::{driver_error, Filters, NetworkMode};
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{driver_error, EngineError, EngineResult};
+use crate::filters::Filters;
 use crate::store::DefinitionTable;
 use super::dns::{DnsServer, NameLookup};
 use super::executor::{self, Authority};
 use super::ipam::{self, Ipam, Pool, Subnet};
+use super::{NetError, NetworkContainer, NetworkCreate, NetworkDetails, NetworkService};
 use super::netns;
+use super::NetworkMode;
 use super::ports::PortPublisher;
-use super::{NetError, NetworkContainer, NetworkCreate, NetworkDetails};
 
 /// The predefined networks, as Docker names them.
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -92,7 +93,7 @@ impl Drop for EndpointInFlight<'_> {
     }
 }
 
-/// See `Engine::hold_for_driver`; held for its `Drop`.
+/// See `NetworkService::hold_for_driver`; held for its `Drop`.
 enum DriverHold<'a> {
     Locked(#[allow(dead_code)] MutexGuard<'a, ()>),
     InFlight(#[allow(dead_code)] EndpointInFlight<'a>),
@@ -108,22 +109,22 @@ pub(super) struct LiveEndpoint {
     pub(super) names: Vec<String>,
 }
 
-/// The embedded DNS's view of the engine.
+/// The embedded DNS's view of the networks service.
 struct Lookup {
-    engine: Weak<Engine>,
+    networks: Weak<NetworkService>,
 }
 
 impl NameLookup for Lookup {
     fn lookup(&self, asking_container: &str, name: &str) -> Vec<Ipv4Addr> {
-        match self.engine.upgrade() {
-            Some(e) => e.dns_lookup(asking_container, name),
+        match self.networks.upgrade() {
+            Some(n) => n.dns_lookup(asking_container, name),
             None => Vec::new(),
         }
     }
 }
 
 pub(super) fn random_id() -> EngineResult<String> {
-    Ok(hex::encode(crate::container::random_bytes(32)?))
+    Ok(hex::encode(crate::ids::random_bytes(32)?))
 }
 
 pub(super) fn net_err(what: &str) -> impl FnOnce(NetError) -> EngineError + '_ {
@@ -150,7 +151,7 @@ pub(super) fn active_on(records: &[ContainerRecord], network_id: &str) -> Vec<Co
         .collect()
 }
 
-impl Engine {
+impl NetworkService {
     // ---- the store ----
 
     /// Every network record (allocation entries skipped).
@@ -232,17 +233,20 @@ impl Engine {
     }
 
     pub(super) fn dns(&self) -> Option<&DnsServer> {
-        if let Some(d) = self.networks.dns.get() {
+        if let Some(d) = self.state.dns.get() {
             return Some(d);
         }
-        let me = self.arc()?;
-        let lookup: Arc<dyn NameLookup> = Arc::new(Lookup { engine: Arc::downgrade(&me) });
-        Some(self.networks.dns.get_or_init(|| DnsServer::new(lookup, host_resolvers())))
+        let lookup: Arc<dyn NameLookup> = Arc::new(Lookup { networks: self.me.clone() });
+        Some(self.state.dns.get_or_init(|| DnsServer::new(lookup, host_resolvers())))
     }
 
     // ---- network commands ----
 
-    pub(crate) fn create_network_impl(&self, request: NetworkCreate) -> EngineResult<String> {
+    /// `docker network create`: validates the name, driver, options and IPAM
+    /// data (ip-range and gateway inside the subnet, no overlap with another
+    /// network or a host route), picks a subnet from the pool when none is
+    /// given, has the driver set it up. Returns the new network's ID.
+    pub fn create(&self, request: NetworkCreate) -> EngineResult<String> {
         let name = request.name.trim().to_string();
         if name.is_empty() {
             return Err(EngineError::InvalidArgument("network name must not be empty".into()));
@@ -272,9 +276,9 @@ impl Engine {
         if request.enable_ipv6 || request.ipam.config.iter().any(|c| c.subnet.contains(':')) {
             return Err(EngineError::InvalidArgument("IPv6 networks are not supported by berth yet".into()));
         }
-        let mut admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut admin = self.state.admin.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.network_records()?;
-        let creating = self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let creating = self.state.creating.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if existing.iter().any(|n| n.name == name) || creating.iter().any(|(n, _)| *n == name) {
             return Err(EngineError::Conflict(format!("network with name {name} already exists")));
         }
@@ -325,11 +329,11 @@ impl Engine {
             // A plugin answers without the admin lock held; the name and
             // subnets stay taken until this create is done either way.
             let subnets: Vec<Subnet> = record.ipam.config.iter().filter_map(|c| Subnet::parse(&c.subnet)).collect();
-            self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).push((name.clone(), subnets));
+            self.state.creating.lock().unwrap_or_else(|e| e.into_inner()).push((name.clone(), subnets));
             drop(admin);
             let asked = driver.create_network(&Self::create_request(&record));
-            admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
-            self.networks.creating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _)| *n != name);
+            admin = self.state.admin.lock().unwrap_or_else(|e| e.into_inner());
+            self.state.creating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _)| *n != name);
             asked
         } else {
             driver.create_network(&Self::create_request(&record))
@@ -400,13 +404,16 @@ impl Engine {
         NetworkDetails { record, containers: map }
     }
 
-    pub(crate) fn find_network_impl(&self, id_or_name: &str) -> EngineResult<NetworkDetails> {
+    /// Finds a network by full ID, unique ID prefix or name.
+    pub fn find(&self, id_or_name: &str) -> EngineResult<NetworkDetails> {
         let record = self.network_record(id_or_name)?;
-        let containers = self.store.read()?.containers()?;
+        let containers = self.containers.all()?;
         Ok(self.network_details(record, &containers))
     }
 
-    pub(crate) fn list_networks_impl(&self, filters: &Filters) -> EngineResult<Vec<NetworkDetails>> {
+    /// `docker network ls` with Docker's filters (`driver`, `id`, `label`,
+    /// `name`, `scope`, `type`, `dangling`).
+    pub fn list(&self, filters: &Filters) -> EngineResult<Vec<NetworkDetails>> {
         for (k, values) in filters {
             match k.as_str() {
                 "driver" | "id" | "label" | "name" | "scope" => {}
@@ -425,7 +432,7 @@ impl Engine {
                 other => return Err(EngineError::InvalidArgument(format!("invalid filter '{other}'"))),
             }
         }
-        let containers = self.store.read()?.containers()?;
+        let containers = self.containers.all()?;
         let mut out: Vec<NetworkDetails> = self
             .network_records()?
             .into_iter()
@@ -450,8 +457,10 @@ impl Engine {
         Ok(out)
     }
 
-    pub(crate) fn remove_network_impl(&self, id_or_name: &str) -> EngineResult<()> {
-        let mut admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
+    /// `docker network rm`: refuses predefined networks and networks with
+    /// containers attached (Docker's messages).
+    pub fn remove(&self, id_or_name: &str) -> EngineResult<()> {
+        let mut admin = Some(self.state.admin.lock().unwrap_or_else(|e| e.into_inner()));
         let net = self.network_record(id_or_name)?;
         self.remove_network_locked(&net, &mut admin)
     }
@@ -465,9 +474,9 @@ impl Engine {
                 net.name
             )));
         }
-        let containers = self.store.read()?.containers()?;
+        let containers = self.containers.all()?;
         let mut names: Vec<String> = active_on(&containers, &net.id).into_iter().map(|c| c.name).collect();
-        let in_flight = self.networks.endpoints_in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let in_flight = self.state.endpoints_in_flight.lock().unwrap_or_else(|e| e.into_inner());
         names.extend(in_flight.iter().filter(|(n, _)| *n == net.id).map(|(_, c)| c.clone()));
         drop(in_flight);
         if !names.is_empty() {
@@ -484,7 +493,7 @@ impl Engine {
                     // A plugin answers without the admin lock held, as in
                     // create; the network is marked meanwhile so that nobody
                     // connects to it or removes it twice.
-                    let mut removing = self.networks.removing.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut removing = self.state.removing.lock().unwrap_or_else(|e| e.into_inner());
                     if removing.contains(&net.id) {
                         return Err(EngineError::Conflict(format!("network {} is being removed by another request", net.name)));
                     }
@@ -492,8 +501,8 @@ impl Engine {
                     drop(removing);
                     admin.take();
                     let asked = driver.delete_network(&net.id);
-                    *admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
-                    self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).retain(|id| *id != net.id);
+                    *admin = Some(self.state.admin.lock().unwrap_or_else(|e| e.into_inner()));
+                    self.state.removing.lock().unwrap_or_else(|e| e.into_inner()).retain(|id| *id != net.id);
                     asked
                 } else {
                     driver.delete_network(&net.id)
@@ -509,11 +518,12 @@ impl Engine {
         tx.delete_definition(DefinitionTable::Networks, &net.id)?;
         tx.delete_definition(DefinitionTable::Networks, &ipam::allocations_key(&net.id))?;
         tx.commit()?;
-        self.networks.ipam.forget(&net.id);
+        self.state.ipam.forget(&net.id);
         Ok(())
     }
 
-    pub(crate) fn prune_networks_impl(&self, filters: &Filters) -> EngineResult<Vec<String>> {
+    /// `docker network prune`: removes unused user-defined networks; returns their names.
+    pub fn prune(&self, filters: &Filters) -> EngineResult<Vec<String>> {
         for k in filters.keys() {
             if !matches!(k.as_str(), "label" | "label!" | "until") {
                 return Err(EngineError::InvalidArgument(format!("invalid filter '{k}'")));
@@ -523,9 +533,9 @@ impl Engine {
             Some(v) => Some(parse_until(v)?),
             None => None,
         };
-        let mut admin = Some(self.networks.admin.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut admin = Some(self.state.admin.lock().unwrap_or_else(|e| e.into_inner()));
         let mut removed = Vec::new();
-        let mut containers = self.store.read()?.containers()?;
+        let mut containers = self.containers.all()?;
         // Set after a removal: the lock may have been let go while a plugin
         // answered, so what was read before may be stale.
         let mut stale = false;
@@ -534,10 +544,10 @@ impl Engine {
                 if self.network_record(&net.id).is_err() {
                     continue;
                 }
-                containers = self.store.read()?.containers()?;
+                containers = self.containers.all()?;
                 stale = false;
             }
-            let being_removed = self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id);
+            let being_removed = self.state.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id);
             if PREDEFINED.contains(&net.name.as_str()) || !active_on(&containers, &net.id).is_empty() || being_removed {
                 continue;
             }
@@ -562,20 +572,20 @@ impl Engine {
         Ok(removed)
     }
 
-    pub(crate) fn connect_network_impl(
+    /// `docker network connect`, for the containers service, which holds
+    /// the container and stores `record` through `save` (called while the
+    /// network still counts the new endpoint as in use).
+    pub(crate) fn connect(
         &self,
         network: &str,
-        container: &str,
+        record: &mut ContainerRecord,
         settings: EndpointSettings,
+        save: &dyn Fn(&ContainerRecord) -> EngineResult<()>,
     ) -> EngineResult<()> {
-        let id = self.lookup_container(container)?.id.to_string();
-        let _g = self.containers.lock(&id);
-        let admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let mut record = self
-            .load_container(&id)?
-            .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+        let id = record.id.to_string();
+        let admin = self.state.admin.lock().unwrap_or_else(|e| e.into_inner());
         let net = self.network_record(network)?;
-        let mode = crate::container::parse_network_mode(&record.host_config.network_mode)?;
+        let mode = super::parse_network_mode(&record.host_config.network_mode)?;
         match mode {
             NetworkMode::Host | NetworkMode::Container(_) if net.name == "host" => {
                 return Err(EngineError::InvalidArgument(
@@ -632,8 +642,8 @@ impl Engine {
                 .map(|i| format!("eth{i}"))
                 .find(|n| !executor::link_exists(n, Some(&path)).unwrap_or(true))
                 .unwrap_or_else(|| "eth9".into());
-            if let Err(e) = self.attach_endpoint(&mut record, &net.name, &path, &ifname, false) {
-                self.detach_endpoint(&mut record, &net.name, Some(&path));
+            if let Err(e) = self.attach_endpoint(record, &net.name, &path, &ifname, false) {
+                self.detach_endpoint(record, &net.name, Some(&path));
                 return Err(e);
             }
             if user_defined(&net.name) {
@@ -643,19 +653,20 @@ impl Engine {
                     }
                 }
             }
-            self.write_network_files(&record)?;
+            self.write_network_files(record)?;
         }
-        self.save_container(&record)?;
-        Ok(())
+        save(record)
     }
 
-    pub(crate) fn disconnect_network_impl(&self, network: &str, container: &str, force: bool) -> EngineResult<()> {
-        let id = self.lookup_container(container)?.id.to_string();
-        let _g = self.containers.lock(&id);
-        let admin = self.networks.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let mut record = self
-            .load_container(&id)?
-            .ok_or_else(|| EngineError::NotFound(format!("No such container: {container}")))?;
+    /// `docker network disconnect [-f]`, for the containers service (as `connect`).
+    pub(crate) fn disconnect(
+        &self,
+        network: &str,
+        record: &mut ContainerRecord,
+        force: bool,
+        save: &dyn Fn(&ContainerRecord) -> EngineResult<()>,
+    ) -> EngineResult<()> {
+        let admin = self.state.admin.lock().unwrap_or_else(|e| e.into_inner());
         let (key, net) = match self.network_record(network) {
             Ok(net) => {
                 if net.name == "host" || record.host_config.network_mode == "host" {
@@ -688,19 +699,18 @@ impl Engine {
             None => DriverHold::Locked(admin),
         };
         let path = (!record.sandbox_key.is_empty()).then(|| PathBuf::from(&record.sandbox_key));
-        self.detach_endpoint(&mut record, &key, path.as_deref());
+        self.detach_endpoint(record, &key, path.as_deref());
         record.networks.remove(&key);
         let running = matches!(record.state.status, Status::Running | Status::Paused);
         if running {
             if !record.networks.keys().any(|n| user_defined(n)) {
-                if let Some(d) = self.networks.dns.get() {
+                if let Some(d) = self.state.dns.get() {
                     d.detach(record.id.as_str());
                 }
             }
-            self.write_network_files(&record)?;
+            self.write_network_files(record)?;
         }
-        self.save_container(&record)?;
-        Ok(())
+        save(record)
     }
 
     /// What a connect or disconnect keeps while it asks `net`'s driver: the
@@ -710,7 +720,7 @@ impl Engine {
     fn hold_for_driver<'a>(&'a self, admin: MutexGuard<'a, ()>, net: &NetworkRecord, container: &str) -> DriverHold<'a> {
         match self.drivers.network.get(&net.driver) {
             Some(driver) if driver.confined() => {
-                let mark = self.networks.endpoint_in_flight(&net.id, container);
+                let mark = self.state.endpoint_in_flight(&net.id, container);
                 drop(admin);
                 DriverHold::InFlight(mark)
             }
@@ -719,7 +729,7 @@ impl Engine {
     }
 
     pub(super) fn not_being_removed(&self, net: &NetworkRecord) -> EngineResult<()> {
-        match self.networks.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id) {
+        match self.state.removing.lock().unwrap_or_else(|e| e.into_inner()).contains(&net.id) {
             true => Err(EngineError::Conflict(format!("network {} is being removed", net.name))),
             false => Ok(()),
         }
@@ -833,16 +843,16 @@ impl Engine {
             }
         }
         // Allocations and namespaces a crash left behind.
-        let containers = self.store.read()?.containers()?;
+        let containers = self.containers.all()?;
         let endpoints: BTreeSet<String> = containers
             .iter()
             .flat_map(|c| c.networks.values().map(|s| s.endpoint_id.clone()))
             .filter(|e| !e.is_empty())
             .collect();
-        self.networks.ipam.retain(&self.store, &|e| endpoints.contains(e))?;
+        self.state.ipam.retain(&self.store, &|e| endpoints.contains(e))?;
         let keys: BTreeSet<String> =
             containers.iter().map(|c| c.sandbox_key.clone()).filter(|k| !k.is_empty()).collect();
-        if let Ok(entries) = fs::read_dir(netns::netns_dir(&self.config.run)) {
+        if let Ok(entries) = fs::read_dir(netns::netns_dir(&self.run)) {
             for e in entries.flatten() {
                 let p = e.path();
                 if !keys.contains(&p.to_string_lossy().into_owned()) {
@@ -916,10 +926,11 @@ mod slow_plugin_tests {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    use super::{Arc, Engine, Mutex, NetworkCreate, NetworkDriver, NetworkPlan};
+    use super::{Arc, Mutex, NetworkCreate, NetworkDriver, NetworkPlan};
+    use crate::engine::Engine;
     use crate::drivers::Drivers;
     use berth_model::drivers::{DriverResult, NetworkCapabilities};
-    use crate::engine::EngineConfig;
+    use crate::config::EngineConfig;
     use crate::image::tests::DirDriver;
     use berth_model::network::{EndpointCreateRequest, EndpointInfo, Ipam, IpamConfigEntry, JoinRequest, NetworkCreateRequest};
 
@@ -1013,51 +1024,51 @@ mod slow_plugin_tests {
 
         let held = {
             let engine = engine.clone();
-            std::thread::spawn(move || engine.create_network(request("held", "slow", "10.60.0.0/24")))
+            std::thread::spawn(move || engine.networks().create(request("held", "slow", "10.60.0.0/24")))
         };
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
         // While the plugin holds its create: other networks are made at once,
         // and the held one's name and subnet are taken.
         let started = Instant::now();
-        engine.create_network(request("other", "fast", "10.61.0.0/24")).unwrap();
+        engine.networks().create(request("other", "fast", "10.61.0.0/24")).unwrap();
         assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
-        let e = engine.create_network(request("held", "fast", "10.62.0.0/24")).unwrap_err().to_string();
+        let e = engine.networks().create(request("held", "fast", "10.62.0.0/24")).unwrap_err().to_string();
         assert!(e.contains("network with name held already exists"), "{e}");
-        let e = engine.create_network(request("overlap", "fast", "10.60.0.0/25")).unwrap_err().to_string();
+        let e = engine.networks().create(request("overlap", "fast", "10.60.0.0/25")).unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");
         release.send(()).unwrap();
         held.join().unwrap().unwrap();
         // Once done, the reservation is gone: its record holds name and subnet.
-        let e = engine.create_network(request("held", "fast", "10.63.0.0/24")).unwrap_err().to_string();
+        let e = engine.networks().create(request("held", "fast", "10.63.0.0/24")).unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
-        engine.remove_network("held").unwrap();
-        engine.create_network(request("again", "fast", "10.60.0.0/24")).unwrap();
+        engine.networks().remove("held").unwrap();
+        engine.networks().create(request("again", "fast", "10.60.0.0/24")).unwrap();
     }
 
     #[test]
     fn a_plugin_slow_to_remove_a_network_holds_up_only_that_network() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, entered, release) = engine_with_slow(dir.path(), "delete_network");
-        engine.create_network(request("held", "slow", "10.70.0.0/24")).unwrap();
-        engine.create_network(request("spare", "fast", "10.71.0.0/24")).unwrap();
+        engine.networks().create(request("held", "slow", "10.70.0.0/24")).unwrap();
+        engine.networks().create(request("spare", "fast", "10.71.0.0/24")).unwrap();
         let held = {
             let engine = engine.clone();
-            std::thread::spawn(move || engine.remove_network("held"))
+            std::thread::spawn(move || engine.networks().remove("held"))
         };
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
         // While the plugin holds its delete: other networks come and go at
         // once; the held one is neither removed twice nor pruned.
         let started = Instant::now();
-        engine.create_network(request("other", "fast", "10.72.0.0/24")).unwrap();
-        engine.remove_network("other").unwrap();
-        let e = engine.remove_network("held").unwrap_err().to_string();
+        engine.networks().create(request("other", "fast", "10.72.0.0/24")).unwrap();
+        engine.networks().remove("other").unwrap();
+        let e = engine.networks().remove("held").unwrap_err().to_string();
         assert!(e.contains("network held is being removed"), "{e}");
-        let pruned = engine.prune_networks(&Default::default()).unwrap();
+        let pruned = engine.networks().prune(&Default::default()).unwrap();
         assert_eq!(pruned, vec!["spare".to_string()]);
         assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
         release.send(()).unwrap();
         held.join().unwrap().unwrap();
-        assert!(engine.find_network("held").is_err(), "removed once the plugin answered");
-        engine.create_network(request("held", "fast", "10.70.0.0/24")).unwrap();
+        assert!(engine.networks().find("held").is_err(), "removed once the plugin answered");
+        engine.networks().create(request("held", "fast", "10.70.0.0/24")).unwrap();
     }
 }

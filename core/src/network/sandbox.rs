@@ -17,13 +17,13 @@ use berth_model::container::{ContainerRecord, Status};
 use berth_model::network::{EndpointCreateRequest, EndpointSettings, JoinRequest, NetAction, NetworkPlan, NetworkRecord, NetworkingConfig};
 use berth_runtime::files::{self, Durability};
 
-use super::ops::{net_err, random_id, user_defined, LiveEndpoint, HOST_PORTS_WARNING};
+use crate::error::{driver_error, EngineError, EngineResult};
+use super::{executor, netns, NetworkService};
 use super::ipam::Pool;
+use super::NetnsMode;
+use super::NetworkMode;
+use super::ops::{net_err, random_id, user_defined, LiveEndpoint, HOST_PORTS_WARNING};
 use super::ports::{self, PublishedPort};
-use super::{executor, netns};
-use crate::container::spec::NetnsMode;
-use crate::container::{driver_error, NetworkMode};
-use crate::engine::{Engine, EngineError, EngineResult};
 
 /// `/etc/hosts` of a container: localhost entries, `--add-host`s, and the
 /// container's own name on its address (when it has one).
@@ -123,19 +123,19 @@ fn split_link(link: &str) -> (String, String) {
     (name, alias)
 }
 
-impl Engine {
+impl NetworkService {
     // ---- container hooks ----
 
     /// At create: `<root>/containers/<id>/` with `hostname`, `hosts` and
     /// `resolv.conf` as the network mode makes them (shared with the
     /// container whose namespace it joins, the host's, or its own).
     pub(crate) fn write_sandbox_files(&self, record: &ContainerRecord, mode: &NetworkMode) -> EngineResult<()> {
-        let dir = self.container_dir(record.id.as_str());
+        let dir = self.containers.dir(record.id.as_str());
         fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
         let hc = &record.host_config;
         let (hosts, resolv) = match mode {
             NetworkMode::Container(other) => {
-                let from = self.container_dir(other);
+                let from = self.containers.dir(other);
                 let read = |name: &str| {
                     fs::read_to_string(from.join(name))
                         .map_err(|e| EngineError::io(format!("reading {name} of container {other}"), e))
@@ -183,7 +183,7 @@ impl Engine {
         }
         let has_ports = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports;
         let has_links = hc.links.as_ref().is_some_and(|l| !l.is_empty());
-        let mode = crate::container::parse_network_mode(&hc.network_mode)?;
+        let mode = super::parse_network_mode(&hc.network_mode)?;
         record.networks.clear();
         let net_name = match mode {
             NetworkMode::Host => {
@@ -246,7 +246,7 @@ impl Engine {
         }
         for link in record.host_config.links.iter().flatten() {
             let (name, _) = split_link(link);
-            if self.lookup_container(&name).is_err() {
+            if self.containers.lookup(&name).is_err() {
                 return Err(EngineError::InvalidArgument(format!("could not get container for {name}")));
             }
         }
@@ -262,12 +262,12 @@ impl Engine {
     /// fields of `record` (networks, ports, sandbox_key). All or nothing: on
     /// error everything it did is undone.
     pub(crate) fn setup_container_network(&self, record: &mut ContainerRecord) -> EngineResult<NetnsMode> {
-        let mode = crate::container::parse_network_mode(&record.host_config.network_mode)?;
+        let mode = super::parse_network_mode(&record.host_config.network_mode)?;
         match mode {
             NetworkMode::None => return Ok(NetnsMode::New),
             NetworkMode::Host => return Ok(NetnsMode::Host),
             NetworkMode::Container(other) => {
-                let o = self.lookup_container(&other)?;
+                let o = self.containers.lookup(&other)?;
                 if !matches!(o.state.status, Status::Running | Status::Paused) || o.state.pid <= 0 {
                     return Err(EngineError::Conflict(format!(
                         "cannot join network namespace of a non running container: {}",
@@ -283,8 +283,7 @@ impl Engine {
         }
         for link in record.host_config.links.iter().flatten() {
             let (name, alias) = split_link(link);
-            let other = self
-                .lookup_container(&name)
+            let other = self.containers.lookup(&name)
                 .map_err(|_| EngineError::InvalidArgument(format!("could not get container for {name}")))?;
             if !matches!(other.state.status, Status::Running | Status::Paused) {
                 return Err(EngineError::Conflict(format!(
@@ -304,16 +303,16 @@ impl Engine {
 
     /// Makes `<run>/netns` a shared mount point, once per engine.
     pub(super) fn prepare_netns_dir(&self) -> EngineResult<()> {
-        if self.networks.netns_ready.get().is_none() {
-            netns::prepare_dir(&self.config.run).map_err(net_err("preparing the network namespace directory"))?;
-            let _ = self.networks.netns_ready.set(());
+        if self.state.netns_ready.get().is_none() {
+            netns::prepare_dir(&self.run).map_err(net_err("preparing the network namespace directory"))?;
+            let _ = self.state.netns_ready.set(());
         }
         Ok(())
     }
 
     fn setup_network_namespace(&self, record: &mut ContainerRecord) -> EngineResult<PathBuf> {
         self.prepare_netns_dir()?;
-        let path = netns::netns_path(&self.config.run, record.id.as_str());
+        let path = netns::netns_path(&self.run, record.id.as_str());
         netns::create(&path).map_err(net_err("creating the container's network namespace"))?;
         record.sandbox_key = path.to_string_lossy().into_owned();
         // The network the mode names first (eth0), then the others by name.
@@ -368,7 +367,7 @@ impl Engine {
             s.endpoint_id = endpoint_id.clone();
             s.network_id = net.id.clone();
         }
-        let ip = self.networks.ipam.allocate(&self.store, &net, &endpoint_id, wanted)?;
+        let ip = self.state.ipam.allocate(&self.store, &net, &endpoint_id, wanted)?;
         let mac = if !settings.mac_address.is_empty() {
             Some(settings.mac_address.clone())
         } else if primary {
@@ -400,8 +399,7 @@ impl Engine {
         if user_defined(&net.name) {
             let mut names = vec![record.name.to_ascii_lowercase(), short.clone()];
             names.extend(settings.aliases.iter().flatten().map(|a| a.to_ascii_lowercase()));
-            self.networks
-                .live
+            self.state.live
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(record.id.to_string())
@@ -436,7 +434,7 @@ impl Engine {
         }
         let id = record.id.to_string();
         {
-            let mut live = self.networks.live.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = self.state.live.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(list) = live.get_mut(&id) {
                 list.retain(|e| e.endpoint_id != s.endpoint_id);
                 if list.is_empty() {
@@ -486,7 +484,7 @@ impl Engine {
                         tracing::warn!(container = %id, network = %net.name, error = %e, "deleting the endpoint");
                     }
                 }
-                if let Err(e) = self.networks.ipam.release(&self.store, &net.id, &s.endpoint_id) {
+                if let Err(e) = self.state.ipam.release(&self.store, &net.id, &s.endpoint_id) {
                     tracing::warn!(container = %id, network = %net.name, error = %e, "releasing the container's address");
                 }
             }
@@ -545,7 +543,7 @@ impl Engine {
         let ip = Self::primary_address(record)
             .ok_or_else(|| EngineError::InvalidArgument("published ports need a network with an address".into()))?;
         let published =
-            self.networks.ports.publish(record.id.as_str(), ip, &requests).map_err(net_err("publishing ports"))?;
+            self.state.ports.publish(record.id.as_str(), ip, &requests).map_err(net_err("publishing ports"))?;
         let mut all_exposed = exposed;
         all_exposed.extend(requests.iter().map(|r| ports::port_key(&r.proto, r.container_port)));
         record.ports = ports::ports_settings(&published, &all_exposed);
@@ -595,7 +593,7 @@ impl Engine {
     /// `write_network_files`, with `fresh` standing in for its stored record
     /// (a linked container whose new address is not stored yet).
     fn write_network_files_with(&self, record: &ContainerRecord, fresh: Option<&ContainerRecord>) -> EngineResult<()> {
-        let dir = self.container_dir(record.id.as_str());
+        let dir = self.containers.dir(record.id.as_str());
         let hc = &record.host_config;
         let mut hosts =
             hosts_file(&record.config.hostname, None, hc.extra_hosts.as_deref().unwrap_or_default())?;
@@ -648,7 +646,7 @@ impl Engine {
         let mut out = Vec::new();
         for link in record.host_config.links.iter().flatten() {
             let (name, alias) = split_link(link);
-            let Ok(mut other) = self.lookup_container(&name) else {
+            let Ok(mut other) = self.containers.lookup(&name) else {
                 continue;
             };
             if let Some(f) = fresh.filter(|f| f.id == other.id) {
@@ -674,7 +672,7 @@ impl Engine {
         let mut env = Vec::new();
         for link in record.host_config.links.iter().flatten() {
             let (name, alias) = split_link(link);
-            let Ok(other) = self.lookup_container(&name) else {
+            let Ok(other) = self.containers.lookup(&name) else {
                 continue;
             };
             let prefix = alias.to_ascii_uppercase().replace('-', "_");
@@ -717,7 +715,7 @@ impl Engine {
     /// Rewrites `/etc/hosts` of every running container linking to `record`
     /// (its address may have changed).
     fn refresh_linking_containers(&self, record: &ContainerRecord) {
-        let Ok(all) = self.store.read().and_then(|t| t.containers()) else {
+        let Ok(all) = self.containers.all() else {
             return;
         };
         for c in all {
@@ -741,7 +739,7 @@ impl Engine {
     /// Idempotent; logs what it cannot undo.
     pub(crate) fn teardown_container_network(&self, record: &mut ContainerRecord) {
         let id = record.id.to_string();
-        if let Some(d) = self.networks.dns.get() {
+        if let Some(d) = self.state.dns.get() {
             if record.networks.keys().any(|n| user_defined(n)) {
                 d.detach(&id);
             }
@@ -759,9 +757,9 @@ impl Engine {
                 Ok(a) => a.keep(),
                 Err(e) => tracing::warn!(container = %id, error = %e, "removing NAT rules"),
             }
-            self.networks.ports.unpublish(&id);
+            self.state.ports.unpublish(&id);
         }
-        let path = netns::netns_path(&self.config.run, &id);
+        let path = netns::netns_path(&self.run, &id);
         let keys: Vec<String> = record.networks.keys().cloned().collect();
         for key in keys {
             self.detach_endpoint(record, &key, Some(&path));
@@ -803,8 +801,7 @@ impl Engine {
             if let (true, Ok(ip)) = (user_defined(&net.name), s.ip_address.parse::<Ipv4Addr>()) {
                 let mut names = vec![record.name.to_ascii_lowercase(), record.id.short().to_string()];
                 names.extend(s.aliases.iter().flatten().map(|a| a.to_ascii_lowercase()));
-                self.networks
-                    .live
+                self.state.live
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(id.clone())
@@ -821,7 +818,7 @@ impl Engine {
         }
         let published = Self::published_ports(record);
         if !published.is_empty() {
-            if let Err(e) = self.networks.ports.readopt(&id, &published) {
+            if let Err(e) = self.state.ports.readopt(&id, &published) {
                 tracing::warn!(container = %id, error = %e, "re-publishing ports");
             }
         }
@@ -831,7 +828,7 @@ impl Engine {
     /// short or full ID, alias) on the user-defined networks `asking` is on.
     pub(crate) fn dns_lookup(&self, asking: &str, name: &str) -> Vec<Ipv4Addr> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let live = self.networks.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.state.live.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mine) = live.get(asking) else {
             return Vec::new();
         };

@@ -1,5 +1,5 @@
-//! Volumes: the engine's volume operations (create, list, inspect, remove,
-//! prune), resolving a container's `-v`/`--mount`/`--tmpfs`/`--volumes-from`
+//! Volumes: the volumes service (create, list, inspect, remove, prune),
+//! resolving a container's `-v`/`--mount`/`--tmpfs`/`--volumes-from`
 //! and image `VOLUME`s into mount points, and mounting them through the
 //! volume drivers' plans (with Docker's copy-up into empty volumes).
 
@@ -10,12 +10,45 @@ pub mod parse;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::container::Filters;
-use crate::engine::{Engine, EngineResult};
+use berth_model::drivers::StorageDriver;
 use berth_model::volume::VolumeRecord;
 
-pub use ops::{validate_name, VolumeState, ANONYMOUS_LABEL, DEFAULT_DRIVER};
+use crate::catalog::ContainerCatalog;
+use crate::drivers::Drivers;
+use crate::store::Store;
+
+pub use ops::{validate_name, ANONYMOUS_LABEL, DEFAULT_DRIVER};
+
+/// The volumes service: volume records (the store's `volumes` table, which
+/// only it writes), the volume drivers' calls, and which containers have
+/// each volume mounted now. The containers service calls it at create,
+/// start, stop and removal.
+pub struct VolumeService {
+    store: Arc<Store>,
+    /// Who uses a volume, and `--volumes-from`.
+    containers: ContainerCatalog,
+    drivers: Arc<Drivers>,
+    /// For Docker's copy-up: the container's files seen through its layers.
+    storage: Arc<dyn StorageDriver>,
+    /// `--run`: where the host mounts the volumes whose plan needs a mount.
+    run: PathBuf,
+    state: ops::VolumeState,
+}
+
+impl VolumeService {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        containers: ContainerCatalog,
+        drivers: Arc<Drivers>,
+        storage: Arc<dyn StorageDriver>,
+        run: PathBuf,
+    ) -> Self {
+        VolumeService { store, containers, drivers, storage, run, state: Default::default() }
+    }
+}
 
 /// `POST /volumes/create`.
 #[derive(Clone, Debug, Default)]
@@ -50,42 +83,3 @@ pub struct VolumeListing {
     pub warnings: Vec<String>,
 }
 
-impl Engine {
-    /// `docker volume create`: validates the name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`)
-    /// and the driver; creating an existing volume with the same driver
-    /// returns it (Docker's behaviour).
-    pub fn create_volume(&self, request: VolumeCreate) -> EngineResult<VolumeDetails> {
-        self.create_volume_impl(request)
-    }
-
-    /// Finds a volume by name.
-    pub fn find_volume(&self, name: &str) -> EngineResult<VolumeDetails> {
-        self.find_volume_impl(name, false)
-    }
-
-    /// `docker volume ls` with Docker's filters (`dangling`, `driver`,
-    /// `label`, `name`); `size` fills `VolumeDetails::size` (`system df -v`).
-    /// Drivers that fail or do not answer in time are left out with a warning.
-    pub fn list_volumes(&self, filters: &Filters, size: bool) -> EngineResult<VolumeListing> {
-        self.list_volumes_impl(filters, size)
-    }
-
-    /// Names of the volumes made with driver `driver` (a plugin that
-    /// `plugin disable` must not pull out from under them).
-    pub fn volumes_of_driver(&self, driver: &str) -> EngineResult<Vec<String>> {
-        self.volumes_of_driver_impl(driver)
-    }
-
-    /// `docker volume rm [-f]`: refuses a volume in use, naming the containers;
-    /// `force` only ignores a missing volume (as Docker's `-f`).
-    pub fn remove_volume(&self, name: &str, force: bool) -> EngineResult<()> {
-        self.remove_volume_impl(name, force)
-    }
-
-    /// `docker volume prune` (Docker 28): unused anonymous volumes, or every
-    /// unused volume with `all` (`-a`; also the filter `all=true`). Returns
-    /// the removed names and the bytes reclaimed.
-    pub fn prune_volumes(&self, filters: &Filters, all: bool) -> EngineResult<(Vec<String>, u64)> {
-        self.prune_volumes_impl(filters, all)
-    }
-}

@@ -13,16 +13,16 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use berth_model::MountSpec;
 use berth_model::container::ContainerRecord;
 use berth_model::drivers::{DriverError, VolumeDriver};
+use berth_model::MountSpec;
 use berth_model::volume::{MountPoint, VolumeCreateRequest, VolumeInfo, VolumeRecord};
 
-use crate::container::Filters;
-use crate::engine::{Engine, EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use crate::filters::Filters;
 use crate::store::DefinitionTable;
+use super::{copyup, VolumeCreate, VolumeDetails, VolumeListing, VolumeService};
 use super::parse::{self, ParsedMount};
-use super::{copyup, VolumeCreate, VolumeDetails, VolumeListing};
 
 /// The driver of volumes that name none.
 pub const DEFAULT_DRIVER: &str = "local";
@@ -211,7 +211,7 @@ fn release_unused_plans(prepared: &mut HashMap<String, PreparedMount>, record: &
     }
 }
 
-impl Engine {
+impl VolumeService {
     fn volume_driver(&self, name: &str) -> EngineResult<Arc<dyn VolumeDriver>> {
         let name = if name.is_empty() {
             DEFAULT_DRIVER
@@ -271,7 +271,7 @@ impl Engine {
     /// container (any state) plus creates in flight. Drops the in-flight
     /// entries whose container is stored now (it is counted as stored).
     fn volume_usage(&self, inner: &mut Inner) -> EngineResult<HashMap<String, BTreeSet<String>>> {
-        let containers = self.store.read()?.containers()?;
+        let containers = self.containers.all()?;
         let mut usage: HashMap<String, BTreeSet<String>> = HashMap::new();
         for c in &containers {
             inner.pending.remove(c.id.as_str());
@@ -547,14 +547,17 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn create_volume_impl(&self, request: VolumeCreate) -> EngineResult<VolumeDetails> {
+    /// `docker volume create`: validates the name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`)
+    /// and the driver; creating an existing volume with the same driver
+    /// returns it (Docker's behaviour).
+    pub fn create(&self, request: VolumeCreate) -> EngineResult<VolumeDetails> {
         let name = if request.name.is_empty() {
-            hex::encode(crate::container::random_bytes(32)?)
+            hex::encode(crate::ids::random_bytes(32)?)
         } else {
             request.name.clone()
         };
         validate_name(&name).map_err(|m| EngineError::InvalidArgument(format!("create {name}: {m}")))?;
-        let inner = self.volumes.lock_settled(&name);
+        let inner = self.state.lock_settled(&name);
         let (mut inner, record) = match self.existing_volume(&name, &request.driver)? {
             Some(existing) => (inner, existing),
             None => {
@@ -563,7 +566,7 @@ impl Engine {
                 let driver_name = if request.driver.is_empty() { DEFAULT_DRIVER } else { request.driver.as_str() };
                 let d = self.volume_driver(driver_name)?;
                 let create = VolumeCreateRequest { name: name.clone(), options: request.driver_opts.clone() };
-                let (inner, made) = self.volumes.unlocked_for(inner, &name, || d.create(&create));
+                let (inner, made) = self.state.unlocked_for(inner, &name, || d.create(&create));
                 let info = made.map_err(|e| op_err("create", &name, e))?;
                 let record = self.record_created(d.as_ref(), &name, driver_name, info, &request.driver_opts, &request.labels, false)?;
                 (inner, record)
@@ -574,14 +577,16 @@ impl Engine {
         Ok(self.volume_details(record, usage.get(&name), false))
     }
 
-    pub(crate) fn find_volume_impl(&self, name: &str, size: bool) -> EngineResult<VolumeDetails> {
-        let mut inner = self.volumes.lock();
+    /// Finds a volume by name (asking the drivers when the store does not
+    /// know it); `size` fills `VolumeDetails::size`.
+    pub fn find(&self, name: &str, size: bool) -> EngineResult<VolumeDetails> {
+        let mut inner = self.state.lock();
         let record = match self.volume_record(name)? {
             Some(r) => r,
             None => {
                 drop(inner);
                 let listing = self.list_driver_volumes();
-                inner = self.volumes.lock();
+                inner = self.state.lock();
                 self.adopt_driver_volumes(&listing)?;
                 self.volume_record(name)?
                     .ok_or_else(|| no_such_volume(name))?
@@ -592,11 +597,14 @@ impl Engine {
         Ok(self.volume_details(record, usage.get(name), size))
     }
 
-    pub(crate) fn list_volumes_impl(&self, filters: &Filters, size: bool) -> EngineResult<VolumeListing> {
+    /// `docker volume ls` with Docker's filters (`dangling`, `driver`,
+    /// `label`, `name`); `size` fills `VolumeDetails::size` (`system df -v`).
+    /// Drivers that fail or do not answer in time are left out with a warning.
+    pub fn list(&self, filters: &Filters, size: bool) -> EngineResult<VolumeListing> {
         check_filter_keys(filters, &["dangling", "driver", "label", "name"])?;
         let dangling = bool_filter(filters, "dangling")?;
         let listing = self.list_driver_volumes();
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         self.adopt_driver_volumes(&listing)?;
         let records = self.volume_records()?;
         let usage = self.volume_usage(&mut inner)?;
@@ -635,17 +643,21 @@ impl Engine {
         Ok(VolumeListing { volumes: out, warnings: listing.warnings })
     }
 
-    pub(crate) fn volumes_of_driver_impl(&self, driver: &str) -> EngineResult<Vec<String>> {
+    /// Names of the volumes made with driver `driver` (a plugin that
+    /// `plugin disable` must not pull out from under them).
+    pub fn using_driver(&self, driver: &str) -> EngineResult<Vec<String>> {
         Ok(self.volume_records()?.into_iter().filter(|r| r.driver == driver).map(|r| r.name).collect())
     }
 
-    pub(crate) fn remove_volume_impl(&self, name: &str, force: bool) -> EngineResult<()> {
+    /// `docker volume rm [-f]`: refuses a volume in use, naming the containers;
+    /// `force` only ignores a missing volume (as Docker's `-f`).
+    pub fn remove(&self, name: &str, force: bool) -> EngineResult<()> {
         if self.volume_record(name)?.is_none() {
             let listing = self.list_driver_volumes();
-            let _inner = self.volumes.lock();
+            let _inner = self.state.lock();
             self.adopt_driver_volumes(&listing)?;
         }
-        let mut inner = self.volumes.lock_settled(name);
+        let mut inner = self.state.lock_settled(name);
         let Some(record) = self.volume_record(name)? else {
             return if force { Ok(()) } else { Err(no_such_volume(name)) };
         };
@@ -659,7 +671,7 @@ impl Engine {
         // The driver's remove runs without the volume lock, as create does;
         // no container can take the volume meanwhile (the name is busy).
         let driver = self.volume_driver(&record.driver)?;
-        let (mut inner, removed) = self.volumes.unlocked_for(inner, name, || driver.remove(name));
+        let (mut inner, removed) = self.state.unlocked_for(inner, name, || driver.remove(name));
         match removed {
             Ok(()) | Err(DriverError::NotFound(_)) => {}
             Err(e) => return Err(op_err("remove", name, e)),
@@ -669,14 +681,17 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn prune_volumes_impl(
+    /// `docker volume prune` (Docker 28): unused anonymous volumes, or every
+    /// unused volume with `all` (`-a`; also the filter `all=true`). Returns
+    /// the removed names and the bytes reclaimed.
+    pub fn prune(
         &self,
         filters: &Filters,
         all: bool,
     ) -> EngineResult<(Vec<String>, u64)> {
         check_filter_keys(filters, &["label", "label!", "all"])?;
         let all = all || bool_filter(filters, "all")?.unwrap_or(false);
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         let usage = self.volume_usage(&mut inner)?;
         let mut removed = Vec::new();
         let mut reclaimed = 0u64;
@@ -729,7 +744,7 @@ impl Engine {
         }
         let anonymous = point.name.is_empty();
         let name = if anonymous {
-            hex::encode(crate::container::random_bytes(32)?)
+            hex::encode(crate::ids::random_bytes(32)?)
         } else {
             point.name.clone()
         };
@@ -769,7 +784,7 @@ impl Engine {
         let mut points: BTreeMap<String, MountPoint> = BTreeMap::new();
         for spec in hc.volumes_from.iter().flatten() {
             let (source, rw) = parse::parse_volumes_from(spec).map_err(invalid)?;
-            let from = self.lookup_container(&source)?;
+            let from = self.containers.lookup(&source)?;
             for m in &from.mounts {
                 if m.kind == "volume" && self.volume_record(&m.name)?.is_none() {
                     return Err(no_such_volume(&m.name));
@@ -836,7 +851,7 @@ impl Engine {
             if points.contains_key(&dest) || tmpfs.contains(&dest) {
                 continue;
             }
-            let name = hex::encode(crate::container::random_bytes(32)?);
+            let name = hex::encode(crate::ids::random_bytes(32)?);
             let (volume, made) = self.ensure_volume(
                 busy,
                 &name,
@@ -878,7 +893,7 @@ impl Engine {
         record: &mut ContainerRecord,
         image_volumes: &[String],
     ) -> EngineResult<()> {
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         let mut created = Vec::new();
         match self.plan_mounts_locked(&inner.busy, record, image_volumes, &mut created) {
             Ok(points) => {
@@ -905,7 +920,7 @@ impl Engine {
     /// A create that failed after `plan_container_mounts`: removes the
     /// volumes it made (unless another container took them meanwhile).
     pub(crate) fn undo_container_mounts(&self, container_id: &str) {
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         if let Some(p) = inner.pending.remove(container_id) {
             for name in p.created.iter().rev() {
                 self.discard_volume(&mut inner, name);
@@ -947,7 +962,7 @@ impl Engine {
             _ => {
                 // A plugin's data dir is the plugin's to change: its mount
                 // goes on a dir of ours, never onto a path of its own.
-                let ours = self.config.run.join("volumes").join(driver.name()).join(name);
+                let ours = self.run.join("volumes").join(driver.name()).join(name);
                 let point_dir = match own {
                     Some(own) if !confined => own,
                     _ => ours,
@@ -1047,9 +1062,7 @@ impl Engine {
                 mounted: false,
             });
         }
-        let dir = self
-            .config
-            .run
+        let dir = self.run
             .join("volumes")
             .join(format!(".copyup-{}", record.id));
         if berth_runtime::mount::is_mount_point(&dir) {
@@ -1234,7 +1247,7 @@ impl Engine {
                 }
             }
         }
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         let mut done = Vec::new();
         let result = self.mount_all_locked(&mut inner, record, &mut done, &mut prepared);
         if result.is_err() {
@@ -1251,7 +1264,7 @@ impl Engine {
     /// container no longer uses its volume; the host unmounts what the last
     /// user released. Idempotent.
     pub(crate) fn unmount_container_volumes(&self, record: &ContainerRecord) {
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
             self.release_mount_locked(&mut inner, &mp.name, &mp.driver, record.id.as_str());
         }
@@ -1264,7 +1277,7 @@ impl Engine {
         record: &ContainerRecord,
         remove_anonymous: bool,
     ) -> EngineResult<()> {
-        let mut inner = self.volumes.lock();
+        let mut inner = self.state.lock();
         let id = record.id.as_str();
         inner.pending.remove(id);
         for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
@@ -1296,47 +1309,46 @@ impl Engine {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// At daemon start, after the containers are re-adopted: running
-    /// containers' volumes count as mounted again (their mounts never went
-    /// away), and host mounts nobody uses any more are taken down.
-    pub(crate) fn readopt_volumes(&self) -> EngineResult<()> {
-        let records = self.store.read()?.containers()?;
-        for r in records {
-            let id = r.id.to_string();
-            let _g = self.containers.lock(&id);
-            let Some(record) = self.load_container(&id)? else {
-                continue;
-            };
-            let mut inner = self.volumes.lock();
-            if !matches!(
-                record.state.status,
-                berth_model::container::Status::Running | berth_model::container::Status::Paused
-            ) {
-                // A driver that outlived the daemon (a plugin) may still count
-                // this container from before; it uses nothing now.
-                for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
-                    let counted = inner.users.get(&mp.name).is_some_and(|u| u.contains(&id));
-                    if let (false, Ok(d)) = (counted, self.volume_driver(&mp.driver)) {
-                        if let Err(e) = d.unmount(&mp.name, &id) {
-                            tracing::debug!(container = %id, volume = %mp.name, error = %e, "releasing a stopped container's volume");
-                        }
+    /// At daemon start, after the containers are re-adopted, for each
+    /// container (under the containers service's lock on it): a running
+    /// container's volumes count as mounted again (their mounts never went
+    /// away); a stopped one uses none.
+    pub(crate) fn readopt_container(&self, record: &ContainerRecord) {
+        let id = record.id.to_string();
+        let mut inner = self.state.lock();
+        if !matches!(
+            record.state.status,
+            berth_model::container::Status::Running | berth_model::container::Status::Paused
+        ) {
+            // A driver that outlived the daemon (a plugin) may still count
+            // this container from before; it uses nothing now.
+            for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
+                let counted = inner.users.get(&mp.name).is_some_and(|u| u.contains(&id));
+                if let (false, Ok(d)) = (counted, self.volume_driver(&mp.driver)) {
+                    if let Err(e) = d.unmount(&mp.name, &id) {
+                        tracing::debug!(container = %id, volume = %mp.name, error = %e, "releasing a stopped container's volume");
                     }
                 }
+            }
+            return;
+        }
+        for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
+            if inner.users.get(&mp.name).is_some_and(|u| u.contains(&id)) {
                 continue;
             }
-            for mp in record.mounts.iter().filter(|m| m.kind == "volume") {
-                if inner.users.get(&mp.name).is_some_and(|u| u.contains(&id)) {
-                    continue;
-                }
-                let mounted = self
-                    .prepare_volume_mount(mp, &id)
-                    .and_then(|p| self.mount_volume_locked(&mut inner, mp, &id, p));
-                if let Err(e) = mounted {
-                    tracing::warn!(container = %id, volume = %mp.name, error = %e, "re-adopting a running container's volume");
-                }
+            let mounted = self
+                .prepare_volume_mount(mp, &id)
+                .and_then(|p| self.mount_volume_locked(&mut inner, mp, &id, p));
+            if let Err(e) = mounted {
+                tracing::warn!(container = %id, volume = %mp.name, error = %e, "re-adopting a running container's volume");
             }
         }
-        let mut inner = self.volumes.lock();
+    }
+
+    /// At daemon start, after `readopt_container` saw every container: host
+    /// mounts nobody uses any more are taken down.
+    pub(crate) fn release_unused_host_mounts(&self) -> EngineResult<()> {
+        let mut inner = self.state.lock();
         for v in self.volume_records()? {
             if inner.users.contains_key(&v.name) {
                 continue;
@@ -1344,9 +1356,7 @@ impl Engine {
             let Ok(driver) = self.volume_driver(&v.driver) else {
                 continue;
             };
-            let mut candidates = vec![self
-                .config
-                .run
+            let mut candidates = vec![self.run
                 .join("volumes")
                 .join(driver.name())
                 .join(&v.name)];

@@ -16,9 +16,11 @@ use berth_model::volume::{VolumeCreateRequest, VolumeInfo};
 use berth_model::{Digest, MountPlan, MountSpec};
 use serde_json::json;
 
-use crate::container::Filters;
+use crate::filters::Filters;
 use crate::drivers::Drivers;
-use crate::engine::{Engine, EngineConfig, ErrorKind};
+use crate::engine::Engine;
+use crate::config::EngineConfig;
+use crate::error::ErrorKind;
 use crate::image::tests::{tar_of, DirDriver};
 use super::{VolumeCreate, ANONYMOUS_LABEL};
 
@@ -221,7 +223,7 @@ fn load_box(engine: &Engine) {
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
     engine
-        .load_images(&mut &tar_of(&entries)[..], &mut |_| {})
+        .images().load(&mut &tar_of(&entries)[..], &mut |_| {})
         .expect("load");
 }
 
@@ -246,7 +248,7 @@ fn mount(v: serde_json::Value) -> MountRequest {
 
 fn create(engine: &Engine, name: &str, labels: &[(&str, &str)]) -> super::VolumeDetails {
     engine
-        .create_volume(VolumeCreate {
+        .volumes().create(VolumeCreate {
             name: name.into(),
             labels: labels
                 .iter()
@@ -263,7 +265,7 @@ fn names(engine: &Engine, filters: &[(&str, &str)]) -> Vec<String> {
         f.entry(k.to_string()).or_default().push(v.to_string());
     }
     engine
-        .list_volumes(&f, false)
+        .volumes().list(&f, false)
         .expect("list")
         .volumes
         .into_iter()
@@ -281,16 +283,16 @@ fn a_driver_slow_to_remove_holds_up_only_that_volume() {
     *env.local.held.lock().unwrap() = Some((entered_tx, release_rx));
     let remover = {
         let engine = engine.clone();
-        std::thread::spawn(move || engine.remove_volume("slowvol", false))
+        std::thread::spawn(move || engine.volumes().remove("slowvol", false))
     };
     entered.recv_timeout(std::time::Duration::from_secs(10)).expect("the remove reached the driver");
     // Meanwhile other volumes are made and pruned; the one being removed is its remover's.
     create(&engine, "other", &[]);
-    let (pruned, _) = engine.prune_volumes(&Filters::new(), true).expect("prune");
+    let (pruned, _) = engine.volumes().prune(&Filters::new(), true).expect("prune");
     assert_eq!(pruned, vec!["other".to_string()]);
     release.send(()).unwrap();
     remover.join().unwrap().expect("the slow remove succeeds");
-    assert!(engine.list_volumes(&Filters::new(), false).expect("ls").volumes.is_empty());
+    assert!(engine.volumes().list(&Filters::new(), false).expect("ls").volumes.is_empty());
 }
 
 #[test]
@@ -318,7 +320,7 @@ fn volume_commands_like_docker() {
         Some("db")
     );
     let err = engine
-        .create_volume(VolumeCreate {
+        .volumes().create(VolumeCreate {
             name: "data".into(),
             driver: "other".into(),
             ..Default::default()
@@ -330,7 +332,7 @@ fn volume_commands_like_docker() {
         "create data: driver 'local' already has volume 'data': volume name must be unique"
     );
     let err = engine
-        .create_volume(VolumeCreate {
+        .volumes().create(VolumeCreate {
             name: "a b".into(),
             ..Default::default()
         })
@@ -342,7 +344,7 @@ fn volume_commands_like_docker() {
         "{err}"
     );
     let err = engine
-        .create_volume(VolumeCreate {
+        .volumes().create(VolumeCreate {
             name: "x1".into(),
             driver: "nope".into(),
             ..Default::default()
@@ -354,7 +356,7 @@ fn volume_commands_like_docker() {
     );
     let opts = [("bad".to_string(), "1".to_string())].into_iter().collect();
     let err = engine
-        .create_volume(VolumeCreate {
+        .volumes().create(VolumeCreate {
             name: "x2".into(),
             driver_opts: opts,
             ..Default::default()
@@ -368,7 +370,7 @@ fn volume_commands_like_docker() {
         )
     );
     let unnamed = engine
-        .create_volume(VolumeCreate::default())
+        .volumes().create(VolumeCreate::default())
         .expect("random name");
     assert_eq!(unnamed.record.name.len(), 64);
     assert!(
@@ -387,14 +389,14 @@ fn volume_commands_like_docker() {
     bad.insert("colour".into(), vec!["red".into()]);
     assert_eq!(
         engine
-            .list_volumes(&bad, false)
+            .volumes().list(&bad, false)
             .expect_err("filter")
             .to_string(),
         "invalid filter 'colour'"
     );
 
     fs::write(env.local.dir("logs").join("f"), b"12345").expect("write");
-    let sized = engine.list_volumes(&Filters::new(), true).expect("sizes");
+    let sized = engine.volumes().list(&Filters::new(), true).expect("sizes");
     assert_eq!(
         sized
             .volumes
@@ -404,29 +406,29 @@ fn volume_commands_like_docker() {
         Some(5)
     );
 
-    let err = engine.find_volume("nope").expect_err("missing");
+    let err = engine.volumes().find("nope", false).expect_err("missing");
     assert_eq!(
         (err.kind(), err.to_string()),
         (ErrorKind::NotFound, "get nope: no such volume".to_string())
     );
     assert_eq!(
         engine
-            .remove_volume("nope", false)
+            .volumes().remove("nope", false)
             .expect_err("missing")
             .to_string(),
         "get nope: no such volume"
     );
     engine
-        .remove_volume("nope", true)
+        .volumes().remove("nope", true)
         .expect("-f ignores a missing volume");
-    engine.remove_volume("logs", false).expect("rm");
+    engine.volumes().remove("logs", false).expect("rm");
     assert!(!env.local.dir("logs").exists());
     assert_eq!(names(&engine, &[]).len(), 2);
 
     // A volume the driver has but the store does not is adopted by ls.
     fs::create_dir(env.local.dir("byhand")).expect("mkdir");
     assert!(names(&engine, &[]).contains(&"byhand".to_string()));
-    engine.find_volume("byhand").expect("adopted");
+    engine.volumes().find("byhand", false).expect("adopted");
 }
 
 #[test]
@@ -458,7 +460,7 @@ fn create_resolves_mounts_like_docker_inspect() {
             .into_iter()
             .collect(),
     );
-    let (rec, _) = engine.create_container(Some("c1"), c, hc).expect("create");
+    let (rec, _) = engine.containers().create(Some("c1"), c, hc, Default::default()).expect("create");
     let by_dest: BTreeMap<&str, &berth_model::volume::MountPoint> = rec
         .mounts
         .iter()
@@ -504,7 +506,7 @@ fn create_resolves_mounts_like_docker_inspect() {
             (a.kind.as_str(), a.name.len(), a.mode.as_str(), a.rw),
             ("volume", 64, "", true)
         );
-        let v = engine.find_volume(&a.name).expect("anonymous volume");
+        let v = engine.volumes().find(&a.name, false).expect("anonymous volume");
         assert!(v.record.anonymous && v.record.labels.contains_key(ANONYMOUS_LABEL));
         assert_eq!(v.used_by, vec![rec.id.to_string()]);
     }
@@ -513,17 +515,17 @@ fn create_resolves_mounts_like_docker_inspect() {
         !by_dest.contains_key("/run/x"),
         "--tmpfs is not a mount point in Docker's inspect"
     );
-    assert!(!engine.find_volume("named").expect("named").record.anonymous);
+    assert!(!engine.volumes().find("named", false).expect("named").record.anonymous);
 
     // In use: named and anonymous volumes cannot be removed or pruned.
-    let err = engine.remove_volume("named", false).expect_err("in use");
+    let err = engine.volumes().remove("named", false).expect_err("in use");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(
         err.to_string(),
         format!("remove named: volume is in use - [{}]", rec.id)
     );
     assert!(engine
-        .prune_volumes(&Filters::new(), true)
+        .volumes().prune(&Filters::new(), true)
         .expect("prune")
         .0
         .is_empty());
@@ -537,20 +539,20 @@ fn create_resolves_mounts_like_docker_inspect() {
         .iter()
         .map(|d| by_dest[d].name.clone())
         .collect();
-    engine.remove_container("c1", false, true).expect("rm -v");
+    engine.containers().remove("c1", false, true).expect("rm -v");
     for n in &anon_names {
         assert_eq!(
-            engine.find_volume(n).expect_err("gone").kind(),
+            engine.volumes().find(n, false).expect_err("gone").kind(),
             ErrorKind::NotFound
         );
         assert!(!env.local.dir(n).exists());
     }
     assert_eq!(env.volume_dirs(), vec!["named", "viamount"]);
-    engine.remove_volume("named", false).expect("unused now");
+    engine.volumes().remove("named", false).expect("unused now");
 
     // Without -v anonymous volumes stay; prune takes them (and named ones only with all).
     let (rec, _) = engine
-        .create_container(None, cfg(), binds(&["keep:/k"]))
+        .containers().create(None, cfg(), binds(&["keep:/k"]), Default::default())
         .expect("create");
     let anon = rec
         .mounts
@@ -560,14 +562,14 @@ fn create_resolves_mounts_like_docker_inspect() {
         .name
         .clone();
     engine
-        .remove_container(rec.id.as_str(), false, false)
+        .containers().remove(rec.id.as_str(), false, false)
         .expect("rm");
-    assert!(engine.find_volume(&anon).is_ok());
-    let (pruned, _) = engine.prune_volumes(&Filters::new(), false).expect("prune");
+    assert!(engine.volumes().find(&anon, false).is_ok());
+    let (pruned, _) = engine.volumes().prune(&Filters::new(), false).expect("prune");
     assert_eq!(pruned, vec![anon]);
     let mut f = Filters::new();
     f.insert("label!".into(), vec!["nothing".into()]);
-    let (pruned, _) = engine.prune_volumes(&f, true).expect("prune -a");
+    let (pruned, _) = engine.volumes().prune(&f, true).expect("prune -a");
     assert_eq!(pruned, vec!["keep".to_string(), "viamount".to_string()]);
     assert!(env.volume_dirs().is_empty());
 }
@@ -579,7 +581,7 @@ fn bad_mounts_fail_like_docker_and_leave_no_volume() {
     load_box(&engine);
     let fail = |hc: HostConfig| {
         engine
-            .create_container(None, cfg(), hc)
+            .containers().create(None, cfg(), hc, Default::default())
             .expect_err("must fail")
     };
     let err = fail(binds(&["v1:/a", "v2:/a"]));
@@ -624,11 +626,11 @@ fn bad_mounts_fail_like_docker_and_leave_no_volume() {
     );
     // A create that fails after the mounts were planned (a name conflict) undoes them too.
     engine
-        .create_container(Some("taken"), cfg(), HostConfig::default())
+        .containers().create(Some("taken"), cfg(), HostConfig::default(), Default::default())
         .expect("first");
     let before = env.volume_dirs();
     let err = engine
-        .create_container(Some("taken"), cfg(), binds(&["late:/late"]))
+        .containers().create(Some("taken"), cfg(), binds(&["late:/late"]), Default::default())
         .expect_err("conflict");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(
@@ -652,25 +654,24 @@ fn volumes_from_chains_and_modes() {
     load_box(&engine);
     let hostdir = env.host("h");
     let (src, _) = engine
-        .create_container(
+        .containers().create(
             Some("store"),
             cfg(),
-            binds(&["shared:/shared", &format!("{}:/h:ro", hostdir.display())]),
-        )
+            binds(&["shared:/shared", &format!("{}:/h:ro", hostdir.display())]), Default::default())
         .expect("source");
     let hc = HostConfig {
         volumes_from: Some(vec!["store:ro".into()]),
         ..Default::default()
     };
     let (mid, _) = engine
-        .create_container(Some("mid"), cfg(), hc)
+        .containers().create(Some("mid"), cfg(), hc, Default::default())
         .expect("volumes-from");
     let hc = HostConfig {
         volumes_from: Some(vec!["mid".into()]),
         ..Default::default()
     };
     let (end, _) = engine
-        .create_container(Some("end"), cfg(), hc)
+        .containers().create(Some("end"), cfg(), hc, Default::default())
         .expect("chain");
     for rec in [&mid, &end] {
         assert_eq!(rec.mounts.len(), src.mounts.len(), "{:?}", rec.mounts);
@@ -697,24 +698,23 @@ fn volumes_from_chains_and_modes() {
     };
     assert_eq!(data(&mid), data(&src));
     let err = engine
-        .remove_volume("shared", false)
+        .volumes().remove("shared", false)
         .expect_err("in use by three");
     for id in [&src.id, &mid.id, &end.id] {
         assert!(err.to_string().contains(id.as_str()), "{err}");
     }
     // rm -v of a borrower keeps the owner's anonymous volume.
-    engine.remove_container("end", false, true).expect("rm end");
-    assert!(engine.find_volume(&data(&src).expect("anon")).is_ok());
+    engine.containers().remove("end", false, true).expect("rm end");
+    assert!(engine.volumes().find(&data(&src).expect("anon"), false).is_ok());
     assert_eq!(
         engine
-            .create_container(
+            .containers().create(
                 None,
                 cfg(),
                 HostConfig {
                     volumes_from: Some(vec!["mid:rshared".into()]),
                     ..Default::default()
-                }
-            )
+                }, Default::default())
             .expect_err("propagation")
             .to_string(),
         "cannot use propagation properties while importing volumes from data container"
@@ -744,7 +744,7 @@ fn start_mounts_copy_up_and_counts() {
         ..Default::default()
     };
     let (rec, _) = engine
-        .create_container(Some("c0"), cfg(), hc)
+        .containers().create(Some("c0"), cfg(), hc, Default::default())
         .expect("create");
     // The test storage driver unpacks without owners; give the layer's files theirs.
     let layer = env.dir.path().join("layers").join(rec.rw_layer.as_str());
@@ -754,7 +754,7 @@ fn start_mounts_copy_up_and_counts() {
     }
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(layer.join("data"), fs::Permissions::from_mode(0o750)).expect("chmod");
-    let points = engine.mount_container_volumes(&rec).expect("mount");
+    let points = engine.volumes().mount_container_volumes(&rec).expect("mount");
     let dests: Vec<&str> = points.iter().map(|m| m.destination.as_str()).collect();
     assert_eq!(dests.len(), 4);
     assert!(
@@ -814,8 +814,8 @@ fn start_mounts_copy_up_and_counts() {
     // A non-empty volume is never copied into again.
     fs::remove_file(filled.join("hello")).expect("rm");
     fs::write(filled.join("mine"), b"x").expect("write");
-    engine.unmount_container_volumes(&rec);
-    engine.unmount_container_volumes(&rec);
+    engine.volumes().unmount_container_volumes(&rec);
+    engine.volumes().unmount_container_volumes(&rec);
     assert!(env
         .local
         .callers
@@ -823,9 +823,9 @@ fn start_mounts_copy_up_and_counts() {
         .unwrap()
         .get("filled")
         .is_none_or(|c| c.is_empty()));
-    engine.mount_container_volumes(&rec).expect("mount again");
+    engine.volumes().mount_container_volumes(&rec).expect("mount again");
     assert!(!filled.join("hello").exists());
-    engine.unmount_container_volumes(&rec);
+    engine.volumes().unmount_container_volumes(&rec);
 
     // A --mount bind whose source vanished after create fails the start; nothing stays counted.
     let gone = env.host("gone");
@@ -837,10 +837,10 @@ fn start_mounts_copy_up_and_counts() {
         )]),
         ..Default::default()
     };
-    let (rec2, _) = engine.create_container(None, cfg(), hc).expect("create");
+    let (rec2, _) = engine.containers().create(None, cfg(), hc, Default::default()).expect("create");
     fs::remove_dir(&gone).expect("rmdir");
     let err = engine
-        .mount_container_volumes(&rec2)
+        .volumes().mount_container_volumes(&rec2)
         .expect_err("missing source");
     assert!(
         err.to_string().contains("bind source path does not exist"),
@@ -863,7 +863,7 @@ fn copy_up_does_not_follow_symlinks_out_of_the_rootfs() {
     let engine = env.open();
     load_box(&engine);
     let (rec, _) = engine
-        .create_container(None, cfg(), binds(&["esc:/escape"]))
+        .containers().create(None, cfg(), binds(&["esc:/escape"]), Default::default())
         .expect("create");
     // The container's layer has /escape -> a host directory with a secret.
     let secret = env.host("secret");
@@ -871,7 +871,7 @@ fn copy_up_does_not_follow_symlinks_out_of_the_rootfs() {
     fs::write(secret.join("key"), b"s3cret").expect("write");
     let layer = env.dir.path().join("layers").join(rec.rw_layer.as_str());
     std::os::unix::fs::symlink(&secret, layer.join("escape")).expect("symlink");
-    engine.mount_container_volumes(&rec).expect("mount");
+    engine.volumes().mount_container_volumes(&rec).expect("mount");
     assert!(
         !env.local.dir("esc").join("key").exists(),
         "copy-up read outside the container's filesystem"
@@ -915,14 +915,14 @@ fn host_mounts_counted() {
     let engine = env.open();
     load_box(&engine);
     let (a, _) = engine
-        .create_container(None, cfg(), binds(&["tmpv:/t"]))
+        .containers().create(None, cfg(), binds(&["tmpv:/t"]), Default::default())
         .expect("a");
     let (b, _) = engine
-        .create_container(None, cfg(), binds(&["tmpv:/t"]))
+        .containers().create(None, cfg(), binds(&["tmpv:/t"]), Default::default())
         .expect("b");
     let point = env.local.dir("tmpv");
     let mounted = || berth_runtime::mount::is_mount_point(&point);
-    let pa = engine.mount_container_volumes(&a).expect("mount a");
+    let pa = engine.volumes().mount_container_volumes(&a).expect("mount a");
     assert!(
         mounted(),
         "the tmpfs plan is mounted on the volume's directory"
@@ -934,23 +934,23 @@ fn host_mounts_counted() {
         Some(point.display().to_string())
     );
     fs::write(point.join("shared"), b"x").expect("write into the tmpfs");
-    engine.mount_container_volumes(&b).expect("mount b");
-    engine.unmount_container_volumes(&a);
+    engine.volumes().mount_container_volumes(&b).expect("mount b");
+    engine.volumes().unmount_container_volumes(&a);
     assert!(mounted(), "b still uses it");
     assert!(point.join("shared").exists(), "one tmpfs for both users");
     assert_eq!(
         engine
-            .remove_volume("tmpv", false)
+            .volumes().remove("tmpv", false)
             .expect_err("in use")
             .kind(),
         ErrorKind::Conflict
     );
-    engine.unmount_container_volumes(&b);
+    engine.volumes().unmount_container_volumes(&b);
     assert!(!mounted(), "the last user gone, the host mount goes");
-    engine.unmount_container_volumes(&b);
+    engine.volumes().unmount_container_volumes(&b);
 
     // A daemon that died with the volume mounted: the next one takes the mount down.
-    engine.mount_container_volumes(&a).expect("mount a again");
+    engine.volumes().mount_container_volumes(&a).expect("mount a again");
     assert!(mounted());
     drop(engine);
     let engine = env.open();
@@ -959,10 +959,10 @@ fn host_mounts_counted() {
         "no running container uses it: unmounted at start"
     );
     engine
-        .remove_container(a.id.as_str(), false, false)
+        .containers().remove(a.id.as_str(), false, false)
         .expect("rm a");
     engine
-        .remove_container(b.id.as_str(), false, false)
+        .containers().remove(b.id.as_str(), false, false)
         .expect("rm b");
-    engine.remove_volume("tmpv", false).expect("rm volume");
+    engine.volumes().remove("tmpv", false).expect("rm volume");
 }

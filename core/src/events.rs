@@ -7,8 +7,34 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
-use super::{Event, EventActor, Filters};
-use crate::engine::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult};
+use crate::filters::Filters;
+
+/// One event of `docker events`: what happened to which object, and when.
+/// The API turns it into Docker's `EventMessage` (`apitypes`).
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// `container`, `image`, `network`, `volume`, ...
+    pub kind: String,
+    pub action: String,
+    pub actor: EventActor,
+    pub scope: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// Nanoseconds since the epoch.
+    pub time_nano: i64,
+    /// Docker's legacy members, which the docker CLI still prints from.
+    pub status: String,
+    pub id: String,
+    pub from: String,
+}
+
+/// The object of an event and its attributes.
+#[derive(Clone, Debug)]
+pub struct EventActor {
+    pub id: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
 
 /// How many past events `events --since` can replay.
 const RING: usize = 1024;

@@ -1,0 +1,23 @@
+//! Where the engine keeps its state, as the daemon's flags give it.
+
+use std::path::PathBuf;
+
+/// Where the engine keeps its state.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Persistent state (`--root`, default `/var/lib/berth`).
+    pub root: PathBuf,
+    /// Runtime state (`--run`, default `/run/berth`).
+    pub run: PathBuf,
+    /// The berth binary, started as `berth shim` for each container.
+    pub berth_exe: PathBuf,
+}
+
+impl EngineConfig {
+    /// A configuration with `root` and `run`, spawning shims from the running executable.
+    pub fn new(root: PathBuf, run: PathBuf) -> EngineConfig {
+        // Without /proc/self/exe the shim is looked up on $PATH as `berth`.
+        let berth_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
+        EngineConfig { root, run, berth_exe }
+    }
+}
