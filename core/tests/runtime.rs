@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_model::container::{ContainerConfig, ContainerRecord, ContainerState, HostConfig};
-use berth_runtime::cgroups::Cgroup;
+use berth_runtime::cgroups::{self, Cgroups};
 use berth_runtime::linux::{self, Stdio};
 use berth_core::container::spec::{self, SpecInputs};
 use berth_core::network::NetnsMode;
@@ -108,7 +108,7 @@ struct Ctr {
     fixture: Fixture,
     created: Option<linux::Created>,
     pid: i32,
-    cgroup: Cgroup,
+    cgroup: Box<dyn Cgroups>,
     stdout: std::fs::File,
     stderr: std::fs::File,
     spec: oci_spec::runtime::Spec,
@@ -138,7 +138,7 @@ fn create(args: &[&str], config: ContainerConfig, host_config: HostConfig) -> Re
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
     let created = linux::create(fixture.tmp.path(), &spec, Stdio { stdin: None, stdout: out_w, stderr: err_w })?;
-    let cgroup = Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("cgroups path").to_string_lossy());
+    let cgroup = cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("cgroups path").to_string_lossy()).expect("cgroup");
     Ok(Ctr {
         fixture,
         pid: created.pid,
@@ -179,7 +179,7 @@ impl Ctr {
         self.created.take().expect("not started").start().expect("start");
     }
 
-    fn wait(mut self) -> (Outcome, Cgroup) {
+    fn wait(mut self) -> (Outcome, Box<dyn Cgroups>) {
         if self.created.is_some() {
             self.start();
         }
@@ -209,8 +209,8 @@ fn wait_pid(pid: i32) -> i32 {
 
 /// Removes a container's cgroup, and the shared test parent once it is empty
 /// (another test may still use it: then it stays, and the last one removes it).
-fn destroy(cg: Cgroup) {
-    let paths = cg.paths().expect("cgroup paths");
+fn destroy(cg: Box<dyn Cgroups>) {
+    let paths = cg.paths();
     cg.destroy().expect("cgroup destroy");
     for p in paths {
         assert!(!p.exists(), "{} left behind", p.display());
@@ -220,7 +220,7 @@ fn destroy(cg: Cgroup) {
 
 /// Removes the shared `berth-test` parent cgroup if no test uses it any more.
 fn remove_test_parent() {
-    for p in Cgroup::new("berth-test").paths().expect("paths") {
+    for p in cgroups::open("berth-test").expect("cgroup").paths() {
         let _ = std::fs::remove_dir(p);
     }
 }
@@ -493,7 +493,7 @@ fn external_runtimes_run_the_same_spec() {
             Err(e) => panic!("{name} create: {e}"),
         };
         assert_eq!(rt.state(id).expect("state").status, "created");
-        let cg = Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy());
+        let cg = cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup");
         assert!(cg.pids().expect("pids").contains(&created.pid), "{name}: the process is not in the cgroup berth computes");
         rt.start(id).expect("start");
         let status = wait_pid(created.pid);
@@ -521,7 +521,7 @@ fn external_runtimes_run_the_same_spec() {
                 .expect("missing command");
             assert!(err.to_string().contains(r#"exec: "nosuchcmd": executable file not found in $PATH"#), "{err}");
             let _ = rt.delete(id, true);
-            destroy(Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()));
+            destroy(cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup"));
         }
         destroy(cg);
     }
@@ -555,7 +555,7 @@ fn terminal_is_the_controlling_tty_and_the_console() {
         out.extend_from_slice(&buf[..n]);
     }
     let status = wait_pid(pid);
-    destroy(Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()));
+    destroy(cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup"));
     let out = String::from_utf8_lossy(&out).replace('\r', "");
     assert_eq!(libc::WEXITSTATUS(status), 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -629,7 +629,7 @@ fn privileged_and_host_network() {
     wait_pid(pid);
     let mut out = String::new();
     std::fs::File::from(out_r).read_to_string(&mut out).expect("read");
-    destroy(Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()));
+    destroy(cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup"));
     let host = nix::unistd::gethostname().expect("hostname").into_string().expect("utf-8");
     assert_eq!(out.trim(), host, "--network host shares the host's hostname");
 }
@@ -673,7 +673,7 @@ fn create_start_and_exit_is_quick() {
         let status = wait_pid(pid);
         let total = t.elapsed();
         assert_eq!(libc::WEXITSTATUS(status), 0);
-        destroy(Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()));
+        destroy(cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup"));
         times.push((t_created, total, t.elapsed()));
     }
     eprintln!("create / create+start+exit / +cgroup removal: {times:?}");
@@ -733,7 +733,7 @@ fn a_pty_from_the_containers_own_devpts_is_dev_pts_0_inside() {
         out.extend_from_slice(&buf[..n]);
     }
     wait_pid(pid);
-    destroy(Cgroup::new(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()));
+    destroy(cgroups::open(&spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).expect("path").to_string_lossy()).expect("cgroup"));
     drop(master);
     // SAFETY: valid C string.
     unsafe { libc::umount2(pts_c.as_ptr(), libc::MNT_DETACH) };
@@ -780,18 +780,18 @@ fn a_parent_cpuset_another_start_left_empty_is_filled_before_use() {
         return;
     }
     let parent_name = format!("berth-race-{}", std::process::id());
-    let parent = Cgroup::new(&parent_name).paths().expect("paths").into_iter().find(|p| p.starts_with(cpuset)).expect("cpuset path");
+    let parent = cgroups::open(&parent_name).expect("cgroup").paths().into_iter().find(|p| p.starts_with(cpuset)).expect("cpuset path");
     std::fs::create_dir(&parent).expect("mkdir the half-made parent");
     assert_eq!(std::fs::read_to_string(parent.join("cpuset.cpus")).expect("read").trim(), "", "a new v1 cpuset starts empty");
 
-    let child = Cgroup::new(&format!("{parent_name}/c"));
+    let child = cgroups::open(&format!("{parent_name}/c")).expect("cgroup");
     child.create(&oci_spec::runtime::LinuxResources::default()).expect("create the child");
     let mut sleeper = std::process::Command::new("sleep").arg("5").spawn().expect("spawn");
     let added = child.add_task(sleeper.id() as i32);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     child.destroy().expect("destroy");
-    for p in Cgroup::new(&parent_name).paths().expect("paths") {
+    for p in cgroups::open(&parent_name).expect("cgroup").paths() {
         let _ = std::fs::remove_dir(p);
     }
     added.expect("a task joins the child cgroup");

@@ -1,6 +1,7 @@
 //! cgroups for containers, on v1, v2 and hybrid hosts (the layout is detected
 //! per controller: this machine has v1 controllers and a v2 mount with only
-//! hugetlb).
+//! hugetlb). `Cgroups` is what callers use; `open` gives the `V1` or `V2`
+//! implementation for this host's layout.
 //!
 //! Where a hierarchy is mounted comes from /proc/self/mountinfo, which
 //! controllers exist from /proc/cgroups. A relative cgroup path (`berth/<id>`)
@@ -35,10 +36,59 @@ pub struct CgroupStats {
     pub pids_limit: Option<u64>,
 }
 
-/// One container's cgroup (`<parent>/<id>` in every controller).
-pub struct Cgroup {
-    /// Path relative to each controller's mount, e.g. `berth/<id>`.
-    pub path: String,
+/// One container's cgroup, whatever the host's layout (youki's
+/// `CgroupManager` is the model). `open` picks the implementation: `V2` on a
+/// host with only the unified hierarchy, `V1` otherwise — which also covers
+/// hybrid hosts, where the container is placed in the v2 mount as well but
+/// limited through the v1 controllers.
+pub trait Cgroups: Send + Sync {
+    /// The cgroup's directory in every hierarchy it spans (whether or not it exists yet).
+    fn paths(&self) -> Vec<PathBuf>;
+    /// Creates the cgroup and applies `resources`; on error nothing it made is left.
+    fn create(&self, resources: &LinuxResources) -> Result<(), RuntimeError>;
+    /// Moves `pid` into the cgroup.
+    fn add_task(&self, pid: i32) -> Result<(), RuntimeError>;
+    /// `docker update`: applies new limits to a live cgroup.
+    fn update(&self, resources: &LinuxResources) -> Result<(), RuntimeError>;
+    /// `docker pause`: freezes every process.
+    fn freeze(&self) -> Result<(), RuntimeError>;
+    /// `docker unpause`.
+    fn thaw(&self) -> Result<(), RuntimeError>;
+    /// Current usage (`docker stats`).
+    fn stats(&self) -> Result<CgroupStats, RuntimeError>;
+    /// Whether the kernel OOM-killed a process of this cgroup.
+    fn oom_killed(&self) -> Result<bool, RuntimeError>;
+    /// PIDs of every process in the cgroup (`docker top`).
+    fn pids(&self) -> Result<Vec<i32>, RuntimeError>;
+    /// Removes the cgroup from every hierarchy (it must be empty).
+    fn destroy(&self) -> Result<(), RuntimeError>;
+}
+
+/// The cgroup at `path` (`<parent>/<id>`, relative to where this process
+/// sits in each hierarchy, or absolute from each hierarchy's root) on this
+/// host's layout. Nothing is created yet.
+pub fn open(path: &str) -> Result<Box<dyn Cgroups>, RuntimeError> {
+    on_layout(path, hierarchies()?)
+}
+
+/// `open` on the hierarchies `hs`.
+fn on_layout(path: &str, hs: Vec<Hierarchy>) -> Result<Box<dyn Cgroups>, RuntimeError> {
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+        return Err(RuntimeError::InvalidConfig(format!("invalid cgroup path {path:?}")));
+    }
+    let pure = pure_v2(&hs);
+    let mut dirs: Vec<Dir> = hs
+        .into_iter()
+        .map(|h| {
+            let start = if path.starts_with('/') { h.mountpoint.clone() } else { h.base.clone() };
+            Dir { path: start.join(rel), hierarchy: h }
+        })
+        .collect();
+    if pure && dirs.len() == 1 {
+        return Ok(Box::new(V2 { dir: dirs.remove(0) }));
+    }
+    Ok(Box::new(V1 { dirs }))
 }
 
 /// A mounted hierarchy and this process's place in it.
@@ -330,234 +380,288 @@ fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
 }
 
-impl Cgroup {
-    /// The cgroup at `path` (relative to the controllers' mounts); nothing is created yet.
-    pub fn new(path: &str) -> Cgroup {
-        Cgroup { path: path.to_string() }
-    }
-
-    fn dirs(&self) -> Result<Vec<Dir>, RuntimeError> {
-        let hs = hierarchies()?;
-        let rel = self.path.trim_start_matches('/');
-        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
-            return Err(RuntimeError::InvalidConfig(format!("invalid cgroup path {:?}", self.path)));
-        }
-        Ok(hs
-            .into_iter()
-            .map(|h| {
-                let start = if self.path.starts_with('/') { h.mountpoint.clone() } else { h.base.clone() };
-                Dir { path: start.join(rel), hierarchy: h }
-            })
-            .collect())
-    }
-
-    /// The cgroup's directory in every mounted hierarchy (whether or not it exists yet).
-    pub fn paths(&self) -> Result<Vec<PathBuf>, RuntimeError> {
-        Ok(self.dirs()?.into_iter().map(|d| d.path).collect())
-    }
-
-    /// Creates the cgroup in every controller and applies `resources`.
-    pub fn create(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
-        let dirs = self.dirs()?;
-        let pure = pure_v2(&dirs.iter().map(|d| d.hierarchy.clone()).collect::<Vec<_>>());
-        let mut created = Vec::new();
-        for d in &dirs {
-            // A parent removed concurrently (its last child went away) makes
-            // create_dir fail with ENOENT: build the chain again.
-            let mut attempts = 0;
-            loop {
-                match make_dirs(&d.hierarchy, &d.path, pure) {
-                    Ok(c) => {
-                        created.extend(c);
-                        break;
-                    }
-                    Err(RuntimeError::Sys { ref source, .. }) if source.kind() == io::ErrorKind::NotFound && attempts < 5 => {
-                        attempts += 1;
-                    }
-                    Err(e) => {
-                        undo_dirs(&created);
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.apply(&dirs, resources, true) {
-            undo_dirs(&created);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Moves `pid` into the cgroup.
-    pub fn add_task(&self, pid: i32) -> Result<(), RuntimeError> {
-        for d in self.dirs()? {
-            write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// `docker update`: applies new limits to a live cgroup.
-    pub fn update(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
-        self.apply(&self.dirs()?, resources, false)
-    }
-
-    fn apply(&self, dirs: &[Dir], res: &LinuxResources, creating: bool) -> Result<(), RuntimeError> {
-        for d in dirs {
-            if d.hierarchy.v2 {
-                if pure_v2(&dirs.iter().map(|d| d.hierarchy.clone()).collect::<Vec<_>>()) {
-                    apply_v2(d, res)?;
-                }
-            } else {
-                apply_v1(d, res, creating)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `docker pause`: freezes every process (freezer).
-    pub fn freeze(&self) -> Result<(), RuntimeError> {
-        self.set_frozen(true)
-    }
-
-    /// `docker unpause`.
-    pub fn thaw(&self) -> Result<(), RuntimeError> {
-        self.set_frozen(false)
-    }
-
-    fn set_frozen(&self, frozen: bool) -> Result<(), RuntimeError> {
-        let dirs = self.dirs()?;
-        // v1: freezer.state goes FREEZING -> FROZEN; v2: cgroup.events says "frozen 1".
-        let v1 = dirs.iter().any(|d| !d.hierarchy.v2 && d.has("freezer"));
-        let (file, value, check_file, want) = match (v1, frozen) {
-            (true, true) => ("freezer.state", "FROZEN", "freezer.state", "FROZEN"),
-            (true, false) => ("freezer.state", "THAWED", "freezer.state", "THAWED"),
-            (false, true) => ("cgroup.freeze", "1", "cgroup.events", "frozen 1"),
-            (false, false) => ("cgroup.freeze", "0", "cgroup.events", "frozen 0"),
-        };
-        let dir = dirs
-            .iter()
-            .find(|d| d.path.join(file).exists())
-            .ok_or_else(|| RuntimeError::InvalidConfig("no freezer: neither a v1 freezer nor cgroup.freeze is available".into()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+/// Creates every directory of `dirs` (see `make_dirs`), then `apply`s;
+/// undoes what it created when either fails.
+fn create_dirs(dirs: &[Dir], pure_v2: bool, apply: impl FnOnce() -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    let mut created = Vec::new();
+    for d in dirs {
+        // A parent removed concurrently (its last child went away) makes
+        // create_dir fail with ENOENT: build the chain again.
+        let mut attempts = 0;
         loop {
-            // v1 FREEZING can stall while tasks are in uninterruptible sleep; writing again retries.
-            write_file(&dir.path.join(file), value)?;
-            let state = read_trim(&dir.path.join(check_file)).map_err(|e| sys(format!("reading {check_file}"), e))?;
-            if state.lines().any(|l| l == want) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                if frozen {
-                    // Leave it running rather than half-frozen.
-                    let _ = write_file(&dir.path.join(file), if v1 { "THAWED" } else { "0" });
+            match make_dirs(&d.hierarchy, &d.path, pure_v2) {
+                Ok(c) => {
+                    created.extend(c);
+                    break;
                 }
-                return Err(sys(
-                    format!("{} {}: still {state:?} after 10s", if frozen { "freezing" } else { "thawing" }, dir.path.display()),
-                    io::Error::from(io::ErrorKind::TimedOut),
-                ));
+                Err(RuntimeError::Sys { ref source, .. }) if source.kind() == io::ErrorKind::NotFound && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(e) => {
+                    undo_dirs(&created);
+                    return Err(e);
+                }
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
+    if let Err(e) = apply() {
+        undo_dirs(&created);
+        return Err(e);
+    }
+    Ok(())
+}
 
-    /// Current usage.
-    pub fn stats(&self) -> Result<CgroupStats, RuntimeError> {
-        let dirs = self.dirs()?;
-        let mut st = CgroupStats::default();
-        let num = |p: PathBuf| read_trim(&p).ok().and_then(|s| s.parse::<u64>().ok());
-        let kv = |p: PathBuf, key: &str| -> Option<u64> {
-            std::fs::read_to_string(p).ok()?.lines().find_map(|l| {
-                let (k, v) = l.split_once(' ')?;
-                (k == key).then(|| v.trim().parse().ok()).flatten()
-            })
-        };
-        for d in &dirs {
-            if d.hierarchy.v2 {
-                if !pure_v2(&dirs.iter().map(|d| d.hierarchy.clone()).collect::<Vec<_>>()) {
-                    continue;
+fn add_task_to(dirs: &[Dir], pid: i32) -> Result<(), RuntimeError> {
+    for d in dirs {
+        write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
+    }
+    Ok(())
+}
+
+fn pids_in(dir: &Dir) -> Result<Vec<i32>, RuntimeError> {
+    let procs = dir.path.join("cgroup.procs");
+    let text = std::fs::read_to_string(&procs).map_err(|e| sys(format!("reading {}", procs.display()), e))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+fn destroy_dirs(dirs: &[Dir]) -> Result<(), RuntimeError> {
+    let mut first_err = None;
+    for d in dirs {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match std::fs::remove_dir(&d.path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                // EBUSY while exiting tasks drain out of the cgroup.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                let p = &d.path;
-                st.cpu_usage_ns = kv(p.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
-                st.cpu_user_ns = kv(p.join("cpu.stat"), "user_usec").unwrap_or(0) * 1000;
-                st.cpu_system_ns = kv(p.join("cpu.stat"), "system_usec").unwrap_or(0) * 1000;
-                st.memory_usage = num(p.join("memory.current")).unwrap_or(0);
-                st.memory_limit = num(p.join("memory.max")).unwrap_or(u64::MAX);
-                st.memory_cache = kv(p.join("memory.stat"), "file").unwrap_or(0);
-                st.pids_current = num(p.join("pids.current")).unwrap_or(0);
-                st.pids_limit = num(p.join("pids.max"));
-                continue;
+                Err(e) => {
+                    first_err.get_or_insert_with(|| sys(format!("removing cgroup {}", d.path.display()), e));
+                    break;
+                }
             }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// How a hierarchy freezes a cgroup: the file written, the value for
+/// frozen and thawed, and where the state shows.
+struct Freezer {
+    file: &'static str,
+    values: (&'static str, &'static str),
+    state_file: &'static str,
+    states: (&'static str, &'static str),
+}
+
+/// v1's freezer controller: `freezer.state` goes FREEZING -> FROZEN.
+const FREEZER_V1: Freezer =
+    Freezer { file: "freezer.state", values: ("FROZEN", "THAWED"), state_file: "freezer.state", states: ("FROZEN", "THAWED") };
+/// v2's core freezer: `cgroup.events` says `frozen 1`.
+const FREEZER_V2: Freezer =
+    Freezer { file: "cgroup.freeze", values: ("1", "0"), state_file: "cgroup.events", states: ("frozen 1", "frozen 0") };
+
+/// Freezes or thaws `dir` with `f`, waiting (up to 10 s) until the kernel says it is done.
+fn set_frozen(dir: &Path, f: &Freezer, frozen: bool) -> Result<(), RuntimeError> {
+    let (value, want) = if frozen { (f.values.0, f.states.0) } else { (f.values.1, f.states.1) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // v1 FREEZING can stall while tasks are in uninterruptible sleep; writing again retries.
+        write_file(&dir.join(f.file), value)?;
+        let state = read_trim(&dir.join(f.state_file)).map_err(|e| sys(format!("reading {}", f.state_file), e))?;
+        if state.lines().any(|l| l == want) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            if frozen {
+                // Leave it running rather than half-frozen.
+                let _ = write_file(&dir.join(f.file), f.values.1);
+            }
+            return Err(sys(
+                format!("{} {}: still {state:?} after 10s", if frozen { "freezing" } else { "thawing" }, dir.display()),
+                io::Error::from(io::ErrorKind::TimedOut),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read_num(p: PathBuf) -> Option<u64> {
+    read_trim(&p).ok().and_then(|s| s.parse::<u64>().ok())
+}
+
+/// The value of `key` in a flat-keyed file (`cpu.stat`, `memory.stat`).
+fn read_key(p: PathBuf, key: &str) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// The count of `oom_kill` events in `file` (`memory.oom_control`, `memory.events`).
+fn oom_kills(file: PathBuf) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// A cgroup on a v1 host: one directory per controller hierarchy, and on a
+/// hybrid host one in the v2 mount too, for membership only (the v2 mount of
+/// a hybrid host has no controller berth limits through).
+struct V1 {
+    dirs: Vec<Dir>,
+}
+
+impl V1 {
+    fn apply(&self, res: &LinuxResources, creating: bool) -> Result<(), RuntimeError> {
+        for d in self.dirs.iter().filter(|d| !d.hierarchy.v2) {
+            apply_v1(d, res, creating)?;
+        }
+        Ok(())
+    }
+
+    fn controller(&self, name: &str) -> Option<&Dir> {
+        self.dirs.iter().find(|d| !d.hierarchy.v2 && d.has(name))
+    }
+
+    /// The freezer: v1's controller, else (hybrid hosts without it) v2's.
+    fn freezer(&self) -> Result<(&Dir, &'static Freezer), RuntimeError> {
+        if let Some(d) = self.controller("freezer") {
+            return Ok((d, &FREEZER_V1));
+        }
+        self.dirs
+            .iter()
+            .find(|d| d.hierarchy.v2 && d.path.join(FREEZER_V2.file).exists())
+            .map(|d| (d, &FREEZER_V2))
+            .ok_or_else(|| RuntimeError::InvalidConfig("no freezer: neither a v1 freezer nor cgroup.freeze is available".into()))
+    }
+}
+
+impl Cgroups for V1 {
+    fn paths(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    fn create(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        create_dirs(&self.dirs, false, || self.apply(resources, true))
+    }
+
+    fn add_task(&self, pid: i32) -> Result<(), RuntimeError> {
+        add_task_to(&self.dirs, pid)
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        self.apply(resources, false)
+    }
+
+    fn freeze(&self) -> Result<(), RuntimeError> {
+        let (d, f) = self.freezer()?;
+        set_frozen(&d.path, f, true)
+    }
+
+    fn thaw(&self) -> Result<(), RuntimeError> {
+        let (d, f) = self.freezer()?;
+        set_frozen(&d.path, f, false)
+    }
+
+    fn stats(&self) -> Result<CgroupStats, RuntimeError> {
+        let mut st = CgroupStats::default();
+        if let Some(d) = self.controller("cpuacct") {
             let p = &d.path;
-            if d.has("cpuacct") {
-                st.cpu_usage_ns = num(p.join("cpuacct.usage")).unwrap_or(0);
-                // cpuacct.stat counts USER_HZ ticks.
-                // SAFETY: sysconf has no memory-safety preconditions.
-                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-                st.cpu_user_ns = kv(p.join("cpuacct.stat"), "user").unwrap_or(0) * 1_000_000_000 / hz;
-                st.cpu_system_ns = kv(p.join("cpuacct.stat"), "system").unwrap_or(0) * 1_000_000_000 / hz;
-            }
-            if d.has("memory") {
-                st.memory_usage = num(p.join("memory.usage_in_bytes")).unwrap_or(0);
-                st.memory_limit = num(p.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
-                st.memory_cache = kv(p.join("memory.stat"), "total_cache").or_else(|| kv(p.join("memory.stat"), "cache")).unwrap_or(0);
-            }
-            if d.has("pids") {
-                st.pids_current = num(p.join("pids.current")).unwrap_or(0);
-                st.pids_limit = num(p.join("pids.max"));
-            }
+            st.cpu_usage_ns = read_num(p.join("cpuacct.usage")).unwrap_or(0);
+            // cpuacct.stat counts USER_HZ ticks.
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            st.cpu_user_ns = read_key(p.join("cpuacct.stat"), "user").unwrap_or(0) * 1_000_000_000 / hz;
+            st.cpu_system_ns = read_key(p.join("cpuacct.stat"), "system").unwrap_or(0) * 1_000_000_000 / hz;
+        }
+        if let Some(d) = self.controller("memory") {
+            let p = &d.path;
+            st.memory_usage = read_num(p.join("memory.usage_in_bytes")).unwrap_or(0);
+            st.memory_limit = read_num(p.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
+            st.memory_cache =
+                read_key(p.join("memory.stat"), "total_cache").or_else(|| read_key(p.join("memory.stat"), "cache")).unwrap_or(0);
+        }
+        if let Some(d) = self.controller("pids") {
+            st.pids_current = read_num(d.path.join("pids.current")).unwrap_or(0);
+            st.pids_limit = read_num(d.path.join("pids.max"));
         }
         Ok(st)
     }
 
-    /// Whether the kernel OOM-killed a process of this cgroup.
-    pub fn oom_killed(&self) -> Result<bool, RuntimeError> {
-        for d in self.dirs()? {
-            let file = if d.hierarchy.v2 { "memory.events" } else { "memory.oom_control" };
-            let Ok(text) = std::fs::read_to_string(d.path.join(file)) else { continue };
-            let kills = text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(k) = kills {
-                return Ok(k > 0);
-            }
-        }
-        Ok(false)
+    fn oom_killed(&self) -> Result<bool, RuntimeError> {
+        Ok(self.controller("memory").and_then(|d| oom_kills(d.path.join("memory.oom_control"))).is_some_and(|k| k > 0))
     }
 
-    /// PIDs of every process in the cgroup (`docker top`).
-    pub fn pids(&self) -> Result<Vec<i32>, RuntimeError> {
-        let dirs = self.dirs()?;
+    fn pids(&self) -> Result<Vec<i32>, RuntimeError> {
         // Prefer a hierarchy every container process is sure to be in.
-        let dir = dirs
-            .iter()
-            .find(|d| d.has("pids"))
-            .or_else(|| dirs.iter().find(|d| d.has("memory")))
-            .or_else(|| dirs.first())
+        let dir = self
+            .controller("pids")
+            .or_else(|| self.controller("memory"))
+            .or_else(|| self.dirs.first())
             .ok_or_else(|| RuntimeError::InvalidConfig("no cgroup hierarchy".into()))?;
-        let procs = dir.path.join("cgroup.procs");
-        let text = std::fs::read_to_string(&procs).map_err(|e| sys(format!("reading {}", procs.display()), e))?;
-        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        pids_in(dir)
     }
 
-    /// Removes the cgroup from every controller (it must be empty).
-    pub fn destroy(&self) -> Result<(), RuntimeError> {
-        let mut first_err = None;
-        for d in self.dirs()? {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            loop {
-                match std::fs::remove_dir(&d.path) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    // EBUSY while exiting tasks drain out of the cgroup.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => {
-                        first_err.get_or_insert_with(|| sys(format!("removing cgroup {}", d.path.display()), e));
-                        break;
-                    }
-                }
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+    fn destroy(&self) -> Result<(), RuntimeError> {
+        destroy_dirs(&self.dirs)
+    }
+}
+
+/// A cgroup on a host with only the unified (v2) hierarchy.
+struct V2 {
+    dir: Dir,
+}
+
+impl Cgroups for V2 {
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.path.clone()]
+    }
+
+    fn create(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        create_dirs(std::slice::from_ref(&self.dir), true, || apply_v2(&self.dir, resources))
+    }
+
+    fn add_task(&self, pid: i32) -> Result<(), RuntimeError> {
+        add_task_to(std::slice::from_ref(&self.dir), pid)
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        apply_v2(&self.dir, resources)
+    }
+
+    fn freeze(&self) -> Result<(), RuntimeError> {
+        set_frozen(&self.dir.path, &FREEZER_V2, true)
+    }
+
+    fn thaw(&self) -> Result<(), RuntimeError> {
+        set_frozen(&self.dir.path, &FREEZER_V2, false)
+    }
+
+    fn stats(&self) -> Result<CgroupStats, RuntimeError> {
+        let p = &self.dir.path;
+        Ok(CgroupStats {
+            cpu_usage_ns: read_key(p.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000,
+            cpu_user_ns: read_key(p.join("cpu.stat"), "user_usec").unwrap_or(0) * 1000,
+            cpu_system_ns: read_key(p.join("cpu.stat"), "system_usec").unwrap_or(0) * 1000,
+            memory_usage: read_num(p.join("memory.current")).unwrap_or(0),
+            memory_limit: read_num(p.join("memory.max")).unwrap_or(u64::MAX),
+            memory_cache: read_key(p.join("memory.stat"), "file").unwrap_or(0),
+            pids_current: read_num(p.join("pids.current")).unwrap_or(0),
+            pids_limit: read_num(p.join("pids.max")),
+        })
+    }
+
+    fn oom_killed(&self) -> Result<bool, RuntimeError> {
+        Ok(oom_kills(self.dir.path.join("memory.events")).is_some_and(|k| k > 0))
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, RuntimeError> {
+        pids_in(&self.dir)
+    }
+
+    fn destroy(&self) -> Result<(), RuntimeError> {
+        destroy_dirs(std::slice::from_ref(&self.dir))
     }
 }
 
@@ -732,5 +836,27 @@ mod tests {
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(kernel_controllers("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\nrdma\t0\t1\t0\n"), vec!["cpu"]);
+    }
+
+    #[test]
+    fn a_container_cgroup_spans_the_layout_it_is_opened_on() {
+        let known: Vec<String> = ["cpu", "cpuset", "memory"].iter().map(|s| s.to_string()).collect();
+        // Hybrid: one directory per v1 hierarchy under the daemon's own cgroup, and one in the v2 mount.
+        let hybrid = on_layout("berth/abc", parse_hierarchies(HYBRID, SELF, &known)).expect("hybrid");
+        let paths = hybrid.paths();
+        assert_eq!(paths.len(), 5);
+        assert!(paths.contains(&PathBuf::from("/sys/fs/cgroup/memory/session/abc/berth/abc")));
+        assert!(paths.contains(&PathBuf::from("/sys/fs/cgroup/unified/berth/abc")));
+        // Pure v2: one directory, from the mount's root.
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let v2 = on_layout("berth/abc", parse_hierarchies(mi, "0::/user.slice/x\n", &[])).expect("v2");
+        assert_eq!(v2.paths(), vec![PathBuf::from("/sys/fs/cgroup/berth/abc")]);
+        // An absolute path starts at each hierarchy's root.
+        let abs = on_layout("/custom/abc", parse_hierarchies(HYBRID, SELF, &known)).expect("absolute");
+        assert!(abs.paths().contains(&PathBuf::from("/sys/fs/cgroup/memory/custom/abc")));
+        for bad in ["", "/", "berth/../x", "./x"] {
+            let err = on_layout(bad, parse_hierarchies(mi, "0::/\n", &[])).err().expect(bad);
+            assert!(err.to_string().contains("invalid cgroup path"), "{bad}: {err}");
+        }
     }
 }

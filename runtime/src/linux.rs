@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, PosixRlimitType, Process, Spec};
 
-use super::cgroups::{self, Cgroup};
+use super::cgroups;
 use super::sync::{Channel, Msg};
 use super::{caps, oci, rootfs, seccomp, user, RuntimeError};
 
@@ -115,7 +115,7 @@ pub fn create(bundle: &Path, spec: &Spec, stdio: Stdio) -> Result<Created, Runti
             }
         }
     }
-    let cgroup = linux.cgroups_path().as_ref().map(|p| Cgroup::new(&p.to_string_lossy()));
+    let cgroup = linux.cgroups_path().as_ref().map(|p| cgroups::open(&p.to_string_lossy())).transpose()?;
     if let Some(cg) = &cgroup {
         cg.create(&linux.resources().clone().unwrap_or_default())?;
     }

@@ -124,7 +124,7 @@ impl ContainerService {
         let current =
             self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let freeze = current.state.status == Status::Running;
-        let cgroup = Self::cgroup_of(&current);
+        let cgroup = Self::cgroup_of(&current)?;
         if freeze {
             cgroup.freeze()?;
         }

@@ -134,7 +134,7 @@ impl ContainerService {
         if !matches!(record.state.status, Status::Running | Status::Paused) {
             return Err(EngineError::Conflict(format!("Container {} is not running", record.id)));
         }
-        let mut pids = Self::cgroup_of(&record).pids()?;
+        let mut pids = Self::cgroup_of(&record)?.pids()?;
         pids.sort_unstable();
         let args = ps_args.map(str::trim).filter(|a| !a.is_empty() && *a != "-ef");
         if let Some(args) = args {
@@ -230,7 +230,7 @@ impl ContainerService {
                 "name": format!("/{}", record.name), "id": id,
             }));
         }
-        let s = Self::cgroup_of(&record).stats()?;
+        let s = Self::cgroup_of(&record)?.stats()?;
         let host_mem = host_memory();
         let limit =
             if s.memory_limit == 0 || (host_mem > 0 && s.memory_limit > host_mem) { host_mem } else { s.memory_limit };
@@ -323,7 +323,7 @@ impl ContainerService {
         }
         if record.state.is_active() && record.state.status != Status::Restarting {
             let resources = crate::container::spec::resources(&record)?;
-            Self::cgroup_of(&record).update(&resources)?;
+            Self::cgroup_of(&record)?.update(&resources)?;
         }
         self.save_container(&record)?;
         self.emit(&record, "update", &[]);

@@ -11,7 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use berth_model::container::{ContainerRecord, ContainerState, Status};
-use berth_runtime::cgroups::Cgroup;
+use berth_runtime::cgroups::{self, Cgroups};
 use berth_runtime::clock::now_rfc3339;
 use berth_runtime::files::{self, Durability};
 use berth_runtime::shim::{recorded_exit, ExitInfo, ShimClient, ShimOptions};
@@ -107,11 +107,17 @@ impl ContainerService {
         self.catalog.dir(id).join(format!("{id}-json.log"))
     }
 
-    /// The container's cgroup, relative to the controllers.
-    pub(crate) fn cgroup_of(record: &ContainerRecord) -> Cgroup {
+    /// The container's cgroup path (`<parent>/<id>`), relative to where the
+    /// daemon sits in each hierarchy.
+    fn cgroup_path(record: &ContainerRecord) -> String {
         let parent = record.host_config.cgroup_parent.trim_matches('/');
         let parent = if parent.is_empty() { DEFAULT_CGROUP_PARENT } else { parent };
-        Cgroup::new(&format!("{parent}/{}", record.id))
+        format!("{parent}/{}", record.id)
+    }
+
+    /// The container's cgroup on this host's layout.
+    pub(crate) fn cgroup_of(record: &ContainerRecord) -> EngineResult<Box<dyn Cgroups>> {
+        Ok(cgroups::open(&Self::cgroup_path(record))?)
     }
 
     /// Publishes a container event.
@@ -305,8 +311,8 @@ impl ContainerService {
         self.clean_state_dir(&self.run_trash, &state_dir);
         let rootfs = state_dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|e| EngineError::io(format!("creating {}", rootfs.display()), e))?;
-        let cgroup = Self::cgroup_of(record);
-        let parent = cgroup.path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        let cgroup_path = Self::cgroup_path(record);
+        let parent = cgroup_path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
         let spec = crate::container::spec::build(&SpecInputs {
             record,
             image_config: &image_config,
@@ -344,7 +350,7 @@ impl ContainerService {
             open_stdin: record.config.open_stdin,
             stdin_once: record.config.stdin_once,
             runtime,
-            cgroup_path: cgroup.path.clone(),
+            cgroup_path,
         })
     }
 
@@ -380,8 +386,7 @@ impl ContainerService {
     /// removes it too; whoever is second finds nothing), the network
     /// namespace and endpoints, the volume mounts.
     fn clean_after_exit(&self, record: &mut ContainerRecord) {
-        let cg = Self::cgroup_of(record);
-        if let Err(e) = cg.destroy() {
+        if let Err(e) = Self::cgroup_of(record).and_then(|cg| cg.destroy().map_err(Into::into)) {
             tracing::debug!(container = %record.id, error = %e, "removing the container's cgroup");
         }
         self.networks.teardown_container_network(record);
@@ -720,7 +725,7 @@ impl ContainerService {
             Status::Paused => return Err(EngineError::Conflict(format!("Container {id} is already paused"))),
             _ => return Err(EngineError::Conflict(format!("Container {id} is not running"))),
         }
-        Self::cgroup_of(&record).freeze()?;
+        Self::cgroup_of(&record)?.freeze()?;
         set_status(&mut record.state, Status::Paused);
         self.save_container(&record)?;
         self.emit(&record, "pause", &[]);
@@ -740,7 +745,7 @@ impl ContainerService {
 
     /// Thaws a paused container (the caller holds its lock).
     fn thaw(&self, record: &mut ContainerRecord) -> EngineResult<()> {
-        Self::cgroup_of(record).thaw()?;
+        Self::cgroup_of(record)?.thaw()?;
         set_status(&mut record.state, Status::Running);
         self.save_container(record)?;
         self.emit(record, "unpause", &[]);
@@ -772,7 +777,7 @@ impl ContainerService {
                         }
                         self.emit(&record, "kill", &[("signal", libc::SIGKILL.to_string())]);
                         if record.state.status == Status::Paused {
-                            let _ = Self::cgroup_of(&record).thaw();
+                            let _ = Self::cgroup_of(&record).and_then(|cg| cg.thaw().map_err(Into::into));
                         }
                         Some(rx)
                     }

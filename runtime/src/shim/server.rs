@@ -25,7 +25,7 @@ use oci_spec::runtime::Spec;
 use super::jsonlog::{self, Stream};
 use super::proto::{self, Failure, Ready, Request, Response};
 use super::{ExecRequest, ExitInfo, ShimError, ShimOptions, ShimState};
-use crate::cgroups::Cgroup;
+use crate::cgroups;
 use crate::clock::now_rfc3339;
 use crate::files::{self, Durability};
 use crate::external::{ExternalIo, ExternalRuntime};
@@ -460,7 +460,13 @@ fn unmount(root: &Path) {
 }
 
 fn destroy_cgroup(path: &str) {
-    let cgroup = Cgroup::new(path);
+    let cgroup = match cgroups::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth shim: removing cgroup {path}: {e}");
+            return;
+        }
+    };
     // Stragglers (a container without its own PID namespace) must go before the cgroup can.
     if let Ok(pids) = cgroup.pids() {
         for pid in pids {
@@ -642,7 +648,7 @@ impl Shim {
         let oom_killed = if self.options.cgroup_path.is_empty() {
             false
         } else {
-            Cgroup::new(&self.options.cgroup_path).oom_killed().unwrap_or(false)
+            cgroups::open(&self.options.cgroup_path).and_then(|c| c.oom_killed()).unwrap_or(false)
         };
         let exit = ExitInfo { exit_code: code, oom_killed, finished_at: now_rfc3339() };
         match serde_json::to_vec(&exit) {
