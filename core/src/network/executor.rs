@@ -21,6 +21,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use berth_model::Subnet;
 use berth_model::network::{FirewallRule, LinkKind, NetAction, Netns, NetworkPlan};
@@ -31,6 +32,7 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
+use super::firewall::Firewall;
 use super::NetError;
 
 /// Who a plan comes from, which decides the host links it may act on.
@@ -63,13 +65,6 @@ pub fn owner_alias(owner: &str) -> String {
     format!("berth:{owner}")
 }
 
-/// Applies firewall rules. The nftables module (`firewall.rs`) is the one
-/// place that speaks nft; this indirection is the seam tests and the
-/// executor share.
-fn firewall_apply(add: &[FirewallRule], delete: &[FirewallRule]) -> Result<(), NetError> {
-    super::firewall::apply(add, delete)
-}
-
 /// How to undo one applied step.
 #[derive(Debug)]
 enum Undo {
@@ -87,6 +82,7 @@ enum Undo {
 pub struct Applied {
     undo: Vec<Undo>,
     sandbox: Option<PathBuf>,
+    firewall: Arc<dyn Firewall>,
 }
 
 impl Applied {
@@ -100,21 +96,32 @@ impl Applied {
         }
         let sandbox = self.sandbox.clone();
         match Conn::new(sandbox.as_deref()) {
-            Ok(mut conn) => conn.undo_all(self.undo),
+            Ok(mut conn) => {
+                conn.firewall = Some(self.firewall);
+                conn.undo_all(self.undo)
+            }
             Err(e) => tracing::warn!(error = %e, "cannot roll back a network plan"),
         }
     }
 }
 
-/// Applies `plan` on behalf of `by`. `sandbox` is the namespace file of the
-/// container the plan's `Sandbox` steps act in.
-pub fn apply(plan: &NetworkPlan, sandbox: Option<&Path>, by: Authority<'_>) -> Result<Applied, NetError> {
+/// Applies `plan` on behalf of `by`, its firewall steps through `firewall`.
+/// `sandbox` is the namespace file of the container the plan's `Sandbox`
+/// steps act in.
+pub fn apply(
+    plan: &NetworkPlan,
+    sandbox: Option<&Path>,
+    by: Authority<'_>,
+    firewall: &Arc<dyn Firewall>,
+) -> Result<Applied, NetError> {
     validate(plan, sandbox)?;
+    let applied = |undo| Applied { undo, sandbox: sandbox.map(Path::to_path_buf), firewall: Arc::clone(firewall) };
     if plan.actions.is_empty() {
-        return Ok(Applied { undo: Vec::new(), sandbox: sandbox.map(Path::to_path_buf) });
+        return Ok(applied(Vec::new()));
     }
     let mut conn = Conn::new(sandbox)?;
     conn.alias = Some(owner_alias(by.owner()));
+    conn.firewall = Some(Arc::clone(firewall));
     if let Authority::Confined { owner } = by {
         conn.check_confined(plan, owner)?;
     }
@@ -134,7 +141,8 @@ pub fn apply(plan: &NetworkPlan, sandbox: Option<&Path>, by: Authority<'_>) -> R
             j += 1;
         }
         let result = if j > i {
-            let r = firewall_apply(&add, &delete)
+            let r = firewall
+                .apply(&add, &delete)
                 .map(|()| undo.push(Undo::Firewall { add: delete.clone(), delete: add.clone() }));
             let step = i;
             i = j;
@@ -149,7 +157,7 @@ pub fn apply(plan: &NetworkPlan, sandbox: Option<&Path>, by: Authority<'_>) -> R
             return Err(with_step(e, step, &plan.actions[step]));
         }
     }
-    Ok(Applied { undo, sandbox: sandbox.map(Path::to_path_buf) })
+    Ok(applied(undo))
 }
 
 /// Says which step of the plan failed.
@@ -310,6 +318,8 @@ struct Conn {
     sandbox: Option<Handle>,
     /// The alias of the links this plan creates in the host namespace.
     alias: Option<String>,
+    /// Where firewall steps go; only connections that apply or undo plans have one.
+    firewall: Option<Arc<dyn Firewall>>,
 }
 
 impl Conn {
@@ -321,7 +331,11 @@ impl Conn {
             tokio::spawn(conn);
             Ok::<_, NetError>(handle)
         })?;
-        Ok(Conn { rt, host, sandbox_path: sandbox.map(Path::to_path_buf), sandbox: None, alias: None })
+        Ok(Conn { rt, host, sandbox_path: sandbox.map(Path::to_path_buf), sandbox: None, alias: None, firewall: None })
+    }
+
+    fn firewall(&self) -> Result<Arc<dyn Firewall>, NetError> {
+        self.firewall.clone().ok_or_else(|| NetError::Firewall("no firewall for this plan".into()))
     }
 
     fn handle(&mut self, ns: Netns) -> Result<Handle, NetError> {
@@ -548,12 +562,12 @@ impl Conn {
                 Ok(())
             }
             NetAction::AddFirewallRule { rule } => {
-                firewall_apply(std::slice::from_ref(rule), &[])?;
+                self.firewall()?.apply(std::slice::from_ref(rule), &[])?;
                 undo.push(Undo::Firewall { add: vec![], delete: vec![rule.clone()] });
                 Ok(())
             }
             NetAction::DeleteFirewallRule { rule } => {
-                firewall_apply(&[], std::slice::from_ref(rule))?;
+                self.firewall()?.apply(&[], std::slice::from_ref(rule))?;
                 undo.push(Undo::Firewall { add: vec![rule.clone()], delete: vec![] });
                 Ok(())
             }
@@ -836,7 +850,7 @@ impl Conn {
                 self.route(false, *destination, *gateway, link.as_deref(), *ns).map(|_| ())
             }
             Undo::Sysctl { path, value, ns } => self.sysctl(path, Some(value), *ns).map(|_| ()),
-            Undo::Firewall { add, delete } => firewall_apply(add, delete),
+            Undo::Firewall { add, delete } => self.firewall()?.apply(add, delete),
         }
     }
 }
@@ -948,6 +962,11 @@ mod tests {
         NetworkPlan { actions }
     }
 
+    /// The host's firewall, as the networks service uses it.
+    fn nft() -> Arc<dyn Firewall> {
+        Arc::new(super::super::firewall::Nftables)
+    }
+
     fn link(name: &str, kind: LinkKind) -> NetAction {
         NetAction::CreateLink { name: name.into(), link: kind, ns: Netns::Host, mtu: None, mac_address: None }
     }
@@ -957,7 +976,7 @@ mod tests {
         sandboxed("executor confinement", || {
             let mut conn = Conn::new(None).unwrap();
             // A link someone else made (the host's, or an in-tree driver's).
-            apply(&plan(vec![link("hostbr0", LinkKind::Bridge)]), None, Authority::Trusted { owner: "bridge" }).unwrap().keep();
+            apply(&plan(vec![link("hostbr0", LinkKind::Bridge)]), None, Authority::Trusted { owner: "bridge" }, &nft()).unwrap().keep();
             assert_eq!(conn.alias_of("hostbr0", Netns::Host).unwrap().as_deref(), Some("berth:bridge"));
             let plug = Authority::Confined { owner: "plug" };
             let own = plan(vec![
@@ -968,7 +987,7 @@ mod tests {
                 NetAction::SetUp { link: "plugbr0".into(), ns: Netns::Host },
                 NetAction::AddRoute { destination: "10.78.0.0/24".into(), gateway: None, link: Some("plugbr0".into()), ns: Netns::Host },
             ]);
-            apply(&own, None, plug).unwrap().keep();
+            apply(&own, None, plug, &nft()).unwrap().keep();
             for name in ["plugbr0", "plugv0", "plugp0"] {
                 assert_eq!(conn.alias_of(name, Netns::Host).unwrap().as_deref(), Some("berth:plug"), "{name} is tagged");
             }
@@ -986,7 +1005,7 @@ mod tests {
             for action in refused {
                 // The refused step comes after one that would change something: nothing may change.
                 let p = plan(vec![link("plugbr9", LinkKind::Bridge), action.clone()]);
-                let e = apply(&p, None, plug).err().unwrap_or_else(|| panic!("{action:?} must be refused")).to_string();
+                let e = apply(&p, None, plug, &nft()).err().unwrap_or_else(|| panic!("{action:?} must be refused")).to_string();
                 assert!(e.contains("plugin plug: refused") && e.contains("not created by this plugin") || e.contains("must go through a link"), "{action:?}: {e}");
                 assert!(conn.index("plugbr9", Netns::Host).unwrap().is_none(), "{action:?}: nothing was applied");
             }
@@ -1001,7 +1020,7 @@ mod tests {
                 link("tv0", LinkKind::Veth { peer: "tp0".into() }),
                 NetAction::MoveToSandbox { name: "tp0".into(), rename_to: "eth0".into() },
             ]);
-            apply(&trusted_join, Some(&sb), Authority::Trusted { owner: "bridge" }).unwrap().keep();
+            apply(&trusted_join, Some(&sb), Authority::Trusted { owner: "bridge" }, &nft()).unwrap().keep();
             let join = plan(vec![
                 link("plugv1", LinkKind::Veth { peer: "plugp1".into() }),
                 NetAction::MoveToSandbox { name: "plugp1".into(), rename_to: "eth1".into() },
@@ -1009,23 +1028,23 @@ mod tests {
                 NetAction::SetUp { link: "eth1".into(), ns: Netns::Sandbox },
                 NetAction::AddRoute { destination: "default".into(), gateway: Some("10.77.0.1".into()), link: None, ns: Netns::Sandbox },
             ]);
-            apply(&join, Some(&sb), plug).unwrap().keep();
+            apply(&join, Some(&sb), plug, &nft()).unwrap().keep();
             for action in [
                 NetAction::DeleteLink { name: "eth0".into(), ns: Netns::Sandbox },
                 NetAction::AddAddress { link: "lo".into(), address: "10.79.0.1/8".into(), ns: Netns::Sandbox },
                 NetAction::MoveToSandbox { name: "tv0".into(), rename_to: "eth9".into() },
             ] {
-                let e = apply(&plan(vec![action.clone()]), Some(&sb), plug).err().unwrap_or_else(|| panic!("{action:?} must be refused"));
+                let e = apply(&plan(vec![action.clone()]), Some(&sb), plug, &nft()).err().unwrap_or_else(|| panic!("{action:?} must be refused"));
                 assert!(e.to_string().contains("was not created by this plugin"), "{action:?}: {e}");
             }
-            apply(&plan(vec![NetAction::DeleteLink { name: "eth1".into(), ns: Netns::Sandbox }]), Some(&sb), plug).unwrap().keep();
+            apply(&plan(vec![NetAction::DeleteLink { name: "eth1".into(), ns: Netns::Sandbox }]), Some(&sb), plug, &nft()).unwrap().keep();
 
             // Its own links it may remove.
             let gone = plan(vec![
                 NetAction::DeleteLink { name: "plugv0".into(), ns: Netns::Host },
                 NetAction::DeleteLink { name: "plugbr0".into(), ns: Netns::Host },
             ]);
-            apply(&gone, None, plug).unwrap().keep();
+            apply(&gone, None, plug, &nft()).unwrap().keep();
             assert!(conn.index("plugbr0", Netns::Host).unwrap().is_none());
         });
     }
@@ -1048,9 +1067,9 @@ mod tests {
                 NetAction::AddAddress { link: "tbr0".into(), address: "10.9.0.1/24".into(), ns: Netns::Host },
                 NetAction::SetUp { link: "tbr0".into(), ns: Netns::Host },
             ]);
-            apply(&bridge, None, Authority::Trusted { owner: "test" }).unwrap().keep();
+            apply(&bridge, None, Authority::Trusted { owner: "test" }, &nft()).unwrap().keep();
             // Re-applying adopts the bridge and its address.
-            apply(&bridge, None, Authority::Trusted { owner: "test" }).unwrap().keep();
+            apply(&bridge, None, Authority::Trusted { owner: "test" }, &nft()).unwrap().keep();
             assert_eq!(addresses("tbr0", None).unwrap(), vec!["10.9.0.1/24".to_string()]);
             let join = plan(vec![
                 NetAction::CreateLink {
@@ -1072,7 +1091,7 @@ mod tests {
                     ns: Netns::Sandbox,
                 },
             ]);
-            let applied = apply(&join, Some(&sb), Authority::Trusted { owner: "test" }).unwrap();
+            let applied = apply(&join, Some(&sb), Authority::Trusted { owner: "test" }, &nft()).unwrap();
             assert_eq!(addresses("eth0", Some(&sb)).unwrap(), vec!["10.9.0.2/24".to_string()]);
             assert!(link_exists("tveth1", None).unwrap() && !link_exists("tvp1", None).unwrap());
             // Both ends carry the MTU (this thread's netns is the child's).
@@ -1100,7 +1119,7 @@ mod tests {
                 NetAction::AddAddress { link: "tbr1".into(), address: "10.8.0.1/24".into(), ns: Netns::Host },
                 NetAction::SetMaster { name: "nosuch0".into(), master: "tbr1".into() },
             ]);
-            let err = apply(&p, None, Authority::Trusted { owner: "test" }).err().expect("must fail");
+            let err = apply(&p, None, Authority::Trusted { owner: "test" }, &nft()).err().expect("must fail");
             assert!(err.to_string().contains("step 3") && err.to_string().contains("nosuch0"), "{err}");
             assert!(!link_exists("tbr1", None).unwrap(), "the bridge of the failed plan is gone");
         });
@@ -1125,7 +1144,7 @@ mod tests {
                     mac_address: None,
                 },
             ]);
-            match apply(&p, None, Authority::Trusted { owner: "test" }) {
+            match apply(&p, None, Authority::Trusted { owner: "test" }, &nft()) {
                 Ok(a) => a.undo(),
                 Err(e) => assert!(e.to_string().contains("does not support vlan links"), "{e}"),
             }
@@ -1140,9 +1159,9 @@ mod tests {
             address: "10.0.0.1/24".into(),
             ns: Netns::Sandbox,
         }]);
-        assert!(apply(&p, None, Authority::Trusted { owner: "test" }).err().unwrap().to_string().contains("container namespace"));
+        assert!(apply(&p, None, Authority::Trusted { owner: "test" }, &nft()).err().unwrap().to_string().contains("container namespace"));
         let p = plan(vec![NetAction::Sysctl { key: "kernel.panic".into(), value: "1".into(), ns: Netns::Host }]);
-        assert!(apply(&p, None, Authority::Trusted { owner: "test" }).err().unwrap().to_string().contains("only net.*"));
+        assert!(apply(&p, None, Authority::Trusted { owner: "test" }, &nft()).err().unwrap().to_string().contains("only net.*"));
         assert!(parse_cidr("10.0.0.1/33").is_err() && parse_mac("02:42:ac:11:00").is_err());
     }
 }

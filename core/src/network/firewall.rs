@@ -50,6 +50,24 @@ struct RuleBody {
     expr: Vec<Value>,
 }
 
+/// Where the engine's NAT and filter rules go (netavark's firewall drivers
+/// are the model). The plan executor hands every `AddFirewallRule` /
+/// `DeleteFirewallRule` step to one; the networks service picks it.
+pub trait Firewall: Send + Sync {
+    /// Adds `add` and removes `delete` as one change: all of it or nothing.
+    /// Adding a rule that is there and deleting one that is not are no-ops.
+    fn apply(&self, add: &[FirewallRule], delete: &[FirewallRule]) -> Result<(), NetError>;
+}
+
+/// berth's rules in nftables, `table ip berth` (this module's functions).
+pub struct Nftables;
+
+impl Firewall for Nftables {
+    fn apply(&self, add: &[FirewallRule], delete: &[FirewallRule]) -> Result<(), NetError> {
+        apply(add, delete)
+    }
+}
+
 /// Adds `add` and removes `delete` in one nftables transaction in
 /// `table ip berth` (created with its chains when missing). Adding a rule
 /// that is already there and deleting one that is not are no-ops; a rule in

@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use berth_model::network::{Ipam, NetworkRecord};
 
 use crate::catalog::ContainerCatalog;
+use firewall::Firewall;
 use crate::drivers::Drivers;
 use crate::store::Store;
 use ops::NetworkState;
@@ -108,12 +109,22 @@ pub struct NetworkService {
     /// `--run`: network namespaces live in `<run>/netns`.
     run: PathBuf,
     state: NetworkState,
+    /// Where published ports' and networks' NAT and filter rules go.
+    firewall: Arc<dyn Firewall>,
     /// The `Arc` this service lives in, for the embedded DNS's lookups.
     me: Weak<NetworkService>,
 }
 
 impl NetworkService {
     pub(crate) fn new(store: Arc<Store>, containers: ContainerCatalog, drivers: Arc<Drivers>, run: PathBuf) -> Arc<Self> {
-        Arc::new_cyclic(|me| NetworkService { store, containers, drivers, run, state: Default::default(), me: me.clone() })
+        Arc::new_cyclic(|me| NetworkService {
+            store,
+            containers,
+            drivers,
+            run,
+            state: Default::default(),
+            firewall: Arc::new(firewall::Nftables),
+            me: me.clone(),
+        })
     }
 }

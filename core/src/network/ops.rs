@@ -224,12 +224,12 @@ impl NetworkService {
     pub(super) fn apply_plan(&self, driver: &dyn NetworkDriver, plan: &NetworkPlan, sandbox: Option<&Path>, what: &str) -> EngineResult<executor::Applied> {
         let owner = driver.name();
         let by = if driver.confined() { Authority::Confined { owner } } else { Authority::Trusted { owner } };
-        executor::apply(plan, sandbox, by).map_err(net_err(what))
+        executor::apply(plan, sandbox, by, &self.firewall).map_err(net_err(what))
     }
 
     /// Applies a plan of the engine's own (port publishing rules).
     pub(super) fn apply_own_plan(&self, plan: &NetworkPlan, what: &str) -> EngineResult<executor::Applied> {
-        executor::apply(plan, None, Authority::Trusted { owner: "engine" }).map_err(net_err(what))
+        executor::apply(plan, None, Authority::Trusted { owner: "engine" }, &self.firewall).map_err(net_err(what))
     }
 
     pub(super) fn dns(&self) -> Option<&DnsServer> {
