@@ -16,7 +16,6 @@ use super::names;
 /// Docker's minimum `--memory`.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
-
 /// Entrypoint and Cmd as Docker merges them: a container's entrypoint
 /// replaces the image's and drops the image's Cmd; `--entrypoint ""` (an
 /// empty list) resets it; a container's Cmd replaces the image's.

@@ -381,7 +381,6 @@ impl ContainerService {
         trash.put_or_warn(state_dir, "removing a container's old state");
     }
 
-
     /// What is left of a run once its process is gone: the cgroup (the shim
     /// removes it too; whoever is second finds nothing), the network
     /// namespace and endpoints, the volume mounts.

@@ -161,8 +161,6 @@ pub struct ExecDetails {
     pub pid: i64,
 }
 
-
-
 /// The containers service: container records (the store's `containers`
 /// table, which only it writes), their directories, shims, waiters, execs
 /// and events. It takes the images, networks and volumes services it
@@ -188,7 +186,6 @@ pub struct ContainerService {
 impl ContainerService {
     /// Builds the service and re-adopts the containers that were running
     /// (their shims outlive a daemon), then the volumes they hold.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         config: EngineConfig,
         store: Arc<Store>,
