@@ -92,7 +92,7 @@ pub(crate) fn splice(caller: UnixStream, shim: UnixStream) -> io::Result<()> {
 }
 
 impl ContainerService {
-    /// The `Arc` this engine lives in (absent only while it is being dropped).
+    /// The `Arc` this service lives in (absent only while it is being dropped).
     pub(crate) fn arc(&self) -> Option<Arc<ContainerService>> {
         self.me.upgrade()
     }
@@ -172,7 +172,8 @@ impl ContainerService {
     /// A private waiter for the next exit (stop, kill, rm -f).
     fn next_exit(&self, id: &str) -> Receiver<WaitResult> {
         let (tx, rx) = channel();
-        self.live.waiters
+        self.live
+            .waiters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(id.to_string())

@@ -1062,9 +1062,7 @@ impl VolumeService {
                 mounted: false,
             });
         }
-        let dir = self.run
-            .join("volumes")
-            .join(format!(".copyup-{}", record.id));
+        let dir = self.run.join("volumes").join(format!(".copyup-{}", record.id));
         if berth_runtime::mount::is_mount_point(&dir) {
             let _ = berth_runtime::mount::unmount(&dir);
         }
@@ -1356,10 +1354,7 @@ impl VolumeService {
             let Ok(driver) = self.volume_driver(&v.driver) else {
                 continue;
             };
-            let mut candidates = vec![self.run
-                .join("volumes")
-                .join(driver.name())
-                .join(&v.name)];
+            let mut candidates = vec![self.run.join("volumes").join(driver.name()).join(&v.name)];
             candidates.extend(driver.path(&v.name).ok().flatten());
             for point in candidates {
                 if berth_runtime::mount::is_mount_point(&point) {
