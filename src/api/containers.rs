@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use berth_core::container::{ContainerDetails, ListOptions, LogEntry, LogsOptions, WaitCondition};
+use berth_core::container::{
+    ContainerDetails, CpuSample, ListOptions, LogEntry, LogsOptions, StatsSample, WaitCondition,
+};
 use berth_core::events::Event;
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
 use berth_model::ImageRef;
@@ -26,9 +28,10 @@ use super::images::Params;
 use super::stream::{body_reader, drain, streamed};
 use super::{ApiError, AppState};
 use crate::apitypes::containers::{
-    ContainerCreateRequest, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect, ContainerPruneResponse, ContainerSummary,
-    ContainerTopResponse, ContainerUpdateResponse, ContainerWaitResponse, EventActor, EventMessage, FilesystemChange,
-    IdResponse, SummaryHostConfig, SummaryNetworkSettings, WaitError,
+    BlkioStats, ContainerCreateRequest, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect,
+    ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse, ContainerWaitResponse,
+    CpuStats, CpuUsage, EventActor, EventMessage, FilesystemChange, IdResponse, MemoryStats, PidsStats, StatsResponse,
+    StorageStats, SummaryHostConfig, SummaryNetworkSettings, ThrottlingData, WaitError,
 };
 
 /// The routes of this module.
@@ -460,17 +463,60 @@ async fn top(
     Ok(Json(ContainerTopResponse { processes, titles }))
 }
 
+/// Docker's stats body of one engine sample.
+fn stats_response(sample: StatsSample) -> StatsResponse {
+    let cpu_stats = |cpu: CpuSample| CpuStats {
+        cpu_usage: CpuUsage {
+            percpu_usage: None,
+            total_usage: cpu.total_ns,
+            usage_in_kernelmode: cpu.kernel_ns,
+            usage_in_usermode: cpu.user_ns,
+        },
+        online_cpus: cpu.online_cpus,
+        system_cpu_usage: cpu.host_ns,
+        throttling_data: ThrottlingData::default(),
+    };
+    let memory_stats = sample
+        .memory
+        .map(|m| MemoryStats {
+            limit: Some(m.limit),
+            // Under cgroup v1's names, which clients know: this cgroup's and with its children's.
+            stats: BTreeMap::from([("cache".to_string(), m.cache), ("total_cache".to_string(), m.cache)]),
+            usage: Some(m.usage),
+            ..Default::default()
+        })
+        .unwrap_or_default();
+    let pids_stats = sample.pids.map(|p| PidsStats { current: Some(p.current), limit: p.limit }).unwrap_or_default();
+    StatsResponse {
+        blkio_stats: BlkioStats::default(),
+        cpu_stats: cpu_stats(sample.cpu),
+        id: sample.id,
+        memory_stats,
+        name: format!("/{}", sample.name),
+        networks: None,
+        num_procs: 0,
+        pids_stats,
+        precpu_stats: cpu_stats(sample.precpu),
+        preread: sample.preread,
+        read: sample.read,
+        storage_stats: StorageStats::default(),
+    }
+}
+
 /// Fills `precpu_stats` from the previous sample, as Docker's stream does.
-fn with_previous(mut sample: Value, previous: Option<&Value>) -> Value {
+fn with_previous(mut sample: StatsResponse, previous: Option<&StatsResponse>) -> StatsResponse {
     if let Some(prev) = previous {
-        if let (Some(cpu), Some(obj)) = (prev.get("cpu_stats"), sample.as_object_mut()) {
-            obj.insert("precpu_stats".into(), cpu.clone());
-        }
-        if let (Some(read), Some(obj)) = (prev.get("read"), sample.as_object_mut()) {
-            obj.insert("preread".into(), read.clone());
-        }
+        sample.precpu_stats = prev.cpu_stats.clone();
+        sample.preread = prev.read.clone();
     }
     sample
+}
+
+/// One sample as a line of the stats stream.
+fn stats_line(sample: &StatsResponse) -> Bytes {
+    let mut line = serde_json::to_vec(sample).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -479,7 +525,7 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
     let one_shot = params.flag("one-shot");
     let first = {
         let id = id.clone();
-        state.blocking(move |e| e.containers().stats(&id)).await?
+        stats_response(state.blocking(move |e| e.containers().stats(&id)).await?)
     };
     let json_resp = |body: Body| {
         let mut resp = Response::new(body);
@@ -488,23 +534,23 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
     };
     if !stream {
         if one_shot {
-            return Ok(json_resp(Body::from(format!("{first}\n"))));
+            return Ok(json_resp(Body::from(stats_line(&first))));
         }
         // Docker answers a non-streamed request with two samples' worth, so
         // the CPU percentage can be computed from the difference.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let second = state.blocking(move |e| e.containers().stats(&id)).await.unwrap_or_else(|_| first.clone());
-        let v = with_previous(second, Some(&first));
-        return Ok(json_resp(Body::from(format!("{v}\n"))));
+        let second =
+            state.blocking(move |e| e.containers().stats(&id)).await.map(stats_response).unwrap_or_else(|_| first.clone());
+        return Ok(json_resp(Body::from(stats_line(&with_previous(second, Some(&first))))));
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let engine = state.engine.clone();
     tokio::spawn(async move {
-        let mut previous: Option<Value> = None;
+        let mut previous: Option<StatsResponse> = None;
         let mut sample = first;
         loop {
-            let v = with_previous(sample.clone(), previous.as_ref());
-            if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() {
+            let line = stats_line(&with_previous(sample.clone(), previous.as_ref()));
+            if tx.send(Ok(line)).await.is_err() {
                 break;
             }
             previous = Some(sample);
@@ -519,7 +565,7 @@ async fn stats(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q
             })
             .await;
             match next {
-                Ok(Ok(Some(s))) => sample = s,
+                Ok(Ok(Some(s))) => sample = stats_response(s),
                 // Stopped, removed or failed: the stream ends.
                 _ => break,
             }
@@ -765,5 +811,94 @@ mod tests {
         let h = b.host_config.unwrap();
         assert_eq!(h.memory, 33_554_432);
         assert!(h.auto_remove);
+    }
+
+    fn cpu(base: u64) -> CpuSample {
+        CpuSample { total_ns: base, kernel_ns: base / 4, user_ns: base / 2, host_ns: base * 10, online_cpus: 4 }
+    }
+
+    /// The CPU members as the engine's `json!` wrote them.
+    fn cpu_json(base: u64) -> Value {
+        serde_json::json!({
+            "cpu_usage": {"total_usage": base, "usage_in_kernelmode": base / 4, "usage_in_usermode": base / 2},
+            "system_cpu_usage": base * 10, "online_cpus": 4,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        })
+    }
+
+    #[test]
+    fn stats_of_a_running_container_keep_their_wire_json() {
+        let sample = StatsSample {
+            read: "2026-01-01T00:00:02.000000000Z".into(),
+            preread: "2026-01-01T00:00:01.000000000Z".into(),
+            cpu: cpu(800),
+            precpu: cpu(400),
+            memory: Some(berth_core::container::MemorySample { usage: 3000, limit: 9000, cache: 1000 }),
+            pids: Some(berth_core::container::PidsSample { current: 2, limit: Some(100) }),
+            name: "web".into(),
+            id: "a".repeat(64),
+        };
+        let expected = serde_json::json!({
+            "read": "2026-01-01T00:00:02.000000000Z",
+            "preread": "2026-01-01T00:00:01.000000000Z",
+            "pids_stats": {"current": 2, "limit": 100},
+            "blkio_stats": {},
+            "num_procs": 0,
+            "storage_stats": {},
+            "cpu_stats": cpu_json(800),
+            "precpu_stats": cpu_json(400),
+            "memory_stats": {"usage": 3000, "limit": 9000, "stats": {"cache": 1000, "total_cache": 1000}},
+            "name": "/web",
+            "id": "a".repeat(64),
+        });
+        let typed = stats_response(sample.clone());
+        // Byte for byte: `json!` sorted the members, the struct declares them in that order.
+        assert_eq!(serde_json::to_string(&typed).unwrap(), expected.to_string());
+        let unlimited = stats_response(StatsSample {
+            pids: Some(berth_core::container::PidsSample { current: 2, limit: None }),
+            ..sample
+        });
+        assert_eq!(serde_json::to_value(&unlimited).unwrap()["pids_stats"], serde_json::json!({"current": 2}));
+        let back: StatsResponse = serde_json::from_value(expected).unwrap();
+        assert_eq!(back, typed);
+    }
+
+    #[test]
+    fn stats_of_a_stopped_container_are_docker_zeros() {
+        let sample = StatsSample {
+            read: ZERO_TIME.into(),
+            preread: ZERO_TIME.into(),
+            name: "idle".into(),
+            id: "b".repeat(64),
+            ..Default::default()
+        };
+        let zero_cpu = serde_json::json!({
+            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+            "system_cpu_usage": 0, "online_cpus": 0,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        });
+        let expected = serde_json::json!({
+            "read": ZERO_TIME, "preread": ZERO_TIME,
+            "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
+            "cpu_stats": zero_cpu.clone(), "precpu_stats": zero_cpu, "memory_stats": {},
+            "name": "/idle", "id": "b".repeat(64),
+        });
+        assert_eq!(serde_json::to_string(&stats_response(sample)).unwrap(), expected.to_string());
+    }
+
+    #[test]
+    fn stats_stream_takes_precpu_from_the_sample_before() {
+        let sample = |base: u64, read: &str| {
+            let sample = StatsSample { read: read.into(), preread: ZERO_TIME.into(), cpu: cpu(base), ..Default::default() };
+            stats_response(sample)
+        };
+        let (first, second) = (sample(100, "t1"), sample(300, "t2"));
+        let alone = with_previous(second.clone(), None);
+        assert_eq!(alone, second);
+        let streamed = with_previous(second, Some(&first));
+        assert_eq!(streamed.precpu_stats, first.cpu_stats);
+        assert_eq!(streamed.preread, "t1");
+        assert_eq!(streamed.cpu_stats.cpu_usage.total_usage, 300);
+        assert_eq!(stats_line(&streamed).last(), Some(&b'\n'));
     }
 }

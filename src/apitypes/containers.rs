@@ -1,6 +1,6 @@
 //! Container bodies: inspect (`GET /containers/{id}/json`), list
 //! (`GET /containers/json`), create, wait, top, update, changes, commit,
-//! prune, exec, events, and the pieces they share.
+//! prune, exec, events, stats, and the pieces they share.
 //!
 //! `Config`, `HostConfig`, `State` and the endpoint settings are berth's
 //! model types, which are Docker-shaped already.
@@ -415,4 +415,160 @@ pub struct MountPoint {
     /// `volume`, `bind` or `tmpfs`.
     #[serde(rename = "Type")]
     pub kind: String,
+}
+
+/// One sample of `GET /containers/{id}/stats` (moby's `StatsResponse`).
+/// A stopped container's has zero counters and empty `memory_stats` and
+/// `pids_stats`. Members are in the order berth has always sent them
+/// (alphabetical, as `json!` wrote them); those berth does not measure are
+/// there for dockerd's answers and left out when absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsResponse {
+    pub blkio_stats: BlkioStats,
+    pub cpu_stats: CpuStats,
+    pub id: String,
+    pub memory_stats: MemoryStats,
+    /// With Docker's leading `/`.
+    pub name: String,
+    /// Per interface; absent for a container without networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networks: Option<BTreeMap<String, NetworkStats>>,
+    /// Windows only.
+    pub num_procs: u32,
+    pub pids_stats: PidsStats,
+    /// The CPU counters of the sample before, to compute rates with.
+    pub precpu_stats: CpuStats,
+    /// When the sample before was read; `0001-01-01T00:00:00Z` if none.
+    pub preread: String,
+    /// RFC 3339.
+    pub read: String,
+    /// Windows only.
+    pub storage_stats: StorageStats,
+}
+
+/// `cpu_stats` and `precpu_stats` of a stats sample. Times in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuStats {
+    pub cpu_usage: CpuUsage,
+    pub online_cpus: u32,
+    /// All CPU time of the host, busy or idle.
+    pub system_cpu_usage: u64,
+    pub throttling_data: ThrottlingData,
+}
+
+/// `cpu_usage` of `cpu_stats`: the container's CPU time in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuUsage {
+    /// Per CPU; only cgroup v1 hosts have it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percpu_usage: Option<Vec<u64>>,
+    pub total_usage: u64,
+    pub usage_in_kernelmode: u64,
+    pub usage_in_usermode: u64,
+}
+
+/// `throttling_data` of `cpu_stats`: periods in which the CPU quota held
+/// the container back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThrottlingData {
+    pub periods: u64,
+    pub throttled_periods: u64,
+    /// Nanoseconds.
+    pub throttled_time: u64,
+}
+
+/// `memory_stats` of a stats sample, in bytes. Empty for a stopped container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failcnt: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usage: Option<u64>,
+    /// The cgroup's `memory.stat` (`cache`, `total_inactive_file`,
+    /// `inactive_file`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    pub stats: BTreeMap<String, u64>,
+    /// Page cache included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<u64>,
+}
+
+/// `pids_stats` of a stats sample. Empty for a stopped container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PidsStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    /// Absent when unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// `blkio_stats` of a stats sample (cgroup v1's blkio files; dockerd sends
+/// `null` for those it has nothing in). Berth sends it empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlkioStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_merged_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_queue_recursive: Option<Vec<BlkioStatEntry>>,
+    /// Bytes read and written (`op` `Read` and `Write`, or lower case on cgroup v2 hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_service_bytes_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_service_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_serviced_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_wait_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sectors_recursive: Option<Vec<BlkioStatEntry>>,
+}
+
+/// One counter of a block device in `blkio_stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlkioStatEntry {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub value: u64,
+}
+
+/// `storage_stats` of a stats sample (Windows only: always empty here).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_count_normalized: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_count_normalized: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_size_bytes: Option<u64>,
+}
+
+/// One interface of `networks` in a stats sample.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkStats {
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub rx_errors: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub tx_errors: u64,
+    pub tx_packets: u64,
 }

@@ -28,7 +28,7 @@ use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
 use crate::apitypes::containers::{
     ContainerInspect, ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
-    ContainerWaitResponse, EventMessage, ExecInspect, FilesystemChange, IdResponse,
+    ContainerWaitResponse, EventMessage, ExecInspect, FilesystemChange, IdResponse, StatsResponse,
 };
 
 /// `berth container ...`.
@@ -1102,36 +1102,40 @@ pub async fn events(client: &Client, args: &EventsArgs) -> Result<ExitCode> {
 
 /// One `stats` row computed from a Docker stats sample (CPU from the
 /// difference to `precpu_stats`, memory without the page cache).
-pub fn stats_row(s: &Value, id: &str, name: &str, no_trunc: bool) -> Value {
-    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let cpu_delta = num(&s["cpu_stats"]["cpu_usage"]["total_usage"]) - num(&s["precpu_stats"]["cpu_usage"]["total_usage"]);
-    let sys_delta = num(&s["cpu_stats"]["system_cpu_usage"]) - num(&s["precpu_stats"]["system_cpu_usage"]);
-    let mut online = num(&s["cpu_stats"]["online_cpus"]);
+pub fn stats_row(s: &StatsResponse, id: &str, name: &str, no_trunc: bool) -> Value {
+    let (cpu, precpu) = (&s.cpu_stats, &s.precpu_stats);
+    let cpu_delta = cpu.cpu_usage.total_usage as f64 - precpu.cpu_usage.total_usage as f64;
+    let sys_delta = cpu.system_cpu_usage as f64 - precpu.system_cpu_usage as f64;
+    let mut online = f64::from(cpu.online_cpus);
     if online == 0.0 {
-        online = s["cpu_stats"]["cpu_usage"]["percpu_usage"].as_array().map(|a| a.len() as f64).unwrap_or(0.0);
+        online = cpu.cpu_usage.percpu_usage.as_ref().map(|p| p.len() as f64).unwrap_or(0.0);
     }
     let cpu = if sys_delta > 0.0 && cpu_delta > 0.0 { cpu_delta / sys_delta * online * 100.0 } else { 0.0 };
-    let usage = num(&s["memory_stats"]["usage"]);
-    let st = &s["memory_stats"]["stats"];
+    let usage = s.memory_stats.usage.unwrap_or(0) as f64;
+    let st = &s.memory_stats.stats;
     // cgroup v1 reports total_inactive_file, v2 inactive_file: both are cache.
-    let cache = [&st["total_inactive_file"], &st["inactive_file"]].iter().map(|v| num(v)).find(|v| *v > 0.0 && *v < usage).unwrap_or(0.0);
+    let cache = ["total_inactive_file", "inactive_file"]
+        .iter()
+        .map(|k| st.get(*k).copied().unwrap_or(0) as f64)
+        .find(|v| *v > 0.0 && *v < usage)
+        .unwrap_or(0.0);
     let mem = usage - cache;
-    let limit = num(&s["memory_stats"]["limit"]);
+    let limit = s.memory_stats.limit.unwrap_or(0) as f64;
     let mem_pct = if limit > 0.0 { mem / limit * 100.0 } else { 0.0 };
     let (mut rx, mut tx) = (0.0, 0.0);
-    for n in s["networks"].as_object().into_iter().flatten().map(|(_, v)| v) {
-        rx += num(&n["rx_bytes"]);
-        tx += num(&n["tx_bytes"]);
+    for n in s.networks.iter().flat_map(|m| m.values()) {
+        rx += n.rx_bytes as f64;
+        tx += n.tx_bytes as f64;
     }
     let (mut read, mut write) = (0.0, 0.0);
-    for e in s["blkio_stats"]["io_service_bytes_recursive"].as_array().into_iter().flatten() {
-        match e["op"].as_str().map(str::to_ascii_lowercase).as_deref() {
-            Some("read") => read += num(&e["value"]),
-            Some("write") => write += num(&e["value"]),
+    for e in s.blkio_stats.io_service_bytes_recursive.iter().flatten() {
+        match e.op.to_ascii_lowercase().as_str() {
+            "read" => read += e.value as f64,
+            "write" => write += e.value as f64,
             _ => {}
         }
     }
-    let pids = s["pids_stats"]["current"].as_u64().unwrap_or(0);
+    let pids = s.pids_stats.current.unwrap_or(0);
     json!({
         "ID": short(id, no_trunc),
         "Container": name,
@@ -1183,13 +1187,13 @@ pub async fn stats(client: &Client, args: &StatsArgs) -> Result<ExitCode> {
             let client = client.clone();
             let (id, name, running) = (id.clone(), name.clone(), *running);
             async move {
-                if !running {
-                    return stats_row(&Value::Null, &id, &name, args.no_trunc);
-                }
-                match client.get(&format!("/containers/{id}/stats?stream=false")).await {
-                    Ok(s) => stats_row(&s, &id, &name, args.no_trunc),
-                    Err(_) => stats_row(&Value::Null, &id, &name, args.no_trunc),
-                }
+                // A stopped container, or one that went away, is shown with zeros.
+                let sample = if running {
+                    client.get_typed(&format!("/containers/{id}/stats?stream=false")).await.unwrap_or_default()
+                } else {
+                    StatsResponse::default()
+                };
+                stats_row(&sample, &id, &name, args.no_trunc)
             }
         }))
         .await;
@@ -1371,6 +1375,7 @@ mod tests {
             "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 2000}, {"op": "Write", "value": 1000}]},
             "pids_stats": {"current": 3},
         });
+        let s: StatsResponse = serde_json::from_value(s).unwrap();
         let row = stats_row(&s, &"f".repeat(64), "web", false);
         assert_eq!(row["CPUPerc"], "40.00%");
         assert_eq!(row["MemUsage"], "2MiB / 100MiB");
@@ -1379,8 +1384,44 @@ mod tests {
         assert_eq!(row["NetIO"], "0B / 0B");
         assert_eq!(row["PIDs"], "3");
         assert_eq!(row["ID"], "ffffffffffff");
-        let empty = stats_row(&Value::Null, "x", "y", false);
+        let empty = stats_row(&StatsResponse::default(), "x", "y", false);
         assert_eq!(empty["CPUPerc"], "0.00%");
+    }
+
+    #[test]
+    fn stats_rows_read_dockerds_bodies() {
+        // dockerd's: `null` for the blkio lists it has nothing in, `percpu_usage` where `online_cpus` is
+        // missing, and members berth never sends.
+        let body = r#"{
+            "read": "2026-01-01T00:00:02Z", "preread": "2026-01-01T00:00:01Z",
+            "pids_stats": {"current": 5, "limit": 4915},
+            "blkio_stats": {
+                "io_service_bytes_recursive": [{"major": 8, "minor": 0, "op": "read", "value": 4096}],
+                "io_serviced_recursive": null
+            },
+            "num_procs": 0, "storage_stats": {},
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": 600, "percpu_usage": [300, 300], "usage_in_kernelmode": 100, "usage_in_usermode": 500},
+                "system_cpu_usage": 4000, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
+            },
+            "precpu_stats": {
+                "cpu_usage": {"total_usage": 200, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                "system_cpu_usage": 2000, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
+            },
+            "memory_stats": {"usage": 2097152, "stats": {"inactive_file": 1048576, "anon": 1048576}, "limit": 1048576000},
+            "name": "/db", "id": "abc",
+            "networks": {"eth0": {
+                "rx_bytes": 1500, "rx_packets": 3, "rx_errors": 0, "rx_dropped": 0,
+                "tx_bytes": 500, "tx_packets": 2, "tx_errors": 0, "tx_dropped": 0
+            }}
+        }"#;
+        let s: StatsResponse = serde_json::from_str(body).unwrap();
+        let row = stats_row(&s, "abc", "db", false);
+        assert_eq!(row["CPUPerc"], "40.00%");
+        assert_eq!(row["MemUsage"], "1MiB / 1000MiB");
+        assert_eq!(row["NetIO"], "1.5kB / 500B");
+        assert_eq!(row["BlockIO"], "4.1kB / 0B");
+        assert_eq!(row["PIDs"], "5");
     }
 
     #[test]

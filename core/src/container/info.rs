@@ -4,11 +4,10 @@
 use std::collections::HashSet;
 use std::fs;
 
-use berth_model::container::{HostConfig, Status};
-use serde_json::{json, Value};
+use berth_model::container::{HostConfig, Status, ZERO_TIME};
 
 use crate::error::{EngineError, EngineResult};
-use super::ContainerService;
+use super::{ContainerService, CpuSample, MemorySample, PidsSample, StatsSample};
 use super::create::{online_cpus, validate_resources, validate_restart_policy};
 
 /// Clock ticks per second (`USER_HZ`).
@@ -211,69 +210,47 @@ impl ContainerService {
         Ok((titles, rows))
     }
 
-    /// `docker stats`: one sample in Docker's stats JSON shape.
-    pub fn stats(&self, id_or_name: &str) -> EngineResult<Value> {
+    /// `docker stats`: one sample of the container's usage, with the CPU
+    /// counters of the previous one.
+    pub fn stats(&self, id_or_name: &str) -> EngineResult<StatsSample> {
         let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
-        let zero_cpu = json!({
-            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-            "system_cpu_usage": 0, "online_cpus": 0,
-            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
-        });
         let running = matches!(record.state.status, Status::Running | Status::Paused);
         if !running {
             // Docker answers a stopped container with zeros.
-            return Ok(json!({
-                "read": berth_model::container::ZERO_TIME, "preread": berth_model::container::ZERO_TIME,
-                "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
-                "cpu_stats": zero_cpu.clone(), "precpu_stats": zero_cpu, "memory_stats": {},
-                "name": format!("/{}", record.name), "id": id,
-            }));
+            return Ok(StatsSample {
+                read: ZERO_TIME.into(),
+                preread: ZERO_TIME.into(),
+                name: record.name.clone(),
+                id,
+                ..Default::default()
+            });
         }
         let s = Self::cgroup_of(&record)?.stats()?;
         let host_mem = host_memory();
         let limit =
             if s.memory_limit == 0 || (host_mem > 0 && s.memory_limit > host_mem) { host_mem } else { s.memory_limit };
         let read = berth_runtime::clock::now_rfc3339();
-        let cpu = json!({
-            "cpu_usage": {
-                "total_usage": s.cpu_usage_ns,
-                "usage_in_kernelmode": s.cpu_system_ns,
-                "usage_in_usermode": s.cpu_user_ns,
-            },
-            "system_cpu_usage": system_cpu_ns(),
-            "online_cpus": online_cpus(),
-            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
-        });
-        let mut pids = json!({"current": s.pids_current});
-        if let Some(l) = s.pids_limit {
-            pids["limit"] = json!(l);
-        }
-        let prev = self.live.prev_stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), json!({"read": read.clone(), "cpu_stats": cpu.clone()}));
-        let (preread, precpu) = match prev {
-            Some(p) => (p["read"].clone(), p["cpu_stats"].clone()),
-            None => (json!(berth_model::container::ZERO_TIME), zero_cpu),
+        let cpu = CpuSample {
+            total_ns: s.cpu_usage_ns,
+            kernel_ns: s.cpu_system_ns,
+            user_ns: s.cpu_user_ns,
+            host_ns: system_cpu_ns(),
+            online_cpus: u32::try_from(online_cpus()).unwrap_or(u32::MAX),
         };
-        Ok(json!({
-            "read": read,
-            "preread": preread,
-            "pids_stats": pids,
-            "blkio_stats": {},
-            "num_procs": 0,
-            "storage_stats": {},
-            "cpu_stats": cpu,
-            "precpu_stats": precpu,
-            "memory_stats": {
-                "usage": s.memory_usage,
-                "limit": limit,
-                "stats": {"cache": s.memory_cache, "total_cache": s.memory_cache},
-            },
-            "name": format!("/{}", record.name),
-            "id": id,
-        }))
+        let previous =
+            self.live.prev_stats.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), (read.clone(), cpu));
+        let (preread, precpu) = previous.unwrap_or_else(|| (ZERO_TIME.into(), CpuSample::default()));
+        Ok(StatsSample {
+            read,
+            preread,
+            cpu,
+            precpu,
+            memory: Some(MemorySample { usage: s.memory_usage, limit, cache: s.memory_cache }),
+            pids: Some(PidsSample { current: s.pids_current, limit: s.pids_limit }),
+            name: record.name.clone(),
+            id,
+        })
     }
 
     /// `docker update`: new resource limits (and restart policy).

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use berth_runtime::shim::ShimClient;
 
 use crate::events::EventBus;
-use super::{ExecConfig, WaitCondition, WaitResult};
+use super::{CpuSample, ExecConfig, WaitCondition, WaitResult};
 
 /// An attach made while the container was not running: the engine's end of
 /// the caller's socket, joined to the shim at the next start.
@@ -51,8 +51,9 @@ pub struct Live {
     /// Execs, by exec ID.
     pub(crate) execs: Mutex<HashMap<String, ExecEntry>>,
     pub(crate) events: EventBus,
-    /// The last stats sample of each container (`precpu_stats`).
-    pub(crate) prev_stats: Mutex<HashMap<String, serde_json::Value>>,
+    /// When each running container's last stats sample was read, and its
+    /// CPU counters: the next sample's `preread` and `precpu`.
+    pub(crate) prev_stats: Mutex<HashMap<String, (String, CpuSample)>>,
 }
 
 /// Exclusive use of one container until dropped: start, stop's bookkeeping,

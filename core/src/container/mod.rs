@@ -161,6 +161,60 @@ pub struct ExecDetails {
     pub pid: i64,
 }
 
+/// One `stats` sample of a container. The counters only grow, so a reader
+/// turns them into rates with the previous sample's (`precpu`, taken at
+/// `preread`), which the engine keeps per container. A stopped container
+/// has no cgroup to read: its sample is all zeros, at `ZERO_TIME`, without
+/// memory or pids, as Docker answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSample {
+    /// RFC 3339, when the counters were read.
+    pub read: String,
+    /// When the previous sample was read; `ZERO_TIME` when there was none.
+    pub preread: String,
+    pub cpu: CpuSample,
+    /// The previous sample's CPU counters; zero when there was none.
+    pub precpu: CpuSample,
+    pub memory: Option<MemorySample>,
+    pub pids: Option<PidsSample>,
+    pub name: String,
+    pub id: String,
+}
+
+/// CPU time counters of a sample, in nanoseconds since boot, with the
+/// host's so that the container's share of the host can be computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSample {
+    /// The container's processes, in user and kernel mode.
+    pub total_ns: u64,
+    pub kernel_ns: u64,
+    pub user_ns: u64,
+    /// Every CPU of the host, busy or idle: the denominator of a percentage.
+    pub host_ns: u64,
+    /// How many CPUs `host_ns` counts, to scale a share of the host to CPUs.
+    pub online_cpus: u32,
+}
+
+/// The container's memory in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemorySample {
+    /// Page cache included, as the cgroup counts it.
+    pub usage: u64,
+    /// The container's limit, or the host's memory when it has none (or
+    /// one above it), since that is what it can really use.
+    pub limit: u64,
+    /// The page cache in `usage`, which the kernel can reclaim.
+    pub cache: u64,
+}
+
+/// The container's processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidsSample {
+    pub current: u64,
+    /// `--pids-limit`; None when unlimited.
+    pub limit: Option<u64>,
+}
+
 /// The containers service: container records (the store's `containers`
 /// table, which only it writes), their directories, shims, waiters, execs
 /// and events. It takes the images, networks and volumes services it
