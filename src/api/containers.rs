@@ -29,9 +29,9 @@ use super::stream::{body_reader, drain, streamed};
 use super::{ApiError, AppState};
 use crate::apitypes::containers::{
     BlkioStats, ContainerCreateRequest, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect,
-    ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse, ContainerWaitResponse,
-    CpuStats, CpuUsage, EventActor, EventMessage, FilesystemChange, IdResponse, MemoryStats, PidsStats, StatsResponse,
-    StorageStats, SummaryHostConfig, SummaryNetworkSettings, ThrottlingData, WaitError,
+    ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateRequest, ContainerUpdateResponse,
+    ContainerWaitResponse, CpuStats, CpuUsage, EventActor, EventMessage, FilesystemChange, IdResponse, MemoryStats,
+    PidsStats, StatsResponse, StorageStats, SummaryHostConfig, SummaryNetworkSettings, ThrottlingData, WaitError,
 };
 
 /// The routes of this module.
@@ -579,9 +579,32 @@ async fn update(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<ContainerUpdateResponse>, ApiError> {
-    let update: HostConfig = json_body(body).await?;
+    let update: ContainerUpdateRequest = json_body(body).await?;
+    let update = update_host_config(update);
     let warnings = state.blocking(move |e| e.containers().update(&id, update)).await?;
     Ok(Json(ContainerUpdateResponse { warnings }))
+}
+
+/// The update as the engine takes it: a `HostConfig` whose members left at
+/// their defaults keep the container's values.
+fn update_host_config(u: ContainerUpdateRequest) -> HostConfig {
+    HostConfig {
+        cpu_period: u.cpu_period.unwrap_or_default(),
+        cpu_quota: u.cpu_quota.unwrap_or_default(),
+        cpu_realtime_period: u.cpu_realtime_period.unwrap_or_default(),
+        cpu_realtime_runtime: u.cpu_realtime_runtime.unwrap_or_default(),
+        cpu_shares: u.cpu_shares.unwrap_or_default(),
+        cpuset_cpus: u.cpuset_cpus.unwrap_or_default(),
+        cpuset_mems: u.cpuset_mems.unwrap_or_default(),
+        memory: u.memory.unwrap_or_default(),
+        memory_reservation: u.memory_reservation.unwrap_or_default(),
+        memory_swap: u.memory_swap.unwrap_or_default(),
+        memory_swappiness: u.memory_swappiness,
+        nano_cpus: u.nano_cpus.unwrap_or_default(),
+        pids_limit: u.pids_limit,
+        restart_policy: u.restart_policy.unwrap_or_default(),
+        ..HostConfig::default()
+    }
 }
 
 /// `GET /containers/{id}/changes`: `null` when nothing changed, as Docker answers.
@@ -900,5 +923,23 @@ mod tests {
         assert_eq!(streamed.preread, "t1");
         assert_eq!(streamed.cpu_stats.cpu_usage.total_usage, 300);
         assert_eq!(stats_line(&streamed).last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn update_keeps_what_the_body_leaves_out_or_zeroes() {
+        // The docker CLI's body: every resource, the untouched ones zero or null.
+        let docker: ContainerUpdateRequest = serde_json::from_str(
+            r#"{"BlkioWeight":0,"CpuShares":0,"Memory":67108864,"NanoCpus":0,"PidsLimit":null,"MemorySwappiness":null,
+                "RestartPolicy":{"Name":"","MaximumRetryCount":0}}"#,
+        )
+        .unwrap();
+        let h = update_host_config(docker);
+        assert_eq!(h, HostConfig { memory: 67_108_864, ..HostConfig::default() });
+        let berth: ContainerUpdateRequest =
+            serde_json::from_str(r#"{"PidsLimit":-1,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}"#).unwrap();
+        let h = update_host_config(berth);
+        assert_eq!(h.pids_limit, Some(-1));
+        assert_eq!((h.restart_policy.name.as_str(), h.restart_policy.maximum_retry_count), ("on-failure", 3));
+        assert_eq!(h.memory, 0);
     }
 }

@@ -11,12 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::container::{Attachment, ExecConfig, LogsOptions, StreamKind};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::images::Params;
 use super::{ApiError, AppState};
-use crate::apitypes::containers::{ExecInspect, ExecProcessConfig, IdResponse};
+use crate::apitypes::containers::{ExecCreateRequest, ExecInspect, ExecProcessConfig, ExecStartRequest, IdResponse};
 
 /// Docker's 8-byte frame header: stream type, three zeros, big-endian length.
 pub fn frame(kind: StreamKind, payload: &[u8]) -> Vec<u8> {
@@ -191,24 +190,29 @@ pub async fn exec_create(State(state): State<AppState>, Path(id): Path<String>, 
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-    let config: ExecConfig =
+    let request: ExecCreateRequest =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?;
-    if config.cmd.is_empty() {
+    if request.cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
+    let config = exec_config(request);
     let exec_id = state.blocking(move |e| e.containers().create_exec(&id, config)).await?;
     Ok((StatusCode::CREATED, Json(IdResponse { id: exec_id })).into_response())
 }
 
-/// Body of `POST /exec/{id}/start`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ExecStart {
-    detach: bool,
-    #[allow(dead_code)] // The exec's own config decides the tty; Docker sends both.
-    tty: bool,
-    /// `[rows, cols]` of the client's terminal, applied as soon as the exec runs.
-    console_size: Option<[u16; 2]>,
+fn exec_config(request: ExecCreateRequest) -> ExecConfig {
+    ExecConfig {
+        attach_stdin: request.attach_stdin,
+        attach_stdout: request.attach_stdout,
+        attach_stderr: request.attach_stderr,
+        detach_keys: request.detach_keys,
+        tty: request.tty,
+        env: request.env,
+        cmd: request.cmd,
+        privileged: request.privileged,
+        user: request.user,
+        working_dir: request.working_dir,
+    }
 }
 
 /// `POST /exec/{id}/start`.
@@ -217,12 +221,13 @@ pub async fn exec_start(State(state): State<AppState>, Path(id): Path<String>, r
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-    let start: ExecStart = if bytes.iter().all(u8::is_ascii_whitespace) {
-        ExecStart::default()
+    let start: ExecStartRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ExecStartRequest::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
     };
     let detach = start.detach;
+    // Applied as soon as the exec runs, so its first output already has the client's size.
     let console_size = start.console_size.filter(|[h, w]| *h > 0 && *w > 0);
     let exec_id = id.clone();
     let result = state
@@ -330,5 +335,21 @@ mod tests {
     #[test]
     fn frames_carry_stream_and_length() {
         assert_eq!(frame(StreamKind::Stderr, b"hi\n"), vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+    }
+
+    #[test]
+    fn exec_bodies_of_the_docker_cli_are_read() {
+        let create: ExecCreateRequest = serde_json::from_str(
+            r#"{"User":"","Privileged":false,"Tty":true,"ConsoleSize":null,"AttachStdin":true,"AttachStderr":true,
+                "AttachStdout":true,"Detach":false,"DetachKeys":"","Env":["A=1"],"WorkingDir":"/srv","Cmd":["sh"]}"#,
+        )
+        .unwrap();
+        let config = exec_config(create);
+        assert!(config.tty && config.attach_stdin && config.attach_stdout && config.attach_stderr);
+        assert_eq!(config.cmd, ["sh"]);
+        assert_eq!(config.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(config.working_dir, "/srv");
+        let start: ExecStartRequest = serde_json::from_str(r#"{"Detach":false,"Tty":true,"ConsoleSize":[24,80]}"#).unwrap();
+        assert_eq!(start, ExecStartRequest { detach: false, tty: true, console_size: Some([24, 80]) });
     }
 }

@@ -60,25 +60,13 @@ impl Params {
         let Some(raw) = self.get("filters").filter(|s| !s.trim().is_empty()) else {
             return Ok(Filters::default());
         };
-        let parsed: Value =
+        let parsed: crate::apitypes::filters::Filters =
             serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters {raw:?}: {e}")))?;
-        let Value::Object(map) = parsed else {
-            return Err(ApiError::bad_request(format!("invalid filters {raw:?}: expected a JSON object")));
-        };
-        let mut out = BTreeMap::new();
-        for (key, values) in map {
-            if !allowed.contains(&key.as_str()) {
-                return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
-            }
-            // Two encodings exist: {"k":{"v":true}} (current) and {"k":["v"]} (old clients).
-            let list: Vec<String> = match values {
-                Value::Object(m) => m.into_iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(v, _)| v).collect(),
-                Value::Array(a) => a.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-                other => return Err(ApiError::bad_request(format!("invalid filter '{key}': {other}"))),
-            };
-            out.insert(key, list);
+        let lists = parsed.into_lists();
+        if let Some(key) = lists.keys().find(|key| !allowed.contains(&key.as_str())) {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
         }
-        Ok(Filters(out))
+        Ok(Filters(lists))
     }
 }
 

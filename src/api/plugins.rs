@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::images::Params;
 use super::{ApiError, AppState};
-use crate::apitypes::plugins::{Plugin, PluginBerth, PluginConfig, PluginEnv, PluginInterface, PluginSettings};
+use crate::apitypes::plugins::{Plugin, PluginBerth, PluginConfig, PluginEnv, PluginInterface, PluginSetRequest, PluginSettings};
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -226,7 +226,7 @@ async fn set(State(state): State<AppState>, Path(name): Path<String>, body: Body
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-    let args: Vec<String> = serde_json::from_slice(&bytes)
+    let PluginSetRequest(args) = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body (want [\"key=value\", ...]): {e}")))?;
     let mut values = Vec::new();
     for a in args {

@@ -1,13 +1,13 @@
 //! Container bodies: inspect (`GET /containers/{id}/json`), list
 //! (`GET /containers/json`), create, wait, top, update, changes, commit,
-//! prune, exec, events, stats, and the pieces they share.
+//! prune, exec (create, start, inspect), events, stats, and the pieces they share.
 //!
 //! `Config`, `HostConfig`, `State` and the endpoint settings are berth's
 //! model types, which are Docker-shaped already.
 
 use std::collections::BTreeMap;
 
-use berth_model::container::{ContainerConfig, ContainerState, HostConfig, Status};
+use berth_model::container::{ContainerConfig, ContainerState, HostConfig, RestartPolicy, Status};
 use berth_model::network::{EndpointSettings, NetworkingConfig, PortMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -292,6 +292,49 @@ pub struct ContainerTopResponse {
     pub titles: Vec<String>,
 }
 
+/// `POST /containers/{id}/update`: the resource limits and restart policy
+/// to change (Docker's `UpdateConfig`). A member left out keeps the
+/// container's value, so only the members given are sent; the docker CLI
+/// sends all of them, the ones it leaves alone as zero, which berth reads
+/// as "keep" too. Members are in the order berth has always sent them
+/// (alphabetical, as `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerUpdateRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_realtime_period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_realtime_runtime: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_mems: Option<String>,
+    /// Bytes; -1 for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap, in bytes; -1 for unlimited swap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_swappiness: Option<i64>,
+    /// CPUs in billionths (`--cpus 1.5` is 1500000000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    /// -1 for unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
 /// The answer to `POST /containers/{id}/update`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -326,6 +369,43 @@ pub struct ContainerPruneResponse {
     /// `null` when nothing was removed, as Docker sends.
     pub containers_deleted: Option<Vec<String>>,
     pub space_reclaimed: u64,
+}
+
+/// `POST /containers/{id}/exec`: the command to run in the container and
+/// how its stdio is wired (Docker's `ExecConfig`). Members are in the order
+/// berth has always sent them (alphabetical, as `json!` wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecCreateRequest {
+    pub attach_stderr: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub cmd: Vec<String>,
+    /// Kept for `exec inspect`; berth's streams have no detach sequence.
+    pub detach_keys: String,
+    /// `KEY=VALUE` entries beside the container's own; `null` when none,
+    /// as the docker CLI sends.
+    pub env: Option<Vec<String>>,
+    pub privileged: bool,
+    pub tty: bool,
+    /// Empty for the container's user.
+    pub user: String,
+    /// Empty for the container's working directory.
+    pub working_dir: String,
+}
+
+/// `POST /exec/{id}/start`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecStartRequest {
+    /// Run in the background: the answer is a plain `200`, not the stream.
+    pub detach: bool,
+    /// Docker clients repeat the exec's `Tty` here; the exec's own config
+    /// is what counts.
+    pub tty: bool,
+    /// `[rows, cols]` of the client's terminal (API 1.42+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// `GET /exec/{id}/json`. Members are in the order berth has always sent

@@ -1,7 +1,7 @@
 //! The Docker Engine API bodies berth serves, as serde structs: the server
 //! (`api/`) builds its replies from them and the CLI (`cli/`) reads the
-//! replies back into them, so both sides agree on one spelling of each
-//! field. Names and shapes follow moby's `api/swagger.yaml` and, first of
+//! replies back into them, and the other way round for the request bodies
+//! the CLI sends, so both sides agree on one spelling of each field. Names and shapes follow moby's `api/swagger.yaml` and, first of
 //! all, what berth has always put on the wire: the docker CLI, docker-py
 //! and docker-compose read these bodies.
 //!
@@ -19,6 +19,7 @@
 //! engine logic.
 
 pub mod containers;
+pub mod filters;
 pub mod images;
 pub mod networks;
 pub mod plugins;

@@ -1,7 +1,7 @@
 //! Plugin bodies: `GET /plugins` and `GET /plugins/{name}/json`, Docker's
 //! `Plugin` object plus a `Berth` section with what Docker has no member
-//! for. Members are in the order berth has always sent them (alphabetical,
-//! as `json!` wrote them).
+//! for, and `POST /plugins/{name}/set`. Members are in the order berth has
+//! always sent them (alphabetical, as `json!` wrote them).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -134,3 +134,9 @@ pub struct PluginNetwork {
 /// `Config.User`: always `{}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUser {}
+
+/// `POST /plugins/{name}/set`: the settings to change, `KEY=VALUE` each,
+/// as a bare JSON list (Docker's body has no object around it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PluginSetRequest(pub Vec<String>);

@@ -49,7 +49,7 @@ fn error_message(bytes: &[u8]) -> String {
 }
 
 /// A JSON request body.
-pub fn json_body(v: &Value) -> Body {
+fn json_body(v: &Value) -> Body {
     http_body_util::Full::new(Bytes::from(v.to_string())).map_err(|never| match never {}).boxed_unsync()
 }
 
@@ -131,14 +131,20 @@ impl Client {
         self.request(method, path, body, content_type, false).await
     }
 
-    /// `POST`s a hijacking request (attach, exec start) and returns the
+    /// `POST`s a hijacking request without a body (attach) and returns the
     /// upgraded connection: the container's stdio, both ways.
-    pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
-        let (body, ct) = match body {
-            Some(v) => (json_body(v), Some("application/json")),
-            None => (empty(), None),
-        };
-        let resp = self.request(Method::POST, path, body, ct, true).await?;
+    pub async fn hijack(&self, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        self.hijack_with(path, empty(), None).await
+    }
+
+    /// `hijack` with a typed JSON body (exec start).
+    pub async fn hijack_json<B: Serialize>(&self, path: &str, body: &B) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let body = serde_json::to_value(body).context("encoding the request body")?;
+        self.hijack_with(path, json_body(&body), Some("application/json")).await
+    }
+
+    async fn hijack_with(&self, path: &str, body: Body, content_type: Option<&str>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let resp = self.request(Method::POST, path, body, content_type, true).await?;
         if resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
             let upgraded = hyper::upgrade::on(resp).await.context("the daemon did not complete the stream upgrade")?;
             return Ok(TokioIo::new(upgraded));
@@ -149,16 +155,6 @@ impl Client {
             bail!("the daemon answered {status} without upgrading the connection to a stream");
         }
         Err(DaemonError { message: error_message(&bytes), status: status.as_u16() }.into())
-    }
-
-    /// `POST`s a JSON body and returns the JSON answer (or null when empty).
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self.call(Method::POST, path, json_body(body), Some("application/json")).await?;
-        let bytes = resp.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
     }
 
     /// Sends a request and turns an error status into a `DaemonError`.

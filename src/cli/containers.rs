@@ -21,14 +21,15 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{each, empty, enc, Client, DaemonError};
 use super::format::{tabwrite, Format};
-use super::images::filters_json;
+use super::images::parse_filters;
 use super::run::{self, parse_restart, AttachArgs, CreateArgs, RunArgs, StartArgs};
 use super::units::parse_memory;
 use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
 use crate::apitypes::containers::{
-    ContainerInspect, ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateResponse,
-    ContainerWaitResponse, EventMessage, ExecInspect, FilesystemChange, IdResponse, StatsResponse,
+    ContainerInspect, ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateRequest,
+    ContainerUpdateResponse, ContainerWaitResponse, EventMessage, ExecCreateRequest, ExecInspect, ExecStartRequest,
+    FilesystemChange, IdResponse, StatsResponse,
 };
 
 /// `berth container ...`.
@@ -561,14 +562,14 @@ fn ps_header() -> Value {
 
 /// `berth ps`.
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<ExitCode> {
-    let filters = filters_json(&args.filter)?;
+    let filters = parse_filters(&args.filter)?;
     let limit = if args.latest { 1 } else { args.last };
     let all = args.all || limit > 0;
     let mut path = format!("/containers/json?all={}&size={}", u8::from(all), u8::from(args.size));
     if limit > 0 {
         path.push_str(&format!("&limit={limit}"));
     }
-    if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    if !filters.is_empty() {
         path.push_str(&format!("&filters={}", enc(&filters.to_string())));
     }
     let containers: Vec<ContainerSummary> = client.get_typed(&path).await?;
@@ -734,28 +735,18 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<ExitCode> {
             env.push(format!("{e}={v}"));
         }
     }
-    let body = json!({
-        "AttachStdin": args.interactive && !args.detach,
-        "AttachStdout": !args.detach,
-        "AttachStderr": !args.detach,
-        "Tty": args.tty,
-        "Env": if env.is_empty() { Value::Null } else { json!(env) },
-        "Cmd": cmd,
-        "Privileged": args.privileged,
-        "User": args.user.clone().unwrap_or_default(),
-        "WorkingDir": args.workdir.clone().unwrap_or_default(),
-        "DetachKeys": "",
-    });
+    let body = exec_create_body(args, cmd, env);
     let created: IdResponse = client.post_typed(&format!("/containers/{}/exec", enc(container)), &body).await?;
     if created.id.is_empty() {
         bail!("the daemon's exec answer has no Id");
     }
     let id = created.id;
+    let start = ExecStartRequest { detach: args.detach, tty: args.tty, console_size: None };
     if args.detach {
-        client.post_json(&format!("/exec/{id}/start"), &json!({ "Detach": true, "Tty": args.tty })).await?;
+        client.post_ignoring_answer(&format!("/exec/{id}/start"), &start).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let stream = client.hijack(&format!("/exec/{id}/start"), Some(&json!({ "Detach": false, "Tty": args.tty }))).await?;
+    let stream = client.hijack_json(&format!("/exec/{id}/start"), &start).await?;
     let stdin = args.interactive;
     let raw = if args.tty && stdin { RawTerminal::enable()? } else { None };
     let resizer = args.tty.then(|| follow_terminal_size(client, format!("/exec/{id}/resize")));
@@ -774,6 +765,22 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<ExitCode> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `exec` asks the daemon to run; `env` is `-e` and `--env-file`, resolved.
+fn exec_create_body(args: &ExecArgs, cmd: &[String], env: Vec<String>) -> ExecCreateRequest {
+    ExecCreateRequest {
+        attach_stderr: !args.detach,
+        attach_stdin: args.interactive && !args.detach,
+        attach_stdout: !args.detach,
+        cmd: cmd.to_vec(),
+        detach_keys: String::new(),
+        env: if env.is_empty() { None } else { Some(env) },
+        privileged: args.privileged,
+        tty: args.tty,
+        user: args.user.clone().unwrap_or_default(),
+        working_dir: args.workdir.clone().unwrap_or_default(),
+    }
 }
 
 /// `berth wait`.
@@ -1063,7 +1070,7 @@ pub fn event_line(ev: &EventMessage) -> String {
 /// `berth events`.
 pub async fn events(client: &Client, args: &EventsArgs) -> Result<ExitCode> {
     let now = now_unix();
-    let filters = filters_json(&args.filter)?;
+    let filters = parse_filters(&args.filter)?;
     let mut q = Vec::new();
     if let Some(s) = &args.since {
         q.push(format!("since={}", timestamp_param(s, now)?));
@@ -1071,7 +1078,7 @@ pub async fn events(client: &Client, args: &EventsArgs) -> Result<ExitCode> {
     if let Some(u) = &args.until {
         q.push(format!("until={}", timestamp_param(u, now)?));
     }
-    if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    if !filters.is_empty() {
         q.push(format!("filters={}", enc(&filters.to_string())));
     }
     let format = args.format.as_deref().map(Format::parse).transpose()?;
@@ -1222,49 +1229,10 @@ pub async fn stats(client: &Client, args: &StatsArgs) -> Result<ExitCode> {
 
 /// `berth update`.
 pub async fn update(client: &Client, args: &UpdateArgs) -> Result<ExitCode> {
-    let mut body = serde_json::Map::new();
-    let mem = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
-        s.as_deref()
-            .map(|v| if v == "-1" { Ok(-1) } else { parse_memory(v).map_err(|e| anyhow!("invalid argument \"{v}\" for \"{flag}\" flag: {e}")) })
-            .transpose()
-    };
-    if let Some(m) = mem(&args.memory, "-m, --memory")? {
-        body.insert("Memory".into(), json!(m));
-    }
-    if let Some(m) = mem(&args.memory_swap, "--memory-swap")? {
-        body.insert("MemorySwap".into(), json!(m));
-    }
-    if let Some(m) = mem(&args.memory_reservation, "--memory-reservation")? {
-        body.insert("MemoryReservation".into(), json!(m));
-    }
-    if let Some(c) = args.cpus {
-        body.insert("NanoCpus".into(), json!((c * 1e9) as i64));
-    }
-    if let Some(c) = args.cpu_shares {
-        body.insert("CpuShares".into(), json!(c));
-    }
-    if let Some(c) = args.cpu_period {
-        body.insert("CpuPeriod".into(), json!(c));
-    }
-    if let Some(c) = args.cpu_quota {
-        body.insert("CpuQuota".into(), json!(c));
-    }
-    if let Some(c) = &args.cpuset_cpus {
-        body.insert("CpusetCpus".into(), json!(c));
-    }
-    if let Some(c) = &args.cpuset_mems {
-        body.insert("CpusetMems".into(), json!(c));
-    }
-    if let Some(p) = args.pids_limit {
-        body.insert("PidsLimit".into(), json!(p));
-    }
-    if let Some(r) = &args.restart {
-        body.insert("RestartPolicy".into(), serde_json::to_value(parse_restart(r)?)?);
-    }
-    if body.is_empty() {
+    let body = update_body(args)?;
+    if body == ContainerUpdateRequest::default() {
         bail!("you must provide one or more flags when using this command");
     }
-    let body = Value::Object(body);
     let mut failed = false;
     for name in &args.containers {
         match client.post_typed::<_, ContainerUpdateResponse>(&format!("/containers/{}/update", enc(name)), &body).await {
@@ -1283,6 +1251,29 @@ pub async fn update(client: &Client, args: &UpdateArgs) -> Result<ExitCode> {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The limits `update` changes: only the flags given, so the container keeps the rest.
+fn update_body(args: &UpdateArgs) -> Result<ContainerUpdateRequest> {
+    let mem = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
+        s.as_deref()
+            .map(|v| if v == "-1" { Ok(-1) } else { parse_memory(v).map_err(|e| anyhow!("invalid argument \"{v}\" for \"{flag}\" flag: {e}")) })
+            .transpose()
+    };
+    Ok(ContainerUpdateRequest {
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
+        cpu_shares: args.cpu_shares,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        cpuset_mems: args.cpuset_mems.clone(),
+        memory: mem(&args.memory, "-m, --memory")?,
+        memory_swap: mem(&args.memory_swap, "--memory-swap")?,
+        memory_reservation: mem(&args.memory_reservation, "--memory-reservation")?,
+        nano_cpus: args.cpus.map(|c| (c * 1e9) as i64),
+        pids_limit: args.pids_limit,
+        restart_policy: args.restart.as_deref().map(parse_restart).transpose()?,
+        ..ContainerUpdateRequest::default()
+    })
+}
+
 /// `berth container prune`.
 pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
     if !args.force {
@@ -1291,8 +1282,8 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let filters = filters_json(&args.filter)?;
-    let path = if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    let filters = parse_filters(&args.filter)?;
+    let path = if !filters.is_empty() {
         format!("/containers/prune?filters={}", enc(&filters.to_string()))
     } else {
         "/containers/prune".to_string()
@@ -1329,6 +1320,77 @@ mod tests {
         let full = ps_row(&c, true, 1010.0);
         assert_eq!(full["Command"], "\"sh -c 'sleep 1000; echo done'\"");
         assert_eq!(full["ID"].as_str().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn exec_sends_dockers_exec_config() {
+        let args = ExecArgs {
+            detach: false,
+            env: vec![],
+            env_file: vec![],
+            interactive: true,
+            privileged: false,
+            tty: true,
+            user: Some("nobody".into()),
+            workdir: None,
+            args: vec!["web".into(), "sh".into()],
+        };
+        let cmd = ["sh".to_string(), "-c".into(), "id".into()];
+        assert_eq!(
+            serde_json::to_string(&exec_create_body(&args, &cmd, Vec::new())).unwrap(),
+            r#"{"AttachStderr":true,"AttachStdin":true,"AttachStdout":true,"Cmd":["sh","-c","id"],"DetachKeys":"","Env":null,"#
+                .to_string()
+                + r#""Privileged":false,"Tty":true,"User":"nobody","WorkingDir":""}"#
+        );
+        let detached = ExecArgs { detach: true, privileged: true, workdir: Some("/tmp".into()), ..args };
+        let body = serde_json::to_value(exec_create_body(&detached, &cmd, vec!["A=1".into()])).unwrap();
+        assert_eq!(body["AttachStdin"], false);
+        assert_eq!(body["AttachStdout"], false);
+        assert_eq!(body["Env"], json!(["A=1"]));
+        assert_eq!(body["Privileged"], true);
+        assert_eq!(body["WorkingDir"], "/tmp");
+    }
+
+    #[test]
+    fn exec_start_sends_detach_and_tty() {
+        let start = ExecStartRequest { detach: true, tty: false, console_size: None };
+        assert_eq!(serde_json::to_string(&start).unwrap(), r#"{"Detach":true,"Tty":false}"#);
+        let sized = ExecStartRequest { console_size: Some([24, 80]), ..start };
+        assert_eq!(serde_json::to_string(&sized).unwrap(), r#"{"Detach":true,"Tty":false,"ConsoleSize":[24,80]}"#);
+    }
+
+    #[test]
+    fn update_sends_only_the_flags_given() {
+        let none = UpdateArgs {
+            cpus: None,
+            cpu_shares: None,
+            cpu_period: None,
+            cpu_quota: None,
+            cpuset_cpus: None,
+            cpuset_mems: None,
+            memory: None,
+            memory_reservation: None,
+            memory_swap: None,
+            pids_limit: None,
+            restart: None,
+            containers: vec!["web".into()],
+        };
+        let body = |args: &UpdateArgs| serde_json::to_string(&update_body(args).unwrap()).unwrap();
+        assert_eq!(body(&none), "{}");
+        let limits = UpdateArgs { memory: Some("64m".into()), cpus: Some(1.5), restart: Some("on-failure:3".into()), ..none };
+        assert_eq!(
+            body(&limits),
+            r#"{"Memory":67108864,"NanoCpus":1500000000,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}"#
+        );
+        let unlimited = UpdateArgs { memory_swap: Some("-1".into()), pids_limit: Some(-1), cpuset_cpus: Some("0-1".into()), ..limits };
+        assert_eq!(
+            body(&unlimited),
+            r#"{"CpusetCpus":"0-1","Memory":67108864,"MemorySwap":-1,"NanoCpus":1500000000,"PidsLimit":-1,"#.to_string()
+                + r#""RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}"#
+        );
+        let bad = UpdateArgs { memory_reservation: Some("lots".into()), ..unlimited };
+        let e = update_body(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("invalid argument \"lots\" for \"--memory-reservation\" flag"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::client::{empty, enc, Body, Client, DaemonError};
 use super::format::Format;
 use super::stdout_is_terminal;
 use super::units::{go_time, human_size, human_size4, time_ago};
+use crate::apitypes::filters::Filters;
 use crate::apitypes::images::{
     HistoryEntry, ImageDeleteResponseItem, ImageMountResponse, ImagePruneResponse, ImageSummary,
 };
@@ -222,17 +223,16 @@ pub fn path_name(name: &str) -> String {
     name.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
-/// `key=value` filter flags as the API's JSON (`{"key":{"value":true}}`).
-pub fn filters_json(filters: &[String]) -> Result<Value> {
-    let mut map = serde_json::Map::new();
-    for f in filters {
+/// The `--filter key=value` flags of a command.
+pub fn parse_filters(flags: &[String]) -> Result<Filters> {
+    let mut filters = Filters::default();
+    for f in flags {
         let (k, v) = f
             .split_once('=')
             .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
-        let entry = map.entry(k.trim().to_lowercase()).or_insert_with(|| json!({}));
-        entry[v] = json!(true);
+        filters.add(k.trim().to_lowercase(), v);
     }
-    Ok(Value::Object(map))
+    Ok(filters)
 }
 
 fn short_id(id: &str, no_trunc: bool) -> String {
@@ -316,12 +316,12 @@ fn image_header() -> Value {
 
 /// `berth images`.
 pub async fn list(client: &Client, args: &ImagesArgs) -> Result<ExitCode> {
-    let mut filters = filters_json(&args.filter)?;
+    let mut filters = parse_filters(&args.filter)?;
     if let Some(r) = &args.repository {
-        filters["reference"][r.as_str()] = json!(true);
+        filters.add("reference", r.as_str());
     }
     let mut path = format!("/images/json?all={}", if args.all { 1 } else { 0 });
-    if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    if !filters.is_empty() {
         path.push_str(&format!("&filters={}", enc(&filters.to_string())));
     }
     let images: Vec<ImageSummary> = client.get_typed(&path).await?;
@@ -626,9 +626,10 @@ pub async fn remove(client: &Client, args: &RmiArgs) -> Result<ExitCode> {
 
 /// `berth image prune`.
 pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
-    let mut filters = filters_json(&args.filter)?;
+    let mut filters = parse_filters(&args.filter)?;
     if args.all {
-        filters["dangling"] = json!({ "false": true });
+        filters.remove("dangling");
+        filters.add("dangling", "false");
     }
     if !args.force {
         let warning = if args.all {
@@ -701,9 +702,9 @@ mod tests {
 
     #[test]
     fn filter_flags_become_api_json() {
-        let f = filters_json(&["dangling=true".into(), "reference=busy*".into(), "label=a=b".into()]).unwrap();
-        assert_eq!(f, json!({"dangling": {"true": true}, "reference": {"busy*": true}, "label": {"a=b": true}}));
-        assert!(filters_json(&["nonsense".into()]).is_err());
+        let f = parse_filters(&["dangling=true".into(), "reference=busy*".into(), "label=a=b".into(), "Label=c".into()]).unwrap();
+        assert_eq!(f.to_string(), r#"{"dangling":{"true":true},"label":{"a=b":true,"c":true},"reference":{"busy*":true}}"#);
+        assert!(parse_filters(&["nonsense".into()]).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::apitypes::networks::{
     NetworkDisconnectRequest, NetworkPruneResponse,
 };
 use super::format::Format;
-use super::images::filters_json;
+use super::images::parse_filters;
 use super::units::go_time;
 
 /// `berth network ...`.
@@ -264,9 +264,9 @@ fn ls_header() -> Value {
 
 /// `berth network ls`.
 pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
-    let filters = filters_json(&args.filter)?;
+    let filters = parse_filters(&args.filter)?;
     let mut path = "/networks".to_string();
-    if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    if !filters.is_empty() {
         path.push_str(&format!("?filters={}", enc(&filters.to_string())));
     }
     let mut list: Vec<Network> = client.get_typed(&path).await?;
@@ -417,8 +417,8 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let filters = filters_json(&args.filter)?;
-    let path = if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    let filters = parse_filters(&args.filter)?;
+    let path = if !filters.is_empty() {
         format!("/networks/prune?filters={}", enc(&filters.to_string()))
     } else {
         "/networks/prune".to_string()

@@ -15,9 +15,9 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{each, empty, enc, inspect_each, json_body, Client};
+use super::client::{each, empty, enc, inspect_each, Client};
 use super::format::Format;
-use crate::apitypes::plugins::Plugin;
+use crate::apitypes::plugins::{Plugin, PluginSetRequest};
 
 /// `berth plugin ...`.
 #[derive(Subcommand, Debug)]
@@ -141,7 +141,7 @@ pub async fn plugin(client: &Client, command: PluginCommand) -> Result<ExitCode>
         PluginCommand::Rm(a) => rm(client, &a).await,
         PluginCommand::Set(a) => {
             let path = format!("/plugins/{}/set", enc(&a.plugin));
-            client.call(Method::POST, &path, json_body(&json!(a.settings)), Some("application/json")).await?;
+            client.post_ignoring_answer(&path, &PluginSetRequest(a.settings)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -212,8 +212,8 @@ fn plugin_row(p: &Plugin, no_trunc: bool) -> Value {
 
 /// `berth plugin ls`.
 async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
-    let filters = super::images::filters_json(&args.filter)?;
-    let path = if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    let filters = super::images::parse_filters(&args.filter)?;
+    let path = if !filters.is_empty() {
         format!("/plugins?filters={}", enc(&filters.to_string()))
     } else {
         "/plugins".to_string()
@@ -240,4 +240,15 @@ async fn inspect(client: &Client, args: &InspectArgs) -> Result<ExitCode> {
 async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
     let force = u8::from(args.force);
     each(client, &args.plugins, Method::DELETE, false, |n| format!("/plugins/{}?force={force}", enc(n))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_sends_a_bare_list_of_settings() {
+        let body = PluginSetRequest(vec!["DEBUG=1".into(), "root=/data".into()]);
+        assert_eq!(serde_json::to_string(&body).unwrap(), r#"["DEBUG=1","root=/data"]"#);
+    }
 }

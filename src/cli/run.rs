@@ -683,7 +683,7 @@ pub async fn run(client: &Client, args: &RunArgs) -> Result<ExitCode> {
             u8::from(c.attach_stdout),
             u8::from(c.attach_stderr)
         );
-        match client.hijack(&path, None).await {
+        match client.hijack(&path).await {
             Ok(s) => Some(s),
             Err(e) => {
                 remove_after_failed_start(client, &id, flags.rm).await;
@@ -741,7 +741,7 @@ pub async fn start(client: &Client, args: &StartArgs) -> Result<ExitCode> {
         let tty = v.config.tty;
         let stdin = args.interactive && v.config.open_stdin;
         let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
-        let stream = client.hijack(&path, None).await?;
+        let stream = client.hijack(&path).await?;
         let waiter = register_wait(client, &id, "next-exit").await?;
         let raw = if tty && stdin { RawTerminal::enable()? } else { None };
         client.call(Method::POST, &format!("/containers/{id}/start"), empty(), None).await?;
@@ -789,7 +789,7 @@ pub async fn attach(client: &Client, args: &AttachArgs) -> Result<ExitCode> {
     // the stream ends, so the exit code is the recorded one, never a state
     // inspected before the daemon has noted the exit.
     let status = register_wait(client, &id, "not-running").await?;
-    let stream = client.hijack(&path, None).await?;
+    let stream = client.hijack(&path).await?;
     let raw = if tty && stdin { RawTerminal::enable()? } else { None };
     let resizer = tty.then(|| follow_terminal_size(client, format!("/containers/{id}/resize")));
     let proxy = (!tty && args.sig_proxy).then(|| proxy_signals(client, id.clone()));

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::client::{each, enc, inspect_each, Client};
 use crate::apitypes::containers::MountPoint;
+use crate::apitypes::filters::Filters;
 use crate::apitypes::volumes::{Volume, VolumeCreateRequest, VolumeListResponse, VolumePruneResponse};
 use super::format::Format;
-use super::images::filters_json;
+use super::images::parse_filters;
 use super::units::human_size4;
 
 /// `berth volume ...`.
@@ -252,8 +253,8 @@ pub fn volume_header() -> Value {
 
 /// `berth volume ls`.
 pub async fn ls(client: &Client, args: &LsArgs) -> Result<ExitCode> {
-    let filters = filters_json(&args.filter)?;
-    let path = if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    let filters = parse_filters(&args.filter)?;
+    let path = if !filters.is_empty() {
         format!("/volumes?filters={}", enc(&filters.to_string()))
     } else {
         "/volumes".to_string()
@@ -288,13 +289,13 @@ pub async fn rm(client: &Client, args: &RmArgs) -> Result<ExitCode> {
 }
 
 /// The filters `volume prune` sends: `--filter` plus `all=true` for `-a`.
-fn prune_filters(args: &PruneArgs) -> Result<Value> {
-    let mut filters = filters_json(&args.filter)?;
+fn prune_filters(args: &PruneArgs) -> Result<Filters> {
+    let mut filters = parse_filters(&args.filter)?;
     if args.all {
-        if filters.get("all").is_some() {
+        if filters.contains("all") {
             bail!("conflicting options: cannot specify both --all and --filter all=1");
         }
-        filters["all"] = json!({ "true": true });
+        filters.add("all", "true");
     }
     Ok(filters)
 }
@@ -309,7 +310,7 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let path = if filters.as_object().is_some_and(|m| !m.is_empty()) {
+    let path = if !filters.is_empty() {
         format!("/volumes/prune?filters={}", enc(&filters.to_string()))
     } else {
         "/volumes/prune".to_string()
@@ -394,7 +395,7 @@ mod tests {
     #[test]
     fn prune_all_becomes_a_filter_once() {
         let args = PruneArgs { all: true, filter: vec!["label=x".into()], force: true };
-        assert_eq!(prune_filters(&args).unwrap(), json!({"label": {"x": true}, "all": {"true": true}}));
+        assert_eq!(prune_filters(&args).unwrap().to_string(), r#"{"all":{"true":true},"label":{"x":true}}"#);
         let both = PruneArgs { all: true, filter: vec!["all=1".into()], force: true };
         assert!(prune_filters(&both).is_err());
     }

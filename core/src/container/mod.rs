@@ -134,9 +134,8 @@ pub struct Attachment {
     pub tty: bool,
 }
 
-/// `POST /containers/{id}/exec` body (Docker's ExecConfig).
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "PascalCase", default)]
+/// A command to run in a running container, and how its stdio is wired.
+#[derive(Clone, Debug, Default)]
 pub struct ExecConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
