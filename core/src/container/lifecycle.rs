@@ -758,7 +758,8 @@ impl ContainerService {
     /// volumes once volumes exist). Leaves no mount, cgroup, shim or state.
     pub fn remove(&self, id_or_name: &str, force: bool, volumes: bool) -> EngineResult<()> {
         let id = self.catalog.lookup(id_or_name)?.id.to_string();
-        let rx = {
+        // The exit to wait for and the shim to see gone, when `-f` kills it.
+        let killed = {
             let _g = self.live.lock(&id);
             let mut record = self.must_load(&id)?;
             if record.state.is_active() {
@@ -771,6 +772,7 @@ impl ContainerService {
                 match (record.state.status, self.live.shim(&id)) {
                     (Status::Running | Status::Paused, Some(shim)) => {
                         let rx = self.next_exit(&id);
+                        let shim_pid = berth_runtime::shim::shim_pid(&self.state_dir(&id));
                         self.save_container(&record)?;
                         if let Err(e) = shim.kill(libc::SIGKILL) {
                             tracing::debug!(container = %id, error = %e, "killing the container for rm -f");
@@ -779,7 +781,7 @@ impl ContainerService {
                         if record.state.status == Status::Paused {
                             let _ = Self::cgroup_of(&record).and_then(|cg| cg.thaw().map_err(Into::into));
                         }
-                        Some(rx)
+                        Some((rx, shim_pid))
                     }
                     _ => {
                         // Restarting, or no shim: nothing runs.
@@ -792,12 +794,19 @@ impl ContainerService {
                 None
             }
         };
-        if let Some(rx) = rx {
+        if let Some((rx, shim_pid)) = killed {
             if rx.recv_timeout(KILL_WAIT).is_err() {
                 return Err(EngineError::Internal(format!(
                     "could not kill container {id}: it did not exit within {}s of SIGKILL",
                     KILL_WAIT.as_secs()
                 )));
+            }
+            // `rm -f` leaves nothing running: the shim reports the exit before
+            // it unmounts and removes the cgroup, so it may still be at it.
+            if let Some(pid) = shim_pid {
+                if !berth_runtime::shim::wait_gone(pid, KILL_WAIT) {
+                    tracing::warn!(container = %id, shim = pid, "the shim is still running after the container's exit");
+                }
             }
         }
         let _g = self.live.lock(&id);

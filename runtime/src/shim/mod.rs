@@ -424,6 +424,32 @@ pub fn recorded_exit(state_dir: &Path) -> Option<ExitInfo> {
     serde_json::from_slice(&data).ok()
 }
 
+/// The PID of the shim serving `state_dir`, while it runs.
+pub fn shim_pid(state_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(state_dir.join(proto::PID_FILE)).ok()?.trim().parse().ok()
+}
+
+/// Waits until the shim process `pid` has exited (it records the exit, then
+/// unmounts and removes the cgroup before it goes), at most `timeout`.
+/// Returns whether it is gone.
+pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // Gone, or a zombie nobody reaped yet: either way it does nothing more.
+        let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+            .is_some_and(|state| !matches!(state, 'Z' | 'X'));
+        if !running {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// The shim's main (`berth shim <state_dir>`): reads `shim.json`, detaches,
 /// runs the container and serves its socket until the container exits.
 pub fn run(state_dir: &Path) -> Result<(), ShimError> {
