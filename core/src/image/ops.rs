@@ -1029,15 +1029,32 @@ impl ImageService {
         let mut record = self.record_in(&tx, &id)?;
         match &matched {
             Matched::Tag(t) | Matched::Digest(t) => {
+                // As Docker: removing a repository's last tag also removes its
+                // digest references (a pull's `name@sha256:…`).
+                let mut digests_gone: Vec<String> = Vec::new();
+                if let Matched::Tag(_) = &matched {
+                    let repo = t.rsplit_once(':').map(|(n, _)| n).unwrap_or(t);
+                    let tag_left = record.repo_tags.iter().any(|x| x != t && x.rsplit_once(':').map(|(n, _)| n) == Some(repo));
+                    if !tag_left {
+                        digests_gone = record
+                            .repo_digests
+                            .iter()
+                            .filter(|d| d.split_once('@').map(|(n, _)| n) == Some(repo))
+                            .cloned()
+                            .collect();
+                    }
+                }
                 let others = record.repo_tags.iter().filter(|x| *x != t).count()
-                    + record.repo_digests.iter().filter(|x| *x != t).count();
+                    + record.repo_digests.iter().filter(|x| *x != t && !digests_gone.contains(x)).count();
                 if others > 0 {
                     record.repo_tags.retain(|x| x != t);
-                    record.repo_digests.retain(|x| x != t);
+                    record.repo_digests.retain(|x| x != t && !digests_gone.contains(x));
                     tx.delete_tag(t)?;
                     tx.put_image(&record)?;
                     tx.commit()?;
-                    return Ok(vec![ImageDeleteItem::Untagged(t.clone())]);
+                    let mut items = vec![ImageDeleteItem::Untagged(t.clone())];
+                    items.extend(digests_gone.into_iter().map(ImageDeleteItem::Untagged));
+                    return Ok(items);
                 }
             }
             Matched::Id => {

@@ -41,10 +41,10 @@ const MAX_REDIRECTS: usize = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(
-        "cannot pull from {registry}: berth reaches registries over plain HTTP on this host only \
+        "cannot pull {image} from {registry}: berth reaches registries over plain HTTP on this host only \
          (localhost, 127.0.0.0/8, ::1) for now; HTTPS registries come with TLS support"
     )]
-    HttpsNotSupported { registry: String },
+    HttpsNotSupported { image: String, registry: String },
     #[error("Get \"{url}\": {message}")]
     Unreachable { url: String, message: String },
     #[error("manifest for {reference} not found: {detail}")]
@@ -126,7 +126,7 @@ impl RegistryClient {
     /// Fetches the manifest `reference` (a tag or digest) of `image`'s
     /// repository. When `reference` is a digest, the bytes must hash to it.
     pub fn fetch_manifest(&self, image: &ImageRef, reference: &str) -> Result<FetchedManifest, RegistryError> {
-        let url = format!("{}/v2/{}/manifests/{reference}", base_url(image.registry())?, image.repository());
+        let url = format!("{}/v2/{}/manifests/{reference}", base_url(image)?, image.repository());
         let shown = if reference.contains(':') { format!("{}@{reference}", image.name) } else { format!("{}:{reference}", image.name) };
         let (bytes, content_type) = self.runtime.block_on(async {
             let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
@@ -159,7 +159,7 @@ impl RegistryClient {
     /// the sink's business (the content store's writer does it).
     pub fn fetch_blob(&self, image: &ImageRef, digest: &Digest, sink: &mut dyn Write) -> Result<u64, RegistryError> {
         let repository = image.repository();
-        let url = format!("{}/v2/{repository}/blobs/{digest}", base_url(image.registry())?);
+        let url = format!("{}/v2/{repository}/blobs/{digest}", base_url(image)?);
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
             let resp = self.send(&url, None).await?;
@@ -199,6 +199,7 @@ impl RegistryClient {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
             if uri.scheme_str() != Some("http") {
                 return Err(RegistryError::HttpsNotSupported {
+                    image: url.clone(),
                     registry: uri.authority().map(|a| a.to_string()).unwrap_or_else(|| url.clone()),
                 });
             }
@@ -223,8 +224,9 @@ impl RegistryClient {
     }
 }
 
-/// The API's base URL for `registry` (Docker's name for it, as `ImageRef::registry` gives).
-fn base_url(registry: &str) -> Result<String, RegistryError> {
+/// The API's base URL of `image`'s registry.
+fn base_url(image: &ImageRef) -> Result<String, RegistryError> {
+    let registry = image.registry();
     let host = if registry == berth_model::reference::DEFAULT_REGISTRY { DOCKER_HUB_API } else { registry };
     let bare = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
@@ -232,7 +234,7 @@ fn base_url(registry: &str) -> Result<String, RegistryError> {
     };
     let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        return Err(RegistryError::HttpsNotSupported { registry: registry.to_string() });
+        return Err(RegistryError::HttpsNotSupported { image: image.to_string(), registry: registry.to_string() });
     }
     Ok(format!("http://{host}"))
 }
@@ -312,13 +314,14 @@ mod tests {
 
     #[test]
     fn only_loopback_registries_are_reached_over_http() {
-        assert_eq!(base_url("localhost:5000").unwrap(), "http://localhost:5000");
-        assert_eq!(base_url("127.0.0.1:5000").unwrap(), "http://127.0.0.1:5000");
-        assert_eq!(base_url("[::1]:5000").unwrap(), "http://[::1]:5000");
-        assert_eq!(base_url("localhost").unwrap(), "http://localhost");
-        let err = base_url("docker.io").unwrap_err().to_string();
-        assert!(err.contains("docker.io") && err.contains("HTTPS"), "{err}");
-        assert!(base_url("registry.example:443").is_err());
+        let url = |name: &str| base_url(&ImageRef::parse(name).unwrap());
+        assert_eq!(url("localhost:5000/app").unwrap(), "http://localhost:5000");
+        assert_eq!(url("127.0.0.1:5000/app").unwrap(), "http://127.0.0.1:5000");
+        assert_eq!(url("[::1]:5000/app").unwrap(), "http://[::1]:5000");
+        assert_eq!(url("localhost/app").unwrap(), "http://localhost");
+        let err = url("busybox").unwrap_err().to_string();
+        assert!(err.contains("cannot pull busybox from docker.io") && err.contains("HTTPS"), "{err}");
+        assert!(url("registry.example:443/app").is_err());
     }
 
     #[test]
