@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cli::images::{
-    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs,
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs, TagArgs,
 };
 use crate::cli::containers::{
     CommitArgs, ContainerArg, ContainerCommand, CpArgs, EventsArgs, ExecArgs, ExportArgs, InspectArgs as ObjectInspectArgs,
@@ -70,6 +70,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Load an image from a tar archive or STDIN.
     Load(LoadArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default).
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image.

@@ -38,6 +38,8 @@ pub enum EngineError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Runtime(#[from] berth_runtime::RuntimeError),
@@ -65,6 +67,7 @@ impl EngineError {
                 ErrorKind::InvalidArgument
             }
             EngineError::Image(e) => e.kind(),
+            EngineError::Registry(e) => e.kind(),
             EngineError::Runtime(berth_runtime::RuntimeError::InvalidConfig(_)) => ErrorKind::InvalidArgument,
             // The user's command cannot run (not found, not executable): Docker's 400.
             e if e.command_exit_code().is_some() => ErrorKind::InvalidArgument,

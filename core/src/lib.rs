@@ -4,7 +4,8 @@
 //! its state and its store tables and takes the services it needs as handles
 //! (containers takes images, networks and volumes). Below them, shared by
 //! all: `error`, `events`, `catalog` (the read side of the containers
-//! table), `store`, `config`, `filters`, `drivers`. Above them, `Engine`:
+//! table), `store`, `config`, `filters`, `drivers`; `registry`, the
+//! distribution client the images service pulls with. Above them, `Engine`:
 //! the façade the API calls, built from the services. The model and the
 //! driver traits are `berth-model`; the runtime and the shim `berth-runtime`.
 
@@ -19,6 +20,7 @@ pub mod filters;
 mod ids;
 pub mod image;
 pub mod network;
+pub mod registry;
 pub mod store;
 pub mod volume;
 

@@ -24,6 +24,9 @@ pub enum ReferenceError {
 /// The default tag given to a reference that names none.
 pub const DEFAULT_TAG: &str = "latest";
 
+/// The registry a name without a registry host is on (Docker Hub).
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+
 /// A parsed image reference in its familiar (docker CLI) form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ImageRef {
@@ -47,6 +50,61 @@ impl ImageRef {
     /// `name:tag`, the key under which tags are stored (None without a tag).
     pub fn tagged(&self) -> Option<String> {
         self.tag.as_ref().map(|t| format!("{}:{}", self.name, t))
+    }
+
+    /// The registry the image is on, as Docker names it: `docker.io` for
+    /// familiar names (`busybox`, `myorg/app`), otherwise the host given
+    /// (`localhost:5000`, `registry.example:443`).
+    pub fn registry(&self) -> &str {
+        self.split_registry().0
+    }
+
+    /// The repository's path on its registry: `library/busybox` for
+    /// `busybox`, `team/app` for `localhost:5000/team/app`.
+    pub fn repository(&self) -> String {
+        match self.split_registry() {
+            (DEFAULT_REGISTRY, path) if !path.contains('/') => format!("library/{path}"),
+            (_, path) => path.to_string(),
+        }
+    }
+
+    /// What the registry is asked for: the digest if there is one, else the tag.
+    pub fn tag_or_digest(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => DEFAULT_TAG.to_string(),
+        }
+    }
+
+    /// The name with its registry and repository spelled out, as the docker
+    /// CLI prints it after a pull: `docker.io/library/busybox:latest`.
+    pub fn full_name(&self) -> String {
+        let mut out = format!("{}/{}", self.registry(), self.repository());
+        if let Some(t) = &self.tag {
+            out.push(':');
+            out.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            out.push('@');
+            out.push_str(&d.to_string());
+        }
+        out
+    }
+
+    /// `name@digest`, Docker's `RepoDigests` entry.
+    pub fn with_digest(&self, digest: &Digest) -> String {
+        format!("{}@{digest}", self.name)
+    }
+
+    /// (registry, path on it). The familiar name keeps a registry host only
+    /// when it is not Docker Hub's, so its first component is one exactly
+    /// when it looks like a host (see `looks_like_registry`).
+    fn split_registry(&self) -> (&str, &str) {
+        match self.name.split_once('/') {
+            Some((first, rest)) if looks_like_registry(first) => (first, rest),
+            _ => (DEFAULT_REGISTRY, &self.name),
+        }
     }
 
     /// Whether a string looks like a reference rather than an ID prefix
@@ -170,6 +228,37 @@ mod tests {
         assert_eq!(r.name, "localhost:5000/team/app");
         assert_eq!(r.tag, None);
         assert_eq!(r.with_default_tag().tagged().unwrap(), "localhost:5000/team/app:latest");
+    }
+
+    #[test]
+    fn registry_and_repository_follow_dockers_normalisation() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let table: Vec<(String, &str, &str, &str, String)> = vec![
+            ("busybox".into(), "busybox", "docker.io", "library/busybox", "latest".into()),
+            ("busybox:1.36".into(), "busybox", "docker.io", "library/busybox", "1.36".into()),
+            ("docker.io/library/busybox".into(), "busybox", "docker.io", "library/busybox", "latest".into()),
+            ("index.docker.io/myorg/app:2".into(), "myorg/app", "docker.io", "myorg/app", "2".into()),
+            ("myorg/app".into(), "myorg/app", "docker.io", "myorg/app", "latest".into()),
+            ("localhost:5000/app:1".into(), "localhost:5000/app", "localhost:5000", "app", "1".into()),
+            ("localhost/app".into(), "localhost/app", "localhost", "app", "latest".into()),
+            ("127.0.0.1:5000/test/box".into(), "127.0.0.1:5000/test/box", "127.0.0.1:5000", "test/box", "latest".into()),
+            (
+                format!("host.example:443/team/app@{digest}"),
+                "host.example:443/team/app",
+                "host.example:443",
+                "team/app",
+                digest.clone(),
+            ),
+            (format!("quay.io/team/app:v1@{digest}"), "quay.io/team/app", "quay.io", "team/app", digest.clone()),
+        ];
+        for (input, name, registry, repository, asked) in table {
+            let r = ImageRef::parse(&input).unwrap().with_default_tag();
+            assert_eq!(r.name, name, "{input}");
+            assert_eq!(r.registry(), registry, "{input}");
+            assert_eq!(r.repository(), repository, "{input}");
+            assert_eq!(r.tag_or_digest(), asked, "{input}");
+            assert!(r.full_name().starts_with(&format!("{registry}/{repository}")), "{input}");
+        }
     }
 
     #[test]

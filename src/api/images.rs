@@ -9,8 +9,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, Progress};
-use berth_model::ImageRef;
+use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress};
+use berth_model::{ImageRef, Platform};
 use serde_json::Value;
 
 use super::stream::{body_reader, drain, json_lines, streamed};
@@ -456,13 +456,7 @@ pub async fn save_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
 pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     if let Some(image) = params.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "cannot pull {image}: pulling from a registry needs a registry client, which berth does not have yet; \
-                 load the image from an archive instead (berth load -i image.tar, or docker save on a machine that has it)"
-            ),
-        ));
+        return pull(state, &params, image).await;
     }
     let src = params.get("fromSrc").unwrap_or("");
     if src != "-" {
@@ -498,6 +492,53 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
         Ok(())
     })
     .await
+}
+
+/// `POST /images/create?fromImage=NAME&tag=TAG[&platform=P]`: `docker pull`,
+/// streamed as Docker's progress messages. `tag` may be a digest, as the
+/// docker CLI sends it for `pull name@sha256:…`.
+async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response, ApiError> {
+    let mut reference = ImageRef::parse(image).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
+        let combined = if tag.starts_with("sha256:") { format!("{}@{tag}", reference.name) } else { format!("{}:{tag}", reference.name) };
+        reference = ImageRef::parse(&combined).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let platform = match params.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse::<Platform>().map_err(|e| ApiError::bad_request(e.to_string()))?),
+        None => None,
+    };
+    json_lines(&state, move |engine, emit| {
+        let outcome = engine.images().pull(&reference, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
+        emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
+        emit(JsonMessage::status(if outcome.updated {
+            format!("Status: Downloaded newer image for {}", outcome.reference)
+        } else {
+            format!("Status: Image is up to date for {}", outcome.reference)
+        }));
+        Ok(())
+    })
+    .await
+}
+
+/// A pull's progress in Docker's words: layers go by their blob's short digest.
+fn pull_message(progress: PullProgress) -> JsonMessage {
+    match progress {
+        PullProgress::PullingFrom { repository, reference } => {
+            JsonMessage::status_of(format!("Pulling from {repository}"), reference)
+        }
+        PullProgress::Layer { blob, step } => {
+            let id = blob.short().to_string();
+            match step {
+                LayerStep::AlreadyExists => JsonMessage::status_of("Already exists", id),
+                LayerStep::Queued => JsonMessage::status_of("Pulling fs layer", id),
+                LayerStep::Downloading { current, total } => JsonMessage::progress_of("Downloading", id, current, total),
+                LayerStep::Verifying => JsonMessage::status_of("Verifying Checksum", id),
+                LayerStep::DownloadComplete => JsonMessage::status_of("Download complete", id),
+                LayerStep::Extracting { total } => JsonMessage::progress_of("Extracting", id, 0, total),
+                LayerStep::PullComplete => JsonMessage::status_of("Pull complete", id),
+            }
+        }
+    }
 }
 
 /// `POST /images/prune`.

@@ -35,8 +35,22 @@ pub struct JsonMessage {
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// How far a download or extraction is (the docker CLI draws its bars from it).
+    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<ProgressDetail>,
+    /// The same as a bar of text, for clients that print it as is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+}
+
+/// `progressDetail` of a `JsonMessage`: bytes done of bytes in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProgressDetail {
+    pub current: u64,
+    pub total: u64,
 }
 
 /// `errorDetail` of a `JsonMessage`.
@@ -58,6 +72,18 @@ impl JsonMessage {
         JsonMessage { status: Some(status.into()), id: Some(id.into()), ..Default::default() }
     }
 
+    /// `{"status": ..., "progressDetail": {...}, "progress": ..., "id": ...}`:
+    /// `current` of `total` bytes of one object, with Docker's text bar.
+    pub fn progress_of(status: impl Into<String>, id: impl Into<String>, current: u64, total: u64) -> JsonMessage {
+        JsonMessage {
+            status: Some(status.into()),
+            id: Some(id.into()),
+            progress_detail: Some(ProgressDetail { current, total }),
+            progress: Some(progress_bar(current, total)),
+            ..Default::default()
+        }
+    }
+
     /// `{"stream": ...}`: text to print as is.
     pub fn stream(text: impl Into<String>) -> JsonMessage {
         JsonMessage { stream: Some(text.into()), ..Default::default() }
@@ -72,6 +98,26 @@ impl JsonMessage {
             ..Default::default()
         }
     }
+}
+
+/// Docker's text progress bar: `[=====>        ]  1.5MB/3.2MB`.
+fn progress_bar(current: u64, total: u64) -> String {
+    const WIDTH: u64 = 50;
+    let human = |n: u64| {
+        let (v, unit) = match n {
+            n if n >= 1_000_000_000 => (n as f64 / 1e9, "GB"),
+            n if n >= 1_000_000 => (n as f64 / 1e6, "MB"),
+            n if n >= 1_000 => (n as f64 / 1e3, "kB"),
+            n => (n as f64, "B"),
+        };
+        if unit == "B" { format!("{n}B") } else { format!("{v:.3}{unit}").replace(".000", "") }
+    };
+    if total == 0 {
+        return format!("{:>8}", human(current));
+    }
+    let filled = (current.min(total) * WIDTH / total) as usize;
+    let bar = if filled as u64 >= WIDTH { "=".repeat(WIDTH as usize) } else { format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH as usize - filled - 1)) };
+    format!("[{bar}] {:>8}/{}", human(current), human(total))
 }
 
 /// `GET /system/df`: each member only when its type was asked for

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use berth_model::ImageRef;
 use bytes::Bytes;
 use clap::{ArgAction, Args, Subcommand};
 use futures_util::TryStreamExt;
@@ -39,6 +40,8 @@ pub enum ImageCommand {
     History(HistoryArgs),
     /// Load an image from a tar archive or STDIN.
     Load(LoadArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default).
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image.
@@ -208,6 +211,7 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<ExitCode> {
         ImageCommand::Inspect(a) => inspect(client, &a).await,
         ImageCommand::History(a) => history(client, &a).await,
         ImageCommand::Load(a) => load(client, &a).await,
+        ImageCommand::Pull(a) => pull(client, &a).await,
         ImageCommand::Save(a) => save(client, &a).await,
         ImageCommand::Import(a) => import(client, &a).await,
         ImageCommand::Tag(a) => tag(client, &a).await,
@@ -443,13 +447,33 @@ async fn input_body(path: Option<&Path>, verb: &str) -> Result<(Body, Option<Pro
     Ok((BodyExt::boxed_unsync(StreamBody::new(stream)), bar))
 }
 
+/// Where a JSON message stream is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamOutput {
+    Stdout,
+    /// `run` and `create` print the pull of a missing image on stderr.
+    Stderr,
+    /// Read to the end for its error only (`pull -q`).
+    Nowhere,
+}
+
 /// Prints a daemon's JSON message stream (`{"stream":...}`, `{"status":...}`) as
 /// the docker CLI does; an `error` message ends it with that error.
 async fn print_json_stream(resp: hyper::Response<hyper::body::Incoming>) -> Result<()> {
+    follow_json_stream(resp, StreamOutput::Stdout).await
+}
+
+/// `print_json_stream` to `output`. Progress lines (`progressDetail`) are
+/// left out, as the docker CLI leaves them out when not on a terminal.
+pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, output: StreamOutput) -> Result<()> {
     let mut body = resp.into_body();
     let mut pending = Vec::new();
-    let mut out = std::io::stdout().lock();
-    let handle = |line: &[u8], out: &mut std::io::StdoutLock<'_>| -> Result<()> {
+    let mut out: Box<dyn Write> = match output {
+        StreamOutput::Stdout => Box::new(std::io::stdout().lock()),
+        StreamOutput::Stderr => Box::new(std::io::stderr().lock()),
+        StreamOutput::Nowhere => Box::new(std::io::sink()),
+    };
+    let handle = |line: &[u8], out: &mut Box<dyn Write>| -> Result<()> {
         let line = std::str::from_utf8(line).unwrap_or("").trim();
         if line.is_empty() {
             return Ok(());
@@ -460,6 +484,9 @@ async fn print_json_stream(resp: hyper::Response<hyper::body::Incoming>) -> Resu
         };
         if let Some(err) = msg.error {
             return Err(DaemonError { message: err, status: 500 }.into());
+        }
+        if msg.progress_detail.as_ref().is_some_and(|p| p.current > 0 || p.total > 0) {
+            return Ok(());
         }
         if let Some(s) = msg.stream {
             write!(out, "{s}")?;
@@ -483,6 +510,46 @@ async fn print_json_stream(resp: hyper::Response<hyper::body::Incoming>) -> Resu
         }
     }
     handle(&pending, &mut out)
+}
+
+/// Flags of `pull`.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Suppress verbose output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+/// `berth pull`.
+pub async fn pull(client: &Client, args: &PullArgs) -> Result<ExitCode> {
+    let output = if args.quiet { StreamOutput::Nowhere } else { StreamOutput::Stdout };
+    let full_name = pull_image(client, &args.image, args.platform.as_deref(), output).await?;
+    println!("{full_name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `image` through the daemon, printing its progress to `output`;
+/// returns the full name (`docker.io/library/busybox:latest`).
+pub async fn pull_image(client: &Client, image: &str, platform: Option<&str>, output: StreamOutput) -> Result<String> {
+    let parsed = ImageRef::parse(image).map_err(|e| anyhow!("{e}"))?;
+    if parsed.tag.is_none() && parsed.digest.is_none() && output != StreamOutput::Nowhere {
+        let mut out: Box<dyn Write> =
+            if output == StreamOutput::Stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+        writeln!(out, "Using default tag: {}", berth_model::reference::DEFAULT_TAG)?;
+    }
+    let reference = parsed.with_default_tag();
+    let mut query = vec![format!("fromImage={}", enc(&reference.name)), format!("tag={}", enc(&reference.tag_or_digest()))];
+    if let Some(p) = platform {
+        query.push(format!("platform={}", enc(p)));
+    }
+    let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
+    follow_json_stream(resp, output).await?;
+    Ok(reference.full_name())
 }
 
 /// `berth load`.

@@ -535,22 +535,14 @@ fn with_latest(image: &str) -> String {
     }
 }
 
-/// Why a `create` failed, with the exit status `run`/`create` use.
-fn create_error(e: anyhow::Error, image: &str) -> anyhow::Error {
-    if let Some(d) = e.downcast_ref::<DaemonError>() {
-        if d.status == 404 && d.message.to_ascii_lowercase().contains("image") {
-            eprintln!("Unable to find image '{}' locally", with_latest(image));
-            return anyhow!(
-                "berth: Error response from daemon: pull access denied for {}: berth has no registry client yet; load the image with `berth load` first.\nSee 'berth run --help'.",
-                image.rsplit_once(':').map(|(r, _)| r).unwrap_or(image)
-            );
-        }
-    }
-    e
+/// Whether a `create` failed because its image is not here (Docker's 404 "No such image").
+fn image_missing(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<DaemonError>().is_some_and(|d| d.status == 404 && d.message.to_ascii_lowercase().contains("image"))
 }
 
 /// Sends `POST /containers/create`; returns the ID. Warnings go to stderr.
-async fn create_container(client: &Client, req: &CreateRequest) -> Result<String> {
+/// An image that is not here is pulled first (for `platform`), as Docker does.
+async fn create_container(client: &Client, req: &CreateRequest, platform: Option<&str>) -> Result<String> {
     let body = ContainerCreateRequest {
         config: req.config.clone(),
         host_config: Some(req.host_config.clone()),
@@ -560,8 +552,15 @@ async fn create_container(client: &Client, req: &CreateRequest) -> Result<String
         Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),
     };
-    let created: ContainerCreateResponse =
-        client.post_typed(&path, &body).await.map_err(|e| create_error(e, &req.config.image))?;
+    let created: ContainerCreateResponse = match client.post_typed(&path, &body).await {
+        Ok(c) => c,
+        Err(e) if image_missing(&e) => {
+            eprintln!("Unable to find image '{}' locally", with_latest(&req.config.image));
+            super::images::pull_image(client, &req.config.image, platform, super::images::StreamOutput::Stderr).await?;
+            client.post_typed(&path, &body).await?
+        }
+        Err(e) => return Err(e),
+    };
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }
@@ -613,7 +612,7 @@ pub async fn create(client: &Client, args: &CreateArgs) -> Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return Ok(fail_125(&e)),
     };
-    match create_container(client, &req).await {
+    match create_container(client, &req, args.flags.platform.as_deref()).await {
         Ok(id) => {
             if let Err(e) = write_cidfile(&args.flags.cidfile, &id) {
                 return Ok(fail_125(&e));
@@ -658,7 +657,7 @@ pub async fn run(client: &Client, args: &RunArgs) -> Result<ExitCode> {
         eprintln!("the input device is not a TTY");
         return Ok(ExitCode::from(1));
     }
-    let id = match create_container(client, &req).await {
+    let id = match create_container(client, &req, flags.platform.as_deref()).await {
         Ok(id) => id,
         Err(e) => return Ok(fail_125(&e)),
     };

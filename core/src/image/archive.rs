@@ -346,15 +346,7 @@ fn normalise_tag(r: &str, whence: &str) -> Result<String, ImageError> {
 
 /// The Go names of the host's OS and architecture.
 pub(crate) fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        a => a,
-    };
-    ("linux", arch)
+    ("linux", berth_model::platform::host_arch())
 }
 
 fn parse_desc_digest(d: &Descriptor, whence: &str) -> Result<Digest, ImageError> {

@@ -1,5 +1,5 @@
 //! Images: the content store (sha256 blobs), image formats (docker-archive,
-//! OCI layout), import, load and save.
+//! OCI layout), import, load, save and pull.
 //!
 //! Nothing here makes an image visible before all of it is on disk: blobs are
 //! verified before they are kept, layers are unpacked before the one store
@@ -10,6 +10,7 @@ mod compress;
 mod config;
 mod content;
 mod ops;
+mod pull;
 mod save;
 mod unpack;
 
@@ -17,19 +18,21 @@ mod unpack;
 pub(crate) mod tests;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use berth_model::{Digest, ImageRecord};
 use berth_model::drivers::StorageDriver;
 
 use crate::catalog::ContainerCatalog;
 use crate::error::EngineResult;
+use crate::registry::RegistryClient;
 use crate::store::Store;
 use ops::LayerClaims;
 
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
+pub use pull::{LayerStep, PullOutcome, PullProgress, MAX_CONCURRENT_DOWNLOADS};
 pub use crate::error::ImageError;
 
 /// The images service: the content store, the image index (the store's
@@ -52,6 +55,8 @@ pub struct ImageService {
     gc_lock: Mutex<()>,
     /// Serialises image mounts so one image is never mounted twice.
     mount_lock: Mutex<()>,
+    /// The distribution client, made by the first pull.
+    registry: OnceLock<RegistryClient>,
 }
 
 impl ImageService {
@@ -74,6 +79,7 @@ impl ImageService {
             claims: Default::default(),
             gc_lock: Default::default(),
             mount_lock: Default::default(),
+            registry: OnceLock::new(),
         };
         images.recover()?;
         Ok(images)

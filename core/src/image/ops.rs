@@ -18,7 +18,7 @@ use serde_json::Map;
 
 use crate::error::{EngineError, EngineResult};
 use crate::store::{ReadTxn, WriteTxn};
-use super::archive::{self, ImageSource};
+use super::archive::{self, ImageSource, LayerSource};
 use super::{ArchiveFormat, HistoryEntry, ImageDeleteItem, ImageDetails, ImageDiskUsage, ImageService, ImportOptions, Progress};
 use super::compress::{decompressed, detect_compression, Compression};
 use super::config::{apply_changes, import_config};
@@ -79,8 +79,16 @@ impl LayerClaims {
     }
 }
 
+/// Where `unpack_chain` is in a chain, for its caller's `step`.
+pub(super) enum ChainStep {
+    /// Layer `i` is about to be unpacked; its blob must be in the content store.
+    Unpacking(usize),
+    /// Layer `i` is in place (unpacked now, or it was there already).
+    Done(usize),
+}
+
 /// The config's `rootfs.diff_ids`, parsed.
-fn parse_config(bytes: &[u8], whence: &str) -> Result<(oci_spec::image::ImageConfiguration, Vec<Digest>), EngineError> {
+pub(super) fn parse_config(bytes: &[u8], whence: &str) -> Result<(oci_spec::image::ImageConfiguration, Vec<Digest>), EngineError> {
     let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(bytes)
         .map_err(|e| EngineError::Image(ImageError::Invalid(format!("{whence}: invalid image config: {e}"))))?;
     let diff_ids = config
@@ -452,9 +460,14 @@ impl ImageService {
             chain.push(LayerRecord::chain_id_of(chain.last(), d));
         }
         let _claims = self.claims.claim_all(&chain);
-        let layers = self.unpack_chain(&chain, &diff_ids, &src, progress)?;
+        let layers = self.unpack_chain(&chain, &diff_ids, &src.layers, &mut |step| {
+            if let ChainStep::Done(i) = step {
+                progress(Progress::LayerDone { diff_id: diff_ids[i].clone() });
+            }
+            Ok(())
+        })?;
         // Everything is on disk: register image, layers and tags at once.
-        let registered = self.register(&id, &layers, &src.tags, src.manifest.as_ref());
+        let registered = self.register(&id, &layers, &src.tags, src.manifest.as_ref(), &[]);
         if registered.is_err() {
             self.discard_new_layers(&layers);
         }
@@ -472,14 +485,16 @@ impl ImageService {
     }
 
     /// Unpacks every layer of `chain` that is not there yet (the caller holds
-    /// the claims). Returns the layer records with whether each is new; on
-    /// failure the new ones are removed again.
-    fn unpack_chain(
+    /// the claims), from the blobs `sources` names. `step` hears of each
+    /// layer before it is unpacked (a pull waits there for its blob) and
+    /// when it is done; its error stops the unpack. Returns the layer records
+    /// with whether each is new; on failure the new ones are removed again.
+    pub(super) fn unpack_chain(
         &self,
         chain: &[Digest],
         diff_ids: &[Digest],
-        src: &ImageSource,
-        progress: &mut dyn FnMut(Progress),
+        sources: &[LayerSource],
+        step: &mut dyn FnMut(ChainStep) -> EngineResult<()>,
     ) -> EngineResult<Vec<(LayerRecord, bool)>> {
         let mut out: Vec<(LayerRecord, bool)> = Vec::new();
         // Read once: no snapshot is held open through a long unpack.
@@ -488,17 +503,26 @@ impl ImageService {
             chain.iter().map(|c| tx.layer(c)).collect::<Result<Vec<_>, _>>()?
         };
         for (i, ((chain_id, diff_id), existing)) in chain.iter().zip(diff_ids).zip(present).enumerate() {
-            let source = &src.layers[i];
+            let source = &sources[i];
             let parent = out.last().map(|(l, _)| l);
             if let Some(mut existing) = existing {
-                // Keep a blob for save if the existing layer lost or never had one.
-                if existing.blob.as_ref().is_none_or(|(d, _)| !self.content.exists(d)) {
+                // Keep a blob for save if the existing layer lost or never had
+                // one (a pull does not fetch the blobs of layers it has).
+                let lost = existing.blob.as_ref().is_none_or(|(d, _)| !self.content.exists(d));
+                if lost && self.content.exists(&source.blob) {
                     let kind = self.blob_compression(&source.blob)?;
                     existing.blob = Some((source.blob.clone(), layer_media_type(kind).to_string()));
                 }
-                progress(Progress::LayerDone { diff_id: diff_id.clone() });
                 out.push((existing, false));
+                if let Err(e) = step(ChainStep::Done(i)) {
+                    self.discard_new_layers(&out);
+                    return Err(e);
+                }
                 continue;
+            }
+            if let Err(e) = step(ChainStep::Unpacking(i)) {
+                self.discard_new_layers(&out);
+                return Err(e);
             }
             let storage_id = chain_id.hex().to_string();
             let what = format!("layer {} ({})", source.path, diff_id);
@@ -524,7 +548,6 @@ impl ImageService {
             match unpacked {
                 Ok(u) => {
                     let kind = self.blob_compression(&source.blob)?;
-                    progress(Progress::LayerDone { diff_id: diff_id.clone() });
                     out.push((
                         LayerRecord {
                             chain_id: chain_id.clone(),
@@ -537,6 +560,10 @@ impl ImageService {
                         },
                         true,
                     ));
+                    if let Err(e) = step(ChainStep::Done(i)) {
+                        self.discard_new_layers(&out);
+                        return Err(e);
+                    }
                 }
                 Err(e) => {
                     self.discard_new_layers(&out);
@@ -563,7 +590,7 @@ impl ImageService {
     }
 
     /// Removes the storage layers this operation created (they have no records).
-    fn discard_new_layers(&self, layers: &[(LayerRecord, bool)]) {
+    pub(super) fn discard_new_layers(&self, layers: &[(LayerRecord, bool)]) {
         for (l, new) in layers.iter().rev() {
             if *new {
                 if let Err(e) = self.storage.remove(&l.storage_id) {
@@ -573,14 +600,16 @@ impl ImageService {
         }
     }
 
-    /// One transaction: the layer records, the image record and its tags.
-    /// Returns the record and the tags taken off other images (with their IDs).
-    fn register(
+    /// One transaction: the layer records, the image record, its tags and
+    /// repository digests (`name@sha256:…`, what a pull adds). Returns the
+    /// record and the tags taken off other images (with their IDs).
+    pub(super) fn register(
         &self,
         id: &Digest,
         layers: &[(LayerRecord, bool)],
         tags: &[String],
         manifest: Option<&Digest>,
+        repo_digests: &[String],
     ) -> EngineResult<(ImageRecord, Vec<(String, Digest)>)> {
         let _gc = self.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
         let tx = self.store.write()?;
@@ -602,6 +631,11 @@ impl ImageService {
         if let Some(m) = manifest {
             if self.content.exists(m) {
                 record.manifest = Some(m.clone());
+            }
+        }
+        for d in repo_digests {
+            if !record.repo_digests.contains(d) {
+                record.repo_digests.push(d.clone());
             }
         }
         let mut moved = Vec::new();
@@ -742,7 +776,7 @@ impl ImageService {
             .content
             .put("config of the imported image", &config, Some(&id))
             .map_err(EngineError::from)
-            .and_then(|_pin| self.register(&id, std::slice::from_ref(&layer), target.as_slice(), None));
+            .and_then(|_pin| self.register(&id, std::slice::from_ref(&layer), target.as_slice(), None, &[]));
         let record = match registered {
             Ok((r, _)) => r,
             Err(e) => {
@@ -866,7 +900,7 @@ impl ImageService {
             .content
             .put("config of the committed image", &bytes, Some(&id))
             .map_err(EngineError::from)
-            .and_then(|_pin| self.register(&id, &layers, &tags, None));
+            .and_then(|_pin| self.register(&id, &layers, &tags, None, &[]));
         if let Err(e) = registered {
             self.discard_new_layers(&layers);
             drop(blob_pin);
@@ -995,15 +1029,32 @@ impl ImageService {
         let mut record = self.record_in(&tx, &id)?;
         match &matched {
             Matched::Tag(t) | Matched::Digest(t) => {
+                // As Docker: removing a repository's last tag also removes its
+                // digest references (a pull's `name@sha256:…`).
+                let mut digests_gone: Vec<String> = Vec::new();
+                if let Matched::Tag(_) = &matched {
+                    let repo = t.rsplit_once(':').map(|(n, _)| n).unwrap_or(t);
+                    let tag_left = record.repo_tags.iter().any(|x| x != t && x.rsplit_once(':').map(|(n, _)| n) == Some(repo));
+                    if !tag_left {
+                        digests_gone = record
+                            .repo_digests
+                            .iter()
+                            .filter(|d| d.split_once('@').map(|(n, _)| n) == Some(repo))
+                            .cloned()
+                            .collect();
+                    }
+                }
                 let others = record.repo_tags.iter().filter(|x| *x != t).count()
-                    + record.repo_digests.iter().filter(|x| *x != t).count();
+                    + record.repo_digests.iter().filter(|x| *x != t && !digests_gone.contains(x)).count();
                 if others > 0 {
                     record.repo_tags.retain(|x| x != t);
-                    record.repo_digests.retain(|x| x != t);
+                    record.repo_digests.retain(|x| x != t && !digests_gone.contains(x));
                     tx.delete_tag(t)?;
                     tx.put_image(&record)?;
                     tx.commit()?;
-                    return Ok(vec![ImageDeleteItem::Untagged(t.clone())]);
+                    let mut items = vec![ImageDeleteItem::Untagged(t.clone())];
+                    items.extend(digests_gone.into_iter().map(ImageDeleteItem::Untagged));
+                    return Ok(items);
                 }
             }
             Matched::Id => {

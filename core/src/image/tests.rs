@@ -644,3 +644,153 @@ fn save_fails_when_a_stored_layer_blob_was_damaged() {
         assert!(msg.contains("mismatch") || msg.contains("expected"), "{format:?}: {msg}");
     }
 }
+
+// ---- pull, from a registry served by the test ----
+
+/// A registry of fixed answers: path -> (content type, body), over HTTP/1.1
+/// with one request per connection. Counts the blob requests it served.
+struct FakeRegistry {
+    port: u16,
+    blob_requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeRegistry {
+    fn serve(routes: BTreeMap<String, (&'static str, Vec<u8>)>) -> FakeRegistry {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blob_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = blob_requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if path.contains("/blobs/") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let (status, ctype, body) = match routes.get(&path) {
+                    Some((t, b)) => ("200 OK", *t, b.clone()),
+                    None => (
+                        "404 Not Found",
+                        "application/json",
+                        br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.to_vec(),
+                    ),
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        FakeRegistry { port, blob_requests }
+    }
+}
+
+/// A repository `test/app` with tag `1`: a docker v2 manifest over `layers`
+/// (blobs as served) whose config is for `diff_ids`. Returns the routes,
+/// the manifest's digest and the image ID.
+fn repository(layers: &[Vec<u8>], diff_ids: &[Digest]) -> (BTreeMap<String, (&'static str, Vec<u8>)>, Digest, Digest) {
+    let config = config_for(diff_ids, "2024-01-01T00:00:00Z");
+    let id = Digest::of(&config);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": id.to_string(), "size": config.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "digest": Digest::of(l).to_string(),
+            "size": l.len(),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = Digest::of(&manifest);
+    let mut routes = BTreeMap::new();
+    let manifest_type = "application/vnd.docker.distribution.manifest.v2+json";
+    routes.insert("/v2/test/app/manifests/1".to_string(), (manifest_type, manifest.clone()));
+    routes.insert(format!("/v2/test/app/manifests/{manifest_digest}"), (manifest_type, manifest));
+    routes.insert(format!("/v2/test/app/blobs/{id}"), ("application/octet-stream", config));
+    for l in layers {
+        routes.insert(format!("/v2/test/app/blobs/{}", Digest::of(l)), ("application/octet-stream", l.clone()));
+    }
+    (routes, manifest_digest, id)
+}
+
+#[test]
+fn pull_fetches_unpacks_and_registers_with_its_repo_digest_then_is_up_to_date() {
+    use super::{LayerStep, PullProgress};
+    let env = Env::new();
+    let engine = env.open();
+    let (layers, diffs) = two_layers();
+    let (routes, manifest_digest, id) = repository(&layers, &diffs);
+    let registry = FakeRegistry::serve(routes);
+    let name = format!("127.0.0.1:{}/test/app", registry.port);
+    let reference: berth_model::ImageRef = format!("{name}:1").parse().unwrap();
+    let mut seen = Vec::new();
+    let outcome = engine.images().pull(&reference, None, &mut |p| seen.push(p)).unwrap();
+    assert!(outcome.updated);
+    assert_eq!((outcome.id.clone(), outcome.manifest_digest.clone()), (id.clone(), manifest_digest.clone()));
+    let d = engine.images().find(&format!("{name}:1")).unwrap();
+    assert_eq!(d.record.id, id);
+    assert_eq!(d.record.repo_digests, vec![format!("{name}@{manifest_digest}")]);
+    assert_eq!(engine.images().find(&format!("{name}@{manifest_digest}")).unwrap().record.id, id);
+    let top = env.layers_dir().join(d.record.layers[1].hex());
+    assert_eq!(fs::read(top.join("etc/hostname")).unwrap(), b"top");
+    assert!(matches!(&seen[0], PullProgress::PullingFrom { repository, reference } if repository == "test/app" && reference == "1"));
+    for blob in layers.iter().map(|l| Digest::of(l)) {
+        let steps: Vec<LayerStep> = seen
+            .iter()
+            .filter_map(|p| match p {
+                PullProgress::Layer { blob: b, step } if *b == blob => Some(step.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps.first(), Some(&LayerStep::Queued), "{steps:?}");
+        assert!(steps.contains(&LayerStep::DownloadComplete), "{steps:?}");
+        assert_eq!(steps.last(), Some(&LayerStep::PullComplete), "{steps:?}");
+    }
+    assert_eq!(registry.blob_requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(env.ingest(), 0);
+
+    // Again: nothing is fetched but the manifest, and the layers are there already.
+    let mut again = Vec::new();
+    let outcome = engine.images().pull(&reference, None, &mut |p| again.push(p)).unwrap();
+    assert!(!outcome.updated);
+    assert_eq!(registry.blob_requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(again.iter().any(|p| matches!(p, PullProgress::Layer { step: LayerStep::AlreadyExists, .. })));
+    assert_eq!(engine.images().list().unwrap().len(), 1);
+}
+
+#[test]
+fn a_pulled_blob_with_the_wrong_bytes_is_refused_and_nothing_stays() {
+    let env = Env::new();
+    let engine = env.open();
+    let (layers, diffs) = two_layers();
+    let (mut routes, _, _) = repository(&layers, &diffs);
+    // The second layer's bytes no longer hash to the digest that names them.
+    let path = format!("/v2/test/app/blobs/{}", Digest::of(&layers[1]));
+    routes.get_mut(&path).unwrap().1[0] ^= 0xff;
+    let registry = FakeRegistry::serve(routes);
+    let reference: berth_model::ImageRef = format!("127.0.0.1:{}/test/app:1", registry.port).parse().unwrap();
+    let err = engine.images().pull(&reference, None, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("digest mismatch") && err.to_string().contains(&Digest::of(&layers[1]).to_string()), "{err}");
+    assert!(engine.images().list().unwrap().is_empty());
+    assert_eq!(env.blobs(), 0, "no blob of a failed pull is kept");
+    assert_eq!(env.ingest(), 0);
+    assert!(env.storage_layers().is_empty(), "no layer of a failed pull is kept: {:?}", env.storage_layers());
+
+    let missing: berth_model::ImageRef = format!("127.0.0.1:{}/test/app:nope", registry.port).parse().unwrap();
+    let err = engine.images().pull(&missing, None, &mut |_| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        format!("manifest for 127.0.0.1:{}/test/app:nope not found: manifest unknown: manifest unknown", registry.port)
+    );
+}

@@ -1,0 +1,345 @@
+//! `docker pull`: an image from a registry into the content store and the
+//! storage driver, registered only when all of it is in place.
+//!
+//! The manifest (a platform's, picked from a list or index) and the config
+//! come first: the config's diff IDs say which layers are here already.
+//! The missing layer blobs are then fetched in parallel, each streamed
+//! into the content store's verifying writer, while this thread unpacks
+//! layer i as soon as blobs 0..=i are in. Progress comes back here over a
+//! channel, so the caller's `progress` is only ever called on its thread.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use berth_model::{Digest, ImageRef, LayerRecord, Platform};
+
+use crate::error::{EngineError, EngineResult};
+use crate::registry::{check_layers, descriptor_digest, pick_platform, Manifest, RegistryClient, RegistryError};
+use super::archive::LayerSource;
+use super::content::BlobPin;
+use super::ops::{parse_config, ChainStep};
+use super::{ImageError, ImageService};
+
+/// Blobs fetched at once, as dockerd's `max-concurrent-downloads` default.
+pub const MAX_CONCURRENT_DOWNLOADS: usize = 3;
+/// Bytes between two `Downloading` reports of one blob.
+const REPORT_EVERY: u64 = 512 << 10;
+
+/// What a pull reports, in the order Docker's progress stream has it.
+#[derive(Clone, Debug)]
+pub enum PullProgress {
+    /// The manifest is resolved: `Pulling from <repository>`, about the tag
+    /// or digest asked for.
+    PullingFrom { repository: String, reference: String },
+    /// A step of one layer, named by its blob's digest.
+    Layer { blob: Digest, step: LayerStep },
+}
+
+/// A layer's steps (Docker's status words in the API's spelling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerStep {
+    /// The layer is here already; nothing is fetched.
+    AlreadyExists,
+    /// It will be fetched (`Pulling fs layer`).
+    Queued,
+    Downloading { current: u64, total: u64 },
+    /// All bytes are in; the digest is being checked.
+    Verifying,
+    DownloadComplete,
+    Extracting { total: u64 },
+    PullComplete,
+}
+
+/// What a pull ends with.
+#[derive(Clone, Debug)]
+pub struct PullOutcome {
+    pub id: Digest,
+    /// The digest of the manifest (or list) the reference resolved to.
+    pub manifest_digest: Digest,
+    /// `name:tag` or `name@digest`, as Docker's `Status:` line names it.
+    pub reference: String,
+    /// Whether the reference now names an image it did not name before
+    /// (`Downloaded newer image`), or was up to date.
+    pub updated: bool,
+}
+
+/// Events the download threads send to the pulling thread.
+enum Fetch {
+    Step(usize, LayerStep),
+    Done(usize, EngineResult<BlobPin>),
+}
+
+/// A blob download's destination: the content store's writer, which also
+/// reports progress and stops when the pull was abandoned.
+struct ReportingSink<'a> {
+    writer: super::content::BlobWriter,
+    abandoned: &'a AtomicBool,
+    total: u64,
+    reported: u64,
+    report: &'a mut dyn FnMut(LayerStep),
+}
+
+impl Write for ReportingSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the pull was abandoned"));
+        }
+        let n = self.writer.write(buf)?;
+        let current = self.writer.written();
+        if current - self.reported >= REPORT_EVERY || current == self.total {
+            self.reported = current;
+            (self.report)(LayerStep::Downloading { current, total: self.total });
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl ImageService {
+    /// The registry client, made on first use (it starts a runtime).
+    fn registry(&self) -> EngineResult<&RegistryClient> {
+        if let Some(c) = self.registry.get() {
+            return Ok(c);
+        }
+        let client = RegistryClient::new()?;
+        // Two first pulls at once may both build one; the loser's is dropped.
+        let _ = self.registry.set(client);
+        self.registry.get().ok_or_else(|| EngineError::Internal("the registry client was not kept".into()))
+    }
+
+    /// `docker pull`: `reference` (a missing tag is `latest`) for `platform`
+    /// (the host's when `None`). Nothing is registered unless all of it is
+    /// in place, and a failure leaves no blob or layer it brought.
+    pub fn pull(
+        &self,
+        reference: &ImageRef,
+        platform: Option<&Platform>,
+        progress: &mut dyn FnMut(PullProgress),
+    ) -> EngineResult<PullOutcome> {
+        let image = reference.clone().with_default_tag();
+        let registry = self.registry()?;
+        let mut pins: Vec<BlobPin> = Vec::new();
+        let mut brought: Vec<Digest> = Vec::new();
+        let result = self.pull_into(registry, &image, platform, progress, &mut pins, &mut brought);
+        // Whatever no image kept (all of it after a failure) goes; pins first.
+        drop(pins);
+        self.gc_blobs(Some(&brought))?;
+        result
+    }
+
+    fn pull_into(
+        &self,
+        registry: &RegistryClient,
+        image: &ImageRef,
+        platform: Option<&Platform>,
+        progress: &mut dyn FnMut(PullProgress),
+        pins: &mut Vec<BlobPin>,
+        brought: &mut Vec<Digest>,
+    ) -> EngineResult<PullOutcome> {
+        let asked = image.tag_or_digest();
+        let top = registry.fetch_manifest(image, &asked)?;
+        let fetched = match &top.manifest {
+            Manifest::Image(_) => top.clone(),
+            Manifest::Index(index) => {
+                let wanted = platform.cloned().unwrap_or_else(Platform::host);
+                let entry = pick_platform(index, &wanted)?;
+                let digest = descriptor_digest(entry, &format!("manifest list of {image}"))?;
+                registry.fetch_manifest(image, &digest.to_string())?
+            }
+        };
+        let whence = format!("{}@{}", image.name, fetched.digest);
+        let Manifest::Image(manifest) = &fetched.manifest else {
+            return Err(RegistryError::Unsupported(format!("{whence}: a manifest list names another list; berth does not follow nested lists"))
+                .into());
+        };
+        check_layers(manifest, &whence)?;
+        progress(PullProgress::PullingFrom { repository: image.repository(), reference: asked });
+
+        pins.push(self.content.put(&format!("manifest {whence}"), &fetched.bytes, Some(&fetched.digest))?);
+        brought.push(fetched.digest.clone());
+        let config_digest = descriptor_digest(manifest.config(), &whence)?;
+        brought.push(config_digest.clone());
+        pins.push(self.fetch_unless_present(registry, image, &config_digest, manifest.config().size(), &mut |_| {})?);
+        let config = self.content.read(&config_digest)?;
+        let (parsed, diff_ids) = parse_config(&config, &whence)?;
+        if let (Some(wanted), Manifest::Image(_)) = (platform, &top.manifest) {
+            let (os, arch, variant) = (parsed.os().to_string(), parsed.architecture().to_string(), parsed.variant().clone());
+            if !wanted.matches(&os, &arch, variant.as_deref()) {
+                let actual = Platform { os, architecture: arch, variant };
+                return Err(EngineError::NotFound(format!(
+                    "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+                )));
+            }
+        }
+        let blobs: Vec<(Digest, u64)> = manifest
+            .layers()
+            .iter()
+            .map(|l| descriptor_digest(l, &whence).map(|d| (d, l.size())))
+            .collect::<Result<_, _>>()?;
+        if diff_ids.len() != blobs.len() {
+            return Err(ImageError::Invalid(format!(
+                "{whence}: the config lists {} layers (rootfs.diff_ids) but the manifest has {}",
+                diff_ids.len(),
+                blobs.len()
+            ))
+            .into());
+        }
+        brought.extend(blobs.iter().map(|(d, _)| d.clone()));
+        let mut chain: Vec<Digest> = Vec::new();
+        for d in &diff_ids {
+            chain.push(LayerRecord::chain_id_of(chain.last(), d));
+        }
+        let _claims = self.claims.claim_all(&chain);
+        let present: Vec<bool> = {
+            let tx = self.store.read()?;
+            chain.iter().map(|c| tx.layer(c).map(|l| l.is_some())).collect::<Result<_, _>>()?
+        };
+        // Layers here already need nothing; blobs here already need no fetch.
+        let mut ready: Vec<bool> = Vec::new();
+        let mut to_fetch: Vec<usize> = Vec::new();
+        for (i, (blob, _)) in blobs.iter().enumerate() {
+            if present[i] {
+                progress(PullProgress::Layer { blob: blob.clone(), step: LayerStep::AlreadyExists });
+                ready.push(true);
+            } else if self.content.exists(blob) {
+                pins.push(self.content.pin(blob));
+                progress(PullProgress::Layer { blob: blob.clone(), step: LayerStep::DownloadComplete });
+                ready.push(true);
+            } else {
+                progress(PullProgress::Layer { blob: blob.clone(), step: LayerStep::Queued });
+                to_fetch.push(i);
+                ready.push(false);
+            }
+        }
+        let sources: Vec<LayerSource> =
+            blobs.iter().map(|(d, _)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name) }).collect();
+
+        let abandoned = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
+        let (events, received) = mpsc::channel::<Fetch>();
+        let layers = std::thread::scope(|scope| {
+            for _ in 0..MAX_CONCURRENT_DOWNLOADS.min(to_fetch.len()) {
+                let events = events.clone();
+                let (next, abandoned, to_fetch, blobs) = (&next, &abandoned, &to_fetch, &blobs);
+                scope.spawn(move || loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= to_fetch.len() || abandoned.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let i = to_fetch[k];
+                    let (blob, size) = &blobs[i];
+                    let mut report = |step| {
+                        let _ = events.send(Fetch::Step(i, step));
+                    };
+                    let fetched = self.fetch_blob(registry, image, blob, *size, abandoned, &mut report);
+                    if fetched.is_err() {
+                        abandoned.store(true, Ordering::Relaxed);
+                    }
+                    let _ = events.send(Fetch::Done(i, fetched));
+                });
+            }
+            drop(events);
+            let handle = |event: Fetch, progress: &mut dyn FnMut(PullProgress), pins: &mut Vec<BlobPin>, ready: &mut [bool]| {
+                match event {
+                    Fetch::Step(i, step) => progress(PullProgress::Layer { blob: blobs[i].0.clone(), step }),
+                    Fetch::Done(i, Ok(pin)) => {
+                        pins.push(pin);
+                        ready[i] = true;
+                    }
+                    Fetch::Done(_, Err(e)) => return Err(e),
+                }
+                Ok(())
+            };
+            let unpacked = self.unpack_chain(&chain, &diff_ids, &sources, &mut |step| {
+                let i = match step {
+                    ChainStep::Unpacking(i) | ChainStep::Done(i) => i,
+                };
+                // Pass on what the downloads said meanwhile; wait if blob i is not in yet.
+                while let Ok(event) = received.try_recv() {
+                    handle(event, progress, pins, &mut ready)?;
+                }
+                while !ready[i] {
+                    let event = received.recv().map_err(|_| EngineError::Internal("a layer download ended without a result".into()))?;
+                    handle(event, progress, pins, &mut ready)?;
+                }
+                let blob = blobs[i].0.clone();
+                match step {
+                    ChainStep::Unpacking(_) => {
+                        progress(PullProgress::Layer { blob, step: LayerStep::Extracting { total: blobs[i].1 } })
+                    }
+                    ChainStep::Done(_) if !present[i] => progress(PullProgress::Layer { blob, step: LayerStep::PullComplete }),
+                    ChainStep::Done(_) => {}
+                }
+                Ok(())
+            });
+            if unpacked.is_err() {
+                abandoned.store(true, Ordering::Relaxed);
+            }
+            // The downloads still running stop at their next chunk; their pins are kept until the gc.
+            for event in received.iter() {
+                if let Fetch::Done(_, Ok(pin)) = event {
+                    pins.push(pin);
+                }
+            }
+            unpacked
+        })?;
+
+        let tags: Vec<String> = if image.digest.is_none() { image.tagged().into_iter().collect() } else { vec![] };
+        let repo_digest = image.with_digest(&top.digest);
+        let id = config_digest;
+        let updated = {
+            let tx = self.store.read()?;
+            match tags.first() {
+                Some(t) => tx.tag(t)?.as_ref() != Some(&id),
+                None => !tx.image(&id)?.is_some_and(|r| r.repo_digests.contains(&repo_digest)),
+            }
+        };
+        let registered = self.register(&id, &layers, &tags, Some(&fetched.digest), std::slice::from_ref(&repo_digest));
+        if registered.is_err() {
+            self.discard_new_layers(&layers);
+        }
+        registered?;
+        Ok(PullOutcome { id, manifest_digest: top.digest, reference: image.to_string(), updated })
+    }
+
+    /// Pins blob `digest`, fetching it first if it is not here.
+    fn fetch_unless_present(
+        &self,
+        registry: &RegistryClient,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+        report: &mut dyn FnMut(LayerStep),
+    ) -> EngineResult<BlobPin> {
+        let pin = self.content.pin(digest);
+        if self.content.exists(digest) {
+            return Ok(pin);
+        }
+        drop(pin);
+        self.fetch_blob(registry, image, digest, size, &AtomicBool::new(false), report)
+    }
+
+    /// Streams blob `digest` (`size` bytes) into the content store, which
+    /// refuses it unless its bytes hash to `digest`.
+    fn fetch_blob(
+        &self,
+        registry: &RegistryClient,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+        abandoned: &AtomicBool,
+        report: &mut dyn FnMut(LayerStep),
+    ) -> EngineResult<BlobPin> {
+        let writer = self.content.writer(&format!("blob {digest} of {}", image.name), Some(digest), Some(size))?;
+        let mut sink = ReportingSink { writer, abandoned, total: size, reported: 0, report };
+        registry.fetch_blob(image, digest, &mut sink)?;
+        (sink.report)(LayerStep::Verifying);
+        let (pin, _) = sink.writer.commit()?;
+        (sink.report)(LayerStep::DownloadComplete);
+        Ok(pin)
+    }
+}
