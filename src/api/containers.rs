@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use berth_core::container::{
-    ContainerDetails, CpuSample, ListOptions, LogEntry, LogsOptions, StatsSample, WaitCondition,
+    ContainerDetails, CpuSample, ListOptions, LogEntry, LogsOptions, PathStat, StatsSample, WaitCondition,
 };
 use berth_core::events::Event;
 use berth_model::container::{ContainerConfig, ContainerRecord, HostConfig, Status, ZERO_TIME};
@@ -28,7 +28,7 @@ use super::images::Params;
 use super::stream::{body_reader, drain, streamed};
 use super::{ApiError, AppState};
 use crate::apitypes::containers::{
-    BlkioStats, ContainerCreateRequest, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect,
+    BlkioStats, ContainerCreateRequest, ContainerPathStat, ContainerCreateResponse, ContainerGraphDriver, ContainerInspect,
     ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateRequest, ContainerUpdateResponse,
     ContainerWaitResponse, CpuStats, CpuUsage, EventActor, EventMessage, FilesystemChange, IdResponse, MemoryStats,
     PidsStats, StatsResponse, StorageStats, SummaryHostConfig, SummaryNetworkSettings, ThrottlingData, WaitError,
@@ -625,8 +625,11 @@ async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result
     streamed(&state, "application/x-tar", move |e, out| e.containers().export(&id, out)).await
 }
 
-fn stat_header(stat: &Value) -> Result<HeaderValue, ApiError> {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(stat.to_string());
+fn stat_header(stat: PathStat) -> Result<HeaderValue, ApiError> {
+    let PathStat { name, size, mode, mtime, link_target } = stat;
+    let json = serde_json::to_string(&ContainerPathStat { name, size, mode, mtime, link_target })
+        .map_err(|e| ApiError::internal(format!("cannot encode the path stat: {e}")))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
     HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(format!("cannot encode the path stat: {e}")))
 }
 
@@ -643,14 +646,14 @@ async fn archive_head(State(state): State<AppState>, Path(id): Path<String>, Raw
     let path = path_param(&Params::parse(q.as_deref()))?;
     let stat = state.blocking(move |e| e.containers().archive_stat(&id, &path)).await?;
     let mut resp = StatusCode::OK.into_response();
-    resp.headers_mut().insert(STAT_HEADER, stat_header(&stat)?);
+    resp.headers_mut().insert(STAT_HEADER, stat_header(stat)?);
     Ok(resp)
 }
 
 async fn archive_get(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let path = path_param(&Params::parse(q.as_deref()))?;
     let (stat, mut reader) = state.blocking(move |e| e.containers().archive_get(&id, &path)).await?;
-    let header_value = stat_header(&stat)?;
+    let header_value = stat_header(stat)?;
     let mut resp = streamed(&state, "application/x-tar", move |_, out| {
         std::io::copy(&mut reader, out).map(|_| ()).map_err(|e| berth_core::EngineError::io("reading the archive", e))
     })
@@ -907,6 +910,17 @@ mod tests {
             "name": "/idle", "id": "b".repeat(64),
         });
         assert_eq!(serde_json::to_string(&stats_response(sample)).unwrap(), expected.to_string());
+    }
+
+    #[test]
+    fn the_path_stat_header_is_dockers_json_in_base64() {
+        let stat = PathStat { name: "etc".into(), size: 4096, mode: (1 << 31) | 0o755, mtime: "t".into(), link_target: String::new() };
+        let header = stat_header(stat).unwrap();
+        let json = base64::engine::general_purpose::STANDARD.decode(header.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"{"name":"etc","size":4096,"mode":2147484141,"mtime":"t","linkTarget":""}"#
+        );
     }
 
     #[test]

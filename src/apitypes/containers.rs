@@ -353,6 +353,21 @@ pub struct FilesystemChange {
     pub path: String,
 }
 
+/// Docker's `ContainerPathStat`: the `X-Docker-Container-Path-Stat` header
+/// of `GET`/`HEAD /containers/{id}/archive`, base64 of this JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerPathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode`: permissions, `1 << 31` for a directory.
+    pub mode: u32,
+    /// RFC 3339 with nanoseconds.
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
 /// The answer to `POST /commit` and `POST /containers/{id}/exec`: the new
 /// object's ID.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

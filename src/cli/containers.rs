@@ -27,10 +27,11 @@ use super::units::parse_memory;
 use super::stdio::{copy_output, follow_terminal_size, pump, RawTerminal};
 use super::units::{bytes_size, go_time, human_duration, human_size};
 use crate::apitypes::containers::{
-    ContainerInspect, ContainerPruneResponse, ContainerSummary, ContainerTopResponse, ContainerUpdateRequest,
-    ContainerUpdateResponse, ContainerWaitResponse, EventMessage, ExecCreateRequest, ExecInspect, ExecStartRequest,
-    FilesystemChange, IdResponse, StatsResponse,
+    ContainerInspect, ContainerPathStat, ContainerPruneResponse, ContainerSummary, ContainerTopResponse,
+    ContainerUpdateRequest, ContainerUpdateResponse, ContainerWaitResponse, EventMessage, ExecCreateRequest, ExecInspect,
+    ExecStartRequest, FilesystemChange, IdResponse, StatsResponse,
 };
+use crate::apitypes::system::ErrorResponse;
 
 /// `berth container ...`.
 #[derive(Subcommand, Debug)]
@@ -837,14 +838,14 @@ pub fn split_cp_arg(arg: &str) -> CpSide {
 }
 
 /// The decoded `X-Docker-Container-Path-Stat` header.
-fn path_stat(headers: &hyper::HeaderMap) -> Option<Value> {
+fn path_stat(headers: &hyper::HeaderMap) -> Option<ContainerPathStat> {
     let raw = headers.get("x-docker-container-path-stat")?.to_str().ok()?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Go's `os.ModeDir` bit in the stat's `mode`.
-const GO_MODE_DIR: u64 = 1 << 31;
+const GO_MODE_DIR: u32 = 1 << 31;
 
 fn base_name(p: &str) -> String {
     let trimmed = p.trim_end_matches('/');
@@ -907,16 +908,15 @@ pub async fn cp(client: &Client, args: &CpArgs) -> Result<ExitCode> {
             // Where the archive is extracted, and under which name.
             let stat = client.send(Method::HEAD, &format!("/containers/{}/archive?path={}", enc(&c), enc(&p)), empty(), None).await?;
             let dest_is_dir = match stat.status().as_u16() {
-                200 => path_stat(stat.headers()).and_then(|s| s["mode"].as_u64()).is_some_and(|m| m & GO_MODE_DIR != 0),
+                200 => path_stat(stat.headers()).is_some_and(|s| s.mode & GO_MODE_DIR != 0),
                 // A destination that does not exist yet is created with the source's contents.
                 404 => false,
                 _ => {
                     let status = stat.status().as_u16();
                     let bytes = stat.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let message = serde_json::from_slice::<Value>(&bytes)
-                        .ok()
-                        .and_then(|v| v["message"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+                    let message = serde_json::from_slice::<ErrorResponse>(&bytes)
+                        .map(|e| e.message)
+                        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
                     return Err(DaemonError { message, status }.into());
                 }
             };

@@ -17,10 +17,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use berth_model::container::{ContainerRecord, Status};
-use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
-use super::ContainerService;
+use super::{ContainerService, PathStat};
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -459,7 +458,7 @@ impl ContainerService {
     }
 
     /// Docker's path stat of `path` inside `root`.
-    fn stat_in_root(&self, root: &RootFs, path: &str, id: &str) -> EngineResult<(Value, Vec<String>)> {
+    fn stat_in_root(&self, root: &RootFs, path: &str, id: &str) -> EngineResult<(PathStat, Vec<String>)> {
         let rel = clean_path(path);
         let not_found = || EngineError::NotFound(format!("Could not find the file {path} in container {id}"));
         let (parent, name) = match rel.split_last() {
@@ -494,19 +493,13 @@ impl ContainerService {
             .unwrap_or_default();
         let shown = if name.is_empty() { "/".to_string() } else { name };
         Ok((
-            json!({
-                "name": shown,
-                "size": st.st_size,
-                "mode": go_file_mode(st.st_mode),
-                "mtime": mtime,
-                "linkTarget": link_target,
-            }),
+            PathStat { name: shown, size: st.st_size, mode: go_file_mode(st.st_mode), mtime, link_target },
             resolved,
         ))
     }
 
-    /// `HEAD /containers/{id}/archive`: the stat JSON only.
-    pub fn archive_stat(&self, id_or_name: &str, path: &str) -> EngineResult<Value> {
+    /// `HEAD /containers/{id}/archive`: the stat only.
+    pub fn archive_stat(&self, id_or_name: &str, path: &str) -> EngineResult<PathStat> {
         let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         let _g = self.live.lock(&id);
@@ -516,9 +509,9 @@ impl ContainerService {
         Ok(self.stat_in_root(&root, path, &id)?.0)
     }
 
-    /// `GET /containers/{id}/archive` (`docker cp` out): stat JSON of the path
+    /// `GET /containers/{id}/archive` (`docker cp` out): the stat of the path
     /// (for the `X-Docker-Container-Path-Stat` header) and a tar of it.
-    pub fn archive_get(&self, id_or_name: &str, path: &str) -> EngineResult<(Value, Box<dyn Read + Send>)> {
+    pub fn archive_get(&self, id_or_name: &str, path: &str) -> EngineResult<(PathStat, Box<dyn Read + Send>)> {
         let record = self.catalog.lookup(id_or_name)?;
         let id = record.id.to_string();
         let _g = self.live.lock(&id);
@@ -551,8 +544,7 @@ impl ContainerService {
             self.catalog.load(&id)?.ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
         let root = self.open_rootfs(&record, true, true)?;
         let (stat, resolved) = self.stat_in_root(&root, path, &id)?;
-        let mode = stat["mode"].as_u64().unwrap_or(0);
-        if mode & (1 << 31) == 0 && stat["linkTarget"].as_str().is_none_or(str::is_empty) {
+        if stat.mode & (1 << 31) == 0 && stat.link_target.is_empty() {
             return Err(EngineError::InvalidArgument(format!("extraction point is not a directory: {path}")));
         }
         untar_in_root(root.fd(), &resolved, tar)

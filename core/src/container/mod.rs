@@ -214,6 +214,21 @@ pub struct PidsSample {
     pub limit: Option<u64>,
 }
 
+/// A path in a container as `docker cp` sees it before it copies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathStat {
+    /// The last component (`/` for the root).
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode` bits (the docker CLI reads them): permissions, and
+    /// `1 << 31` for a directory, `1 << 27` for a symlink, ...
+    pub mode: u32,
+    /// RFC 3339 with nanoseconds.
+    pub mtime: String,
+    /// Where a symlink points, absolute inside the container; empty otherwise.
+    pub link_target: String,
+}
+
 /// The containers service: container records (the store's `containers`
 /// table, which only it writes), their directories, shims, waiters, execs
 /// and events. It takes the images, networks and volumes services it
