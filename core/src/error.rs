@@ -6,6 +6,8 @@ use berth_model::Digest;
 use berth_model::drivers::DriverError;
 use berth_runtime::trash::TrashError;
 
+use crate::registry::RegistryError;
+
 /// What kind of failure an `EngineError` is, for the API's status codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -38,7 +40,7 @@ pub enum EngineError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -67,7 +69,7 @@ impl EngineError {
                 ErrorKind::InvalidArgument
             }
             EngineError::Image(e) => e.kind(),
-            EngineError::Registry(e) => e.kind(),
+            EngineError::Registry(e) => registry_kind(e),
             EngineError::Runtime(berth_runtime::RuntimeError::InvalidConfig(_)) => ErrorKind::InvalidArgument,
             // The user's command cannot run (not found, not executable): Docker's 400.
             e if e.command_exit_code().is_some() => ErrorKind::InvalidArgument,
@@ -96,6 +98,18 @@ impl From<TrashError> for EngineError {
             TrashError::Io { context, source } => EngineError::Io { context, source },
             TrashError::MountPoint(_) => EngineError::Conflict(e.to_string()),
         }
+    }
+}
+
+/// The status class of a registry's failure (the registry client, below
+/// this module, does not know the API's classes).
+fn registry_kind(e: &RegistryError) -> ErrorKind {
+    match e {
+        RegistryError::ManifestUnknown { .. } | RegistryError::BlobUnknown { .. } | RegistryError::NoMatchingPlatform { .. } => {
+            ErrorKind::NotFound
+        }
+        RegistryError::HttpsNotSupported { .. } | RegistryError::Unsupported(_) => ErrorKind::InvalidArgument,
+        _ => ErrorKind::Internal,
     }
 }
 

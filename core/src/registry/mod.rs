@@ -22,8 +22,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::ErrorKind;
-
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
 
 /// Docker Hub's API host: `docker.io` is only the name's registry.
@@ -72,19 +70,6 @@ pub enum RegistryError {
     },
     #[error("starting the registry client: {0}")]
     Runtime(io::Error),
-}
-
-impl RegistryError {
-    /// The status class of this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            RegistryError::ManifestUnknown { .. }
-            | RegistryError::BlobUnknown { .. }
-            | RegistryError::NoMatchingPlatform { .. } => ErrorKind::NotFound,
-            RegistryError::HttpsNotSupported { .. } | RegistryError::Unsupported(_) => ErrorKind::InvalidArgument,
-            _ => ErrorKind::Internal,
-        }
-    }
 }
 
 /// A manifest as the registry served it.
