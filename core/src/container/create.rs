@@ -254,18 +254,12 @@ impl ContainerService {
             host_config.memory_swap = host_config.memory * 2;
         }
         let top_storage = match image.record.layers.last() {
-            Some(top) => Some(
-                self.store
-                    .read()?
-                    .layer(top)?
-                    .ok_or_else(|| {
-                        EngineError::InvalidArgument(format!(
-                            "image {}: layer {top} is missing from the store",
-                            image.record.id.short()
-                        ))
-                    })?
-                    .storage_id,
-            ),
+            Some(top) => Some(self.images.layer_storage_id(top)?.ok_or_else(|| {
+                EngineError::InvalidArgument(format!(
+                    "image {}: layer {top} is missing from the store",
+                    image.record.id.short()
+                ))
+            })?),
             None => None,
         };
 

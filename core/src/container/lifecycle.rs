@@ -134,11 +134,6 @@ impl ContainerService {
         ));
     }
 
-    /// The record of container `id` (full ID), if it still exists.
-    pub(crate) fn load_container(&self, id: &str) -> EngineResult<Option<ContainerRecord>> {
-        Ok(self.store.read()?.container(id)?)
-    }
-
     /// Stores `record`.
     pub(crate) fn save_container(&self, record: &ContainerRecord) -> EngineResult<()> {
         let tx = self.store.write()?;
@@ -514,7 +509,7 @@ impl ContainerService {
     /// records the exits that happened while no daemon watched, applies the
     /// restart policies, and removes container state no record names.
     pub(crate) fn readopt_containers(&self) -> EngineResult<()> {
-        let records = self.store.read()?.containers()?;
+        let records = self.catalog.all()?;
         let mut to_start = Vec::new();
         for mut record in records {
             let id = record.id.to_string();
@@ -571,7 +566,7 @@ impl ContainerService {
                     let Some(engine) = weak.upgrade() else { return };
                     let started = (|| {
                         let _g = engine.live.lock(&id);
-                        let Some(mut record) = engine.load_container(&id)? else { return Ok(()) };
+                        let Some(mut record) = engine.catalog.load(&id)? else { return Ok(()) };
                         if record.state.status != Status::Exited {
                             return Ok(());
                         }
@@ -593,7 +588,7 @@ impl ContainerService {
     /// during create or rm).
     fn remove_orphan_container_dirs(&self) -> EngineResult<()> {
         let known: std::collections::HashSet<String> =
-            self.store.read()?.containers()?.into_iter().map(|c| c.id.to_string()).collect();
+            self.catalog.all()?.into_iter().map(|c| c.id.to_string()).collect();
         let bases = [(self.config.root.join("containers"), &self.root_trash), (self.config.run.join("containers"), &self.run_trash)];
         for (base, trash) in bases {
             let Ok(entries) = fs::read_dir(&base) else { continue };

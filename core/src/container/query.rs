@@ -108,7 +108,7 @@ impl ContainerService {
         let id = record.id.to_string();
         let (size_rw, size_root_fs) = if size {
             let rw = self.storage.usage(&record.rw_layer).unwrap_or(0);
-            let image = self.store.read().ok().and_then(|t| t.image(&record.image).ok().flatten());
+            let image = self.images.record_of(&record.image).ok().flatten();
             (Some(rw), Some(rw + image.map(|i| i.size).unwrap_or(0)))
         } else {
             (None, None)
@@ -146,7 +146,7 @@ impl ContainerService {
     /// `docker ps`, newest first.
     pub fn list(&self, options: &ListOptions) -> EngineResult<Vec<ContainerDetails>> {
         check_ps_filters(&options.filters)?;
-        let mut records = self.store.read()?.containers()?;
+        let mut records = self.catalog.all()?;
         records.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         let ancestors = options.filters.get("ancestor").map(|values| {
             values.iter().filter_map(|v| self.images.find(v).ok().map(|d| d.record.id.to_string())).collect::<Vec<_>>()
@@ -197,7 +197,7 @@ impl ContainerService {
         };
         let mut removed = Vec::new();
         let mut reclaimed = 0;
-        for r in self.store.read()?.containers()? {
+        for r in self.catalog.all()? {
             if r.state.is_active() {
                 continue;
             }

@@ -344,11 +344,6 @@ fn normalise_tag(r: &str, whence: &str) -> Result<String, ImageError> {
         .ok_or_else(|| ImageError::Invalid(format!("{whence}: reference {r:?} names a digest, not a tag")))
 }
 
-/// The Go names of the host's OS and architecture.
-pub(crate) fn host_platform() -> (&'static str, &'static str) {
-    ("linux", berth_model::platform::host_arch())
-}
-
 fn parse_desc_digest(d: &Descriptor, whence: &str) -> Result<Digest, ImageError> {
     d.digest.parse().map_err(|e| ImageError::Invalid(format!("{whence}: {e}")))
 }
@@ -494,11 +489,11 @@ impl Spooled {
             return Ok((digest, doc));
         }
         let manifests = doc.manifests.unwrap_or_default();
-        let (os, arch) = host_platform();
+        let host = berth_model::Platform::host();
         // Archives often carry only the host's platform of a multi-platform
         // index: prefer a manifest that is both for this host and present.
         let present = |m: &&Descriptor| self.has(&format!("blobs/sha256/{}", m.digest.trim_start_matches("sha256:")));
-        let for_host = |m: &&Descriptor| m.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch);
+        let for_host = |m: &&Descriptor| m.platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture);
         let pick = manifests
             .iter()
             .find(|m| for_host(m) && present(m))
@@ -506,7 +501,7 @@ impl Spooled {
             .or_else(|| manifests.iter().find(for_host))
             .or_else(|| manifests.iter().find(present));
         let Some(pick) = pick else {
-            return Err(ImageError::Invalid(format!("{whence}: index {digest} has no manifest for {os}/{arch}")));
+            return Err(ImageError::Invalid(format!("{whence}: index {digest} has no manifest for {host}")));
         };
         self.resolve_manifest(content, pick, &format!("{whence} -> {}", pick.digest), depth + 1)
     }

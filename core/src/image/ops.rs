@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
-use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord};
+use berth_model::{Digest, ImageRecord, ImageRef, LayerRecord, Platform};
 use serde_json::Map;
 
 use crate::error::{EngineError, EngineResult};
@@ -275,6 +275,16 @@ impl ImageService {
 
     fn record(&self, tx: &ReadTxn, id: &Digest) -> EngineResult<ImageRecord> {
         tx.image(id)?.ok_or_else(|| EngineError::NotFound(format!("No such image: {id}")))
+    }
+
+    /// The stored record of image `id`, if there is one.
+    pub(crate) fn record_of(&self, id: &Digest) -> EngineResult<Option<ImageRecord>> {
+        Ok(self.store.read()?.image(id)?)
+    }
+
+    /// The storage driver's ID of layer `chain_id`, if the layer is stored.
+    pub(crate) fn layer_storage_id(&self, chain_id: &Digest) -> EngineResult<Option<String>> {
+        Ok(self.store.read()?.layer(chain_id)?.map(|l| l.storage_id))
     }
 
     /// The image with its parsed config.
@@ -672,24 +682,11 @@ impl ImageService {
         };
         let mut container_config = Map::new();
         apply_changes(&mut container_config, &options.changes)?;
-        let (host_os, host_arch) = archive::host_platform();
-        let (os, arch, variant) = match &options.platform {
-            None => (host_os.to_string(), host_arch.to_string(), None),
-            Some(p) => {
-                let parts: Vec<&str> = p.split('/').collect();
-                match parts.as_slice() {
-                    [os, arch] if !os.is_empty() && !arch.is_empty() => (os.to_string(), arch.to_string(), None),
-                    [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
-                        (os.to_string(), arch.to_string(), Some(v.to_string()))
-                    }
-                    _ => {
-                        return Err(EngineError::InvalidArgument(format!(
-                            "invalid platform {p:?}: expected os/arch[/variant]"
-                        )))
-                    }
-                }
-            }
+        let platform = match &options.platform {
+            None => Platform::host(),
+            Some(p) => p.parse::<Platform>().map_err(|e| EngineError::InvalidArgument(e.to_string()))?,
         };
+        let Platform { os, architecture: arch, variant } = platform;
 
         // Keep the input as it came (the layer's blob), hashing it on the way.
         let mut writer = self.content.writer("the imported tar", None, None)?;
