@@ -211,10 +211,13 @@ fn layer2() -> Vec<u8> {
     t.finish()
 }
 
+/// A whiteout's time in `layer3`, which the overlay layer keeps on its device.
+const WHITEOUT_MTIME: u64 = 1_600_000_000;
+
 fn layer3() -> Vec<u8> {
     let mut t = LayerTar::new();
     t.dir("data/", meta(0o755))
-        .file("data/.wh.a", b"", meta(0o600))
+        .file("data/.wh.a", b"", Meta { mtime: WHITEOUT_MTIME, ..meta(0o600) })
         .dir("opq/", meta(0o755))
         .file("opq/.wh..wh..opq", b"", meta(0o600))
         .file("opq/y", b"yyy", meta(0o644))
@@ -332,12 +335,19 @@ fn export_then_apply_reproduces_image_layers_with_whiteouts() {
         driver.export_diff("l3b", &mut tar2).expect("export again");
         assert_eq!(tar1, tar2, "{}: export is not reproducible", driver.name());
 
-        let names: Vec<String> = tar::Archive::new(Cursor::new(&tar1))
+        let entries: Vec<(String, u64)> = tar::Archive::new(Cursor::new(&tar1))
             .entries()
             .expect("entries")
-            .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+            .map(|e| {
+                let e = e.expect("entry");
+                (e.path().expect("path").to_string_lossy().into_owned(), e.header().mtime().expect("mtime"))
+            })
             .collect();
-        assert!(names.iter().any(|n| n == "data/.wh.a"), "{}: {names:?}", driver.name());
+        let whiteout = entries.iter().find(|(n, _)| n == "data/.wh.a");
+        assert!(whiteout.is_some(), "{}: {entries:?}", driver.name());
+        if driver.name() == "overlay" {
+            assert_eq!(whiteout.map(|w| w.1), Some(WHITEOUT_MTIME), "overlay: the whiteout's time is not the layer's");
+        }
         let a = mounted_tree(driver, "l3", &tmp.path().join("a"));
         let b = mounted_tree(driver, "l3b", &tmp.path().join("b"));
         assert_eq!(a, b, "{}: re-applied layer shows a different tree", driver.name());

@@ -214,7 +214,7 @@ impl Applier {
             if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
                 let mut target_comps = comps[..comps.len() - 1].to_vec();
                 target_comps.push(target.to_vec());
-                return self.whiteout(&target_comps, shown);
+                return self.whiteout(&target_comps, &meta, shown);
             }
         }
 
@@ -583,7 +583,7 @@ impl Applier {
         Ok(())
     }
 
-    fn whiteout(&mut self, comps: &[Vec<u8>], shown: &str) -> DriverResult<()> {
+    fn whiteout(&mut self, comps: &[Vec<u8>], meta: &Meta, shown: &str) -> DriverResult<()> {
         let (name, parent) = comps.split_last().ok_or_else(|| invalid(shown, "whiteout of the layer root"))?;
         if name.is_empty() || name.as_slice() == b"." || name.as_slice() == b".." {
             return Err(invalid(shown, "whiteout without a name"));
@@ -594,6 +594,10 @@ impl Applier {
                 let d = dir.as_raw_fd();
                 self.clear_existing(d, name, false).map_err(|e| io_err(shown, "replacing existing entry", e))?;
                 sys::mknodat(d, name, libc::S_IFCHR, 0).map_err(|e| io_err(shown, "creating whiteout device", e))?;
+                // The marker's owner and time go onto the device, so exporting the layer
+                // again gives the same `.wh.` entry (and the same diff digest).
+                sys::lchown_at(d, name, meta.uid, meta.gid).map_err(|e| io_err(shown, "setting owner", e))?;
+                sys::lutimes_at(d, name, meta.atime, meta.mtime).map_err(|e| io_err(shown, "setting mtime", e))?;
             }
             Whiteouts::Vfs => {
                 let Some(dir) = self.dir(parent, false, shown)? else { return Ok(()) };
