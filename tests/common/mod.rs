@@ -22,6 +22,7 @@
 pub mod images;
 pub mod net;
 pub mod plugins;
+pub mod registry;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -275,6 +276,8 @@ pub struct Sandbox {
     pub sock: PathBuf,
     log: PathBuf,
     storage_driver: Option<String>,
+    /// More `berth daemon` arguments, kept across restarts.
+    daemon_args: Vec<String>,
     /// The `unshare` process that holds the sandbox's mount and network
     /// namespaces for its whole life, so that a restarted daemon shares them
     /// with the shims (whose rootfs mounts live there) of the containers it re-adopts.
@@ -298,7 +301,24 @@ impl Sandbox {
         Self::start_with(Some(driver))
     }
 
+    /// Starts a daemon with more arguments (`--config-file F`, ...), also given at
+    /// every restart: `configure` gets the sandbox (to write files with `file()`
+    /// before the daemon starts) and returns them.
+    pub fn start_configured(configure: impl FnOnce(&Sandbox) -> Vec<String>) -> Sandbox {
+        let mut sb = Self::sandbox(None);
+        sb.daemon_args = configure(&sb);
+        sb.spawn();
+        sb
+    }
+
     fn start_with(driver: Option<&str>) -> Sandbox {
+        let mut sb = Self::sandbox(driver);
+        sb.spawn();
+        sb
+    }
+
+    /// The temp dir and its layout, before anything runs.
+    fn sandbox(driver: Option<&str>) -> Sandbox {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir().expect("creating a temp dir");
         let path = dir.path().to_path_buf();
         let root = path.join("root");
@@ -306,7 +326,7 @@ impl Sandbox {
         for d in [&root, &run, &path.join("files")] {
             fs::create_dir_all(d).expect("creating sandbox dirs");
         }
-        let mut sb = Sandbox {
+        Sandbox {
             sock: path.join("berth.sock"),
             log: path.join("daemon.log"),
             dir: Some(dir),
@@ -314,13 +334,12 @@ impl Sandbox {
             root,
             run,
             storage_driver: driver.map(str::to_string),
+            daemon_args: Vec::new(),
             holder: None,
             holder_pid: None,
             child: None,
             daemon_pid: None,
-        };
-        sb.spawn();
-        sb
+        }
     }
 
     /// `unix://<socket>`.
@@ -392,6 +411,7 @@ impl Sandbox {
         if let Some(d) = &self.storage_driver {
             cmd.args(["--storage-driver", d]);
         }
+        cmd.args(&self.daemon_args);
         cmd.env_remove("BERTH_HOST").stdin(Stdio::null()).stdout(log).stderr(log2);
         let child = cmd.spawn().expect("starting nsenter (util-linux) for the daemon");
         self.daemon_pid = Some(child.id() as i32);
@@ -441,6 +461,8 @@ impl Sandbox {
     fn berth_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BERTH);
         cmd.arg("-H").arg(self.host()).arg("--no-autostart").args(args).env_remove("BERTH_HOST");
+        // Credentials (`berth login`) go to the sandbox's client config, as the docker CLI's do.
+        cmd.env("DOCKER_CONFIG", self.docker_config());
         cmd
     }
 
@@ -467,13 +489,18 @@ impl Sandbox {
         out
     }
 
-    fn docker_command(&self, args: &[&str]) -> Command {
+    /// The clients' config dir (`DOCKER_CONFIG`: `config.json` with credentials), shared by berth and the docker CLI.
+    pub fn docker_config(&self) -> PathBuf {
         let config = self.path.join("docker-config");
         let _ = fs::create_dir_all(&config);
+        config
+    }
+
+    fn docker_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(docker_cli());
         cmd.args(args)
             .env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", &config)
+            .env("DOCKER_CONFIG", self.docker_config())
             .env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_API_VERSION");
         cmd
