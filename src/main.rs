@@ -7,6 +7,7 @@
 mod api;
 mod apitypes;
 mod cli;
+mod daemon_config;
 mod paths;
 mod shim;
 mod version;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::registry::RegistryConfig;
+
 /// Where the engine keeps its state.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -11,6 +13,8 @@ pub struct EngineConfig {
     pub run: PathBuf,
     /// The berth binary, started as `berth shim` for each container.
     pub berth_exe: PathBuf,
+    /// How registries are reached (`--insecure-registry`, mirrors, certs.d, limits).
+    pub registries: RegistryConfig,
 }
 
 impl EngineConfig {
@@ -18,6 +22,6 @@ impl EngineConfig {
     pub fn new(root: PathBuf, run: PathBuf) -> EngineConfig {
         // Without /proc/self/exe the shim is looked up on $PATH as `berth`.
         let berth_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
-        EngineConfig { root, run, berth_exe }
+        EngineConfig { root, run, berth_exe, registries: RegistryConfig::default() }
     }
 }

@@ -48,6 +48,7 @@ impl Engine {
             Arc::clone(&store),
             Arc::clone(&storage),
             catalog.clone(),
+            config.registries.clone(),
         )?);
         let volumes = Arc::new(VolumeService::new(
             Arc::clone(&store),

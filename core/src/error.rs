@@ -108,7 +108,7 @@ fn registry_kind(e: &RegistryError) -> ErrorKind {
         RegistryError::ManifestUnknown { .. } | RegistryError::BlobUnknown { .. } | RegistryError::NoMatchingPlatform { .. } => {
             ErrorKind::NotFound
         }
-        RegistryError::HttpsNotSupported { .. } | RegistryError::Unsupported(_) => ErrorKind::InvalidArgument,
+        RegistryError::Unsupported(_) => ErrorKind::InvalidArgument,
         _ => ErrorKind::Internal,
     }
 }

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_core::drivers::Drivers;
 use berth_plugins::PluginManager;
+use berth_core::registry::RegistryConfig;
 use berth_core::{Engine, EngineConfig};
 use clap::Args;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::daemon_config::DaemonFlags;
 use crate::paths::Locations;
 use crate::Cli;
 
@@ -40,11 +42,51 @@ pub struct DaemonArgs {
     /// Log level: error, warn, info, debug, trace.
     #[arg(short = 'l', long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Daemon configuration file, Docker's daemon.json format (default
+    /// /etc/berth/daemon.json); `certs.d/` beside it holds registries' certificates.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// A registry that may be reached over plain HTTP or unverified HTTPS
+    /// (host[:port] or IPv4 CIDR; repeatable). Loopback registries always may.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// A mirror of Docker Hub, tried before it (URL; repeatable).
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+    /// Layers downloaded at once per pull (default 3).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push (default 5).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Tries of one layer download (default 5).
+    #[arg(long, value_name = "N")]
+    pub max_download_attempts: Option<usize>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; the exit code says whether it started.
 pub fn main(cli: &Cli, args: &DaemonArgs) -> ExitCode {
-    let level = args.log_level.as_deref().unwrap_or(&cli.log_level);
+    let flags = DaemonFlags {
+        host: args.host.clone().or(cli.host.clone()),
+        root: args.root.clone().or(cli.root.clone()),
+        run: args.run.clone().or(cli.run.clone()),
+        storage_driver: args.storage_driver.clone(),
+        log_level: args.log_level.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        registry_mirrors: args.registry_mirrors.clone(),
+        max_concurrent_downloads: args.max_concurrent_downloads,
+        max_concurrent_uploads: args.max_concurrent_uploads,
+        max_download_attempts: args.max_download_attempts,
+        config_file: args.config_file.clone(),
+    };
+    let settings = match flags.settle() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("berth daemon: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let level = settings.log_level.as_deref().unwrap_or(&cli.log_level);
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .or_else(|_| tracing_subscriber::EnvFilter::try_new("info"));
     match filter {
@@ -58,16 +100,13 @@ pub fn main(cli: &Cli, args: &DaemonArgs) -> ExitCode {
         }
         Err(e) => eprintln!("berth daemon: cannot set up logging: {e}"),
     }
-    let host = args.host.as_deref().or(cli.host.as_deref());
-    let root = args.root.as_deref().or(cli.root.as_deref());
-    let run = args.run.as_deref().or(cli.run.as_deref());
-    let result = Locations::resolve(host, root, run).and_then(|loc| {
+    let result = Locations::resolve(settings.host.as_deref(), settings.root.as_deref(), settings.run.as_deref()).and_then(|loc| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("berth-daemon")
             .build()
             .context("cannot start the async runtime")?;
-        runtime.block_on(serve(loc, args.storage_driver.clone()))
+        runtime.block_on(serve(loc, settings.storage_driver.clone(), settings.registries.clone()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,7 +212,7 @@ async fn bind_socket(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
+async fn serve(loc: Locations, storage_driver: Option<String>, registries: RegistryConfig) -> Result<()> {
     let root = loc.root_or_default();
     create_dir(&root, 0o711, "root")?;
     create_dir(&loc.run, 0o711, "run")?;
@@ -207,8 +246,8 @@ async fn serve(loc: Locations, storage_driver: Option<String>) -> Result<()> {
                 requested => berth_drivers::storage::select(&root, requested).context("cannot set up the storage driver")?,
             };
             tracing::info!(driver = storage.name(), "storage driver ready");
-            let engine =
-                Engine::open(EngineConfig::new(root, run), storage, drivers).context("cannot open the engine state")?;
+            let config = EngineConfig { registries, ..EngineConfig::new(root, run) };
+            let engine = Engine::open(config, storage, drivers).context("cannot open the engine state")?;
             Ok((engine, Arc::new(plugins)))
         })
         .await

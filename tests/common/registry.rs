@@ -28,18 +28,24 @@ impl Registry {
     /// `  addr: ...`: lines indented by two continue `http:` (`  tls:`),
     /// unindented ones are sections of their own (`auth:`).
     pub fn start_with(sb: &Sandbox, extra: &str) -> Registry {
-        let storage = sb.file("registry-storage");
+        Self::start_at(sb, "127.0.0.1", PORT, extra)
+    }
+
+    /// A registry listening on `ip:port` (`0.0.0.0` for every address of the
+    /// sandbox's namespace), its config extended by `extra` as `start_with` says.
+    pub fn start_at(sb: &Sandbox, ip: &str, port: u16, extra: &str) -> Registry {
+        let storage = sb.file(&format!("registry-{port}-storage"));
         fs::create_dir_all(&storage).expect("creating the registry's storage dir");
-        let config = sb.file("registry.yml");
+        let config = sb.file(&format!("registry-{port}.yml"));
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{PORT}\n{extra}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n{extra}",
                 storage.display()
             ),
         )
         .expect("writing the registry's config");
-        let log = fs::File::create(sb.file("registry.log")).expect("creating the registry's log");
+        let log = fs::File::create(sb.file(&format!("registry-{port}.log"))).expect("creating the registry's log");
         // nsenter execs the registry (no --fork): the child's PID is the registry's.
         let child = Command::new("nsenter")
             .args(["-t", &sb.holder_pid().to_string(), "-n", "-m", "--", "docker-registry", "serve"])
@@ -50,7 +56,7 @@ impl Registry {
             .spawn()
             .expect("starting docker-registry (install it with scripts/ensure-deps)");
         let registry = Registry { child };
-        poll_until(Duration::from_secs(20), "the registry to listen", || tcp_listening(sb, PORT));
+        poll_until(Duration::from_secs(20), "the registry to listen", || tcp_listening(sb, port));
         registry
     }
 }
@@ -69,10 +75,15 @@ pub fn skopeo(sb: &Sandbox, args: &str) -> String {
 
 /// Pushes `img` to the registry as `localhost:PORT/<name>`; returns the manifest digest.
 pub fn push(sb: &Sandbox, img: &TestImage, name: &str) -> String {
-    let archive = sb.file(&format!("{}.tar", name.replace(['/', ':'], "_")));
-    img.save_docker_archive(&[name], &archive).expect("writing a test image archive");
-    skopeo(sb, &format!("copy --dest-tls-verify=false docker-archive:{} docker://localhost:{PORT}/{name}", archive.display()));
+    push_to(sb, img, &format!("localhost:{PORT}"), name);
     manifest_digest(sb, name)
+}
+
+/// Pushes `img` as `<registry>/<name>` (any TLS certificate accepted).
+pub fn push_to(sb: &Sandbox, img: &TestImage, registry: &str, name: &str) {
+    let archive = sb.file(&format!("{}-{}.tar", registry.replace(['.', ':'], "_"), name.replace(['/', ':'], "_")));
+    img.save_docker_archive(&[name], &archive).expect("writing a test image archive");
+    skopeo(sb, &format!("copy --dest-tls-verify=false docker-archive:{} docker://{registry}/{name}", archive.display()));
 }
 
 pub fn manifest_digest(sb: &Sandbox, name: &str) -> String {

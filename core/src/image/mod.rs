@@ -25,14 +25,14 @@ use berth_model::drivers::StorageDriver;
 
 use crate::catalog::ContainerCatalog;
 use crate::error::EngineResult;
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryConfig};
 use crate::store::Store;
 use ops::LayerClaims;
 
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
-pub use pull::{LayerStep, PullOutcome, PullProgress, MAX_CONCURRENT_DOWNLOADS};
+pub use pull::{LayerStep, PullOutcome, PullProgress};
 pub use crate::error::ImageError;
 
 /// The images service: the content store, the image index (the store's
@@ -55,6 +55,8 @@ pub struct ImageService {
     gc_lock: Mutex<()>,
     /// Serialises image mounts so one image is never mounted twice.
     mount_lock: Mutex<()>,
+    /// How registries are reached (the daemon's settings).
+    registry_config: RegistryConfig,
     /// The distribution client, made by the first pull.
     registry: OnceLock<RegistryClient>,
 }
@@ -68,6 +70,7 @@ impl ImageService {
         store: Arc<Store>,
         storage: Arc<dyn StorageDriver>,
         containers: ContainerCatalog,
+        registry_config: RegistryConfig,
     ) -> EngineResult<Self> {
         let content = ContentStore::open(root)?;
         let images = ImageService {
@@ -79,6 +82,7 @@ impl ImageService {
             claims: Default::default(),
             gc_lock: Default::default(),
             mount_lock: Default::default(),
+            registry_config,
             registry: OnceLock::new(),
         };
         images.recover()?;

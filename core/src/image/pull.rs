@@ -21,8 +21,6 @@ use super::content::BlobPin;
 use super::ops::{parse_config, ChainStep};
 use super::{ImageError, ImageService};
 
-/// Blobs fetched at once, as dockerd's `max-concurrent-downloads` default.
-pub const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 /// Bytes between two `Downloading` reports of one blob.
 const REPORT_EVERY: u64 = 512 << 10;
 
@@ -105,7 +103,7 @@ impl ImageService {
         if let Some(c) = self.registry.get() {
             return Ok(c);
         }
-        let client = RegistryClient::new()?;
+        let client = RegistryClient::new(self.registry_config.clone())?;
         // Two first pulls at once may both build one; the loser's is dropped.
         let _ = self.registry.set(client);
         self.registry.get().ok_or_else(|| EngineError::Internal("the registry client was not kept".into()))
@@ -222,7 +220,7 @@ impl ImageService {
         let next = AtomicUsize::new(0);
         let (events, received) = mpsc::channel::<Fetch>();
         let layers = std::thread::scope(|scope| {
-            for _ in 0..MAX_CONCURRENT_DOWNLOADS.min(to_fetch.len()) {
+            for _ in 0..registry.config().max_concurrent_downloads.max(1).min(to_fetch.len()) {
                 let events = events.clone();
                 let (next, abandoned, to_fetch, blobs) = (&next, &abandoned, &to_fetch, &blobs);
                 scope.spawn(move || loop {

@@ -4,30 +4,43 @@
 //! Calls block: the client owns a small tokio runtime of its own, so the
 //! images service stays blocking and testable. Every request goes through
 //! `RegistryClient::send`, the one place where authentication (a 401's
-//! `WWW-Authenticate` challenge, credentials) and TLS will be added.
-//! Today it speaks plain HTTP to loopback registries only (`localhost`,
-//! `127.0.0.0/8`, `::1`, which Docker also reaches over HTTP), anonymously.
+//! `WWW-Authenticate` challenge, credentials) is handled.
+//!
+//! Registries are reached as Docker reaches them: HTTPS, verified with the
+//! system's CAs and the registry's own from `certs.d` (`tls.rs`); a registry
+//! that is insecure (loopback, or declared with `--insecure-registry`) is
+//! tried over HTTPS without verification first and over plain HTTP when
+//! that fails. Docker Hub's mirrors are tried before Docker Hub.
 
+pub mod config;
 mod manifest;
+mod tls;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_model::{Digest, ImageRef};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper::{header, Request, Response, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use config::RegistryConfig;
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
 
+/// What berth calls itself to registries.
+const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 /// Docker Hub's API host: `docker.io` is only the name's registry.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 /// Manifests larger than this are refused (dockerd's limit too).
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// How long finding out whether an insecure registry speaks HTTPS may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a response may send nothing before it is given up.
@@ -38,11 +51,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Failures talking to a registry. Messages are what the user sees.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error(
-        "cannot pull {image} from {registry}: berth reaches registries over plain HTTP on this host only \
-         (localhost, 127.0.0.0/8, ::1) for now; HTTPS registries come with TLS support"
-    )]
-    HttpsNotSupported { image: String, registry: String },
+    /// The TLS set-up for a registry is wrong (its `certs.d` files).
+    #[error("{0}")]
+    Tls(String),
     #[error("Get \"{url}\": {message}")]
     Unreachable { url: String, message: String },
     #[error("manifest for {reference} not found: {detail}")]
@@ -81,14 +92,23 @@ pub struct FetchedManifest {
     pub manifest: Manifest,
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 /// The client of every registry berth talks to.
 pub struct RegistryClient {
     runtime: tokio::runtime::Runtime,
-    http: Client<HttpConnector, Empty<Bytes>>,
+    config: RegistryConfig,
+    /// One client per `host[:port]`: each has its own TLS settings.
+    clients: Mutex<HashMap<String, HttpClient>>,
+    /// `scheme://host[:port]` of each registry: found once for insecure ones.
+    bases: Mutex<HashMap<String, String>>,
+    /// Where a Docker Hub repository's manifest came from (a mirror or Docker
+    /// Hub): its blobs are fetched from the same place.
+    sources: Mutex<HashMap<String, String>>,
 }
 
 impl RegistryClient {
-    pub fn new() -> Result<RegistryClient, RegistryError> {
+    pub fn new(config: RegistryConfig) -> Result<RegistryClient, RegistryError> {
         // Two workers drive the connections; the callers' threads (one per
         // parallel download) do the reading and writing in `block_on`.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -98,36 +118,108 @@ impl RegistryClient {
             .enable_time()
             .build()
             .map_err(RegistryError::Runtime)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let http = {
-            let _in = runtime.enter();
+        Ok(RegistryClient {
+            runtime,
+            config,
+            clients: Mutex::default(),
+            bases: Mutex::default(),
+            sources: Mutex::default(),
+        })
+    }
+
+    /// The settings the client was made with.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The HTTP client for `authority` (`host[:port]`), made on first use with
+    /// that registry's TLS settings.
+    fn client_for(&self, authority: &str) -> Result<HttpClient, RegistryError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(authority) {
+            return Ok(c.clone());
+        }
+        let verify = !self.config.is_insecure(authority);
+        let tls = tls::client_config(authority, &self.config.certs_dir, verify)?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = {
+            let _in = self.runtime.enter();
             Client::builder(TokioExecutor::new()).build(connector)
         };
-        Ok(RegistryClient { runtime, http })
+        clients.insert(authority.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The base URLs to try for `image`, in order: Docker Hub's mirrors and
+    /// Docker Hub, or the one registry (its scheme found out when insecure).
+    async fn bases(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        let registry = image.registry();
+        if registry == berth_model::reference::DEFAULT_REGISTRY {
+            let mut bases = self.config.mirrors.clone();
+            bases.push(format!("https://{DOCKER_HUB_API}"));
+            return Ok(bases);
+        }
+        Ok(vec![self.base_of(registry).await?])
+    }
+
+    /// The base URL of `registry`: HTTPS, unless it is insecure and does not speak it.
+    async fn base_of(&self, registry: &str) -> Result<String, RegistryError> {
+        if !self.config.is_insecure(registry) {
+            return Ok(format!("https://{registry}"));
+        }
+        if let Some(base) = self.bases.lock().unwrap_or_else(|p| p.into_inner()).get(registry) {
+            return Ok(base.clone());
+        }
+        // Docker's order for insecure registries: HTTPS (unverified), then HTTP.
+        let https = format!("https://{registry}");
+        let client = self.client_for(registry)?;
+        let probe = Request::get(format!("{https}/v2/"))
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Empty::new())
+            .map_err(|e| RegistryError::Invalid(format!("building a request for {https}/v2/: {e}")))?;
+        let speaks_https = matches!(tokio::time::timeout(PROBE_TIMEOUT, client.request(probe)).await, Ok(Ok(_)));
+        let base = if speaks_https { https } else { format!("http://{registry}") };
+        tracing::debug!(registry, base, "registry endpoint");
+        self.bases.lock().unwrap_or_else(|p| p.into_inner()).insert(registry.to_string(), base.clone());
+        Ok(base)
+    }
+
+    /// The base URL `image`'s blobs come from: where its manifest came from.
+    async fn blob_base(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        if let Some(base) = self.sources.lock().unwrap_or_else(|p| p.into_inner()).get(&image.full_name()) {
+            return Ok(base.clone());
+        }
+        let bases = self.bases(image).await?;
+        bases.into_iter().next_back().ok_or_else(|| RegistryError::Invalid(format!("no registry to reach for {image}")))
     }
 
     /// Fetches the manifest `reference` (a tag or digest) of `image`'s
     /// repository. When `reference` is a digest, the bytes must hash to it.
     pub fn fetch_manifest(&self, image: &ImageRef, reference: &str) -> Result<FetchedManifest, RegistryError> {
-        let url = format!("{}/v2/{}/manifests/{reference}", base_url(image)?, image.repository());
         let shown = if reference.contains(':') { format!("{}@{reference}", image.name) } else { format!("{}:{reference}", image.name) };
         let (bytes, content_type) = self.runtime.block_on(async {
-            let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
-            match resp.status() {
-                StatusCode::OK => {}
-                StatusCode::NOT_FOUND => {
-                    let detail = error_detail(read_limited(resp, &url, 64 << 10).await.unwrap_or_default().as_slice());
-                    return Err(RegistryError::ManifestUnknown { reference: shown.clone(), detail });
-                }
-                status => {
-                    let detail = error_detail(&read_limited(resp, &url, 64 << 10).await.unwrap_or_default());
-                    return Err(RegistryError::Status { what: format!("fetching the manifest of {shown}"), status, detail });
+            let bases = self.bases(image).await?;
+            let last = bases.len().saturating_sub(1);
+            for (i, base) in bases.iter().enumerate() {
+                match self.fetch_manifest_from(base, image, reference, &shown).await {
+                    Ok(found) => {
+                        self.sources.lock().unwrap_or_else(|p| p.into_inner()).insert(image.full_name(), base.clone());
+                        return Ok(found);
+                    }
+                    // A mirror that fails is skipped, as dockerd does; the last word is Docker Hub's.
+                    Err(e) if i < last => tracing::warn!(mirror = %base, "mirror failed, trying the next: {e}"),
+                    Err(e) => return Err(e),
                 }
             }
-            let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-            Ok((read_limited(resp, &url, MAX_MANIFEST_BYTES).await?, content_type))
+            Err(RegistryError::Invalid(format!("no registry to reach for {shown}")))
         })?;
         let digest = Digest::of(&bytes);
         if let Ok(expected) = reference.parse::<Digest>() {
@@ -139,14 +231,41 @@ impl RegistryClient {
         Ok(FetchedManifest { bytes, digest, manifest })
     }
 
+    /// One manifest GET at `base`: the bytes and their media type.
+    async fn fetch_manifest_from(
+        &self,
+        base: &str,
+        image: &ImageRef,
+        reference: &str,
+        shown: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let url = format!("{base}/v2/{}/manifests/{reference}", image.repository());
+        {
+            let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => {
+                    let detail = error_detail(read_limited(resp, &url, 64 << 10).await.unwrap_or_default().as_slice());
+                    return Err(RegistryError::ManifestUnknown { reference: shown.to_string(), detail });
+                }
+                status => {
+                    let detail = error_detail(&read_limited(resp, &url, 64 << 10).await.unwrap_or_default());
+                    return Err(RegistryError::Status { what: format!("fetching the manifest of {shown}"), status, detail });
+                }
+            }
+            let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            Ok((read_limited(resp, &url, MAX_MANIFEST_BYTES).await?, content_type))
+        }
+    }
+
     /// Streams blob `digest` of `image`'s repository into `sink`, chunk by
     /// chunk as it arrives; returns the bytes written. Checking the digest is
     /// the sink's business (the content store's writer does it).
     pub fn fetch_blob(&self, image: &ImageRef, digest: &Digest, sink: &mut dyn Write) -> Result<u64, RegistryError> {
         let repository = image.repository();
-        let url = format!("{}/v2/{repository}/blobs/{digest}", base_url(image)?);
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
+            let url = format!("{}/v2/{repository}/blobs/{digest}", self.blob_base(image).await?);
             let resp = self.send(&url, None).await?;
             match resp.status() {
                 StatusCode::OK => {}
@@ -182,21 +301,17 @@ impl RegistryClient {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
-            if uri.scheme_str() != Some("http") {
-                return Err(RegistryError::HttpsNotSupported {
-                    image: url.clone(),
-                    registry: uri.authority().map(|a| a.to_string()).unwrap_or_else(|| url.clone()),
-                });
-            }
-            let mut req = Request::get(uri.clone()).header(header::USER_AGENT, concat!("berth/", env!("CARGO_PKG_VERSION")));
+            let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let client = self.client_for(&authority)?;
+            let mut req = Request::get(uri.clone()).header(header::USER_AGENT, USER_AGENT);
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
             }
             let req = req.body(Empty::new()).map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
-            let resp = tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, self.http.request(req))
+            let resp = tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, client.request(req))
                 .await
                 .map_err(|_| RegistryError::Stalled { what: format!("GET {url}") })?
-                .map_err(|e| RegistryError::Unreachable { url: url.clone(), message: error_chain(&e) })?;
+                .map_err(|e| self.unreachable(&url, &authority, &e))?;
             if !resp.status().is_redirection() {
                 return Ok(resp);
             }
@@ -207,21 +322,12 @@ impl RegistryClient {
         }
         Err(RegistryError::Invalid(format!("GET {url}: more than {MAX_REDIRECTS} redirects")))
     }
-}
 
-/// The API's base URL of `image`'s registry.
-fn base_url(image: &ImageRef) -> Result<String, RegistryError> {
-    let registry = image.registry();
-    let host = if registry == berth_model::reference::DEFAULT_REGISTRY { DOCKER_HUB_API } else { registry };
-    let bare = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
-    };
-    let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(RegistryError::HttpsNotSupported { image: image.to_string(), registry: registry.to_string() });
+    /// A failed request in Docker's words: `Get "<url>": <why>`, a TLS failure explained.
+    fn unreachable(&self, url: &str, authority: &str, e: &(dyn std::error::Error + 'static)) -> RegistryError {
+        let message = tls::explain_failure(e, authority, &self.config.certs_dir).unwrap_or_else(|| error_chain(e));
+        RegistryError::Unreachable { url: url.to_string(), message }
     }
-    Ok(format!("http://{host}"))
 }
 
 /// A redirect's target: absolute, or a path on the same host.
@@ -298,15 +404,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_registries_are_reached_over_http() {
-        let url = |name: &str| base_url(&ImageRef::parse(name).unwrap());
-        assert_eq!(url("localhost:5000/app").unwrap(), "http://localhost:5000");
-        assert_eq!(url("127.0.0.1:5000/app").unwrap(), "http://127.0.0.1:5000");
-        assert_eq!(url("[::1]:5000/app").unwrap(), "http://[::1]:5000");
-        assert_eq!(url("localhost/app").unwrap(), "http://localhost");
-        let err = url("busybox").unwrap_err().to_string();
-        assert!(err.contains("cannot pull busybox from docker.io") && err.contains("HTTPS"), "{err}");
-        assert!(url("registry.example:443/app").is_err());
+    fn secure_registries_are_https_and_insecure_ones_found_out() {
+        let client = RegistryClient::new(RegistryConfig::default()).unwrap();
+        let base = |name: &str| client.runtime.block_on(client.bases(&ImageRef::parse(name).unwrap())).unwrap();
+        assert_eq!(base("registry.example:443/app"), vec!["https://registry.example:443"]);
+        assert_eq!(base("busybox"), vec![format!("https://{DOCKER_HUB_API}")]);
+        // Nothing listens on this loopback port: not HTTPS, so plain HTTP.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        assert_eq!(base(&format!("127.0.0.1:{port}/app")), vec![format!("http://127.0.0.1:{port}")]);
+        let mirrored = RegistryClient::new(RegistryConfig { mirrors: vec!["http://127.0.0.1:1".into()], ..Default::default() }).unwrap();
+        let bases = mirrored.runtime.block_on(mirrored.bases(&ImageRef::parse("busybox").unwrap())).unwrap();
+        assert_eq!(bases, vec!["http://127.0.0.1:1".to_string(), format!("https://{DOCKER_HUB_API}")]);
     }
 
     #[test]
@@ -321,7 +432,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let client = RegistryClient::new().unwrap();
+        let client = RegistryClient::new(RegistryConfig::default()).unwrap();
         let image = ImageRef::parse(&format!("127.0.0.1:{port}/test/box:1")).unwrap();
         let err = client.fetch_manifest(&image, "1").unwrap_err().to_string();
         assert!(err.contains(&format!("127.0.0.1:{port}/v2/test/box/manifests/1")) && err.contains("refused"), "{err}");
