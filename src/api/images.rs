@@ -9,15 +9,17 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress};
+use berth_core::image::{
+    ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress, SearchFilter,
+};
 use berth_model::{ImageRef, Platform};
 use serde_json::Value;
 
 use super::stream::{body_reader, drain, json_lines, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
-    GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem, ImageInspect, ImageMetadata, ImageMountResponse,
-    ImagePruneResponse, ImageSummary, RootFs,
+    Descriptor, DistributionInspect, DistributionPlatform, GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem,
+    ImageInspect, ImageMetadata, ImageMountResponse, ImagePruneResponse, ImageSearchResponseItem, ImageSummary, RootFs,
 };
 use crate::apitypes::system::JsonMessage;
 use crate::version::ApiVersion;
@@ -497,27 +499,51 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
 /// `POST /images/create?fromImage=NAME&tag=TAG[&platform=P]`: `docker pull`,
 /// streamed as Docker's progress messages. `tag` may be a digest, as the
 /// docker CLI sends it for `pull name@sha256:…`.
+/// Without a tag (in the name or `tag=`), every tag of the repository is
+/// pulled, as dockerd does (`docker pull -a`; the docker CLI otherwise always
+/// sends `tag=latest`).
 async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response, ApiError> {
     let mut reference = ImageRef::parse(image).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
         let combined = if tag.starts_with("sha256:") { format!("{}@{tag}", reference.name) } else { format!("{}:{tag}", reference.name) };
         reference = ImageRef::parse(&combined).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let all_tags = reference.tag.is_none() && reference.digest.is_none();
     let platform = match params.get("platform").filter(|p| !p.is_empty()) {
         Some(p) => Some(p.parse::<Platform>().map_err(|e| ApiError::bad_request(e.to_string()))?),
         None => None,
     };
     json_lines(&state, move |engine, emit| {
-        let outcome = engine.images().pull(&reference, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
-        emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
-        emit(JsonMessage::status(if outcome.updated {
-            format!("Status: Downloaded newer image for {}", outcome.reference)
+        let references = if all_tags {
+            let tags = engine.images().remote_tags(&reference)?;
+            tags.into_iter().map(|tag| ImageRef { tag: Some(tag), ..reference.clone() }).collect()
         } else {
-            format!("Status: Image is up to date for {}", outcome.reference)
-        }));
+            vec![reference.clone()]
+        };
+        let mut updated = false;
+        for one in &references {
+            let outcome = engine.images().pull(one, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
+            emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
+            updated |= outcome.updated;
+            if !all_tags {
+                emit(pull_status(outcome.updated, &outcome.reference));
+            }
+        }
+        if all_tags {
+            emit(pull_status(updated, &reference.name));
+        }
         Ok(())
     })
     .await
+}
+
+/// A pull's last line, about `what` (`name:tag`, or the repository after `pull -a`).
+fn pull_status(updated: bool, what: &str) -> JsonMessage {
+    JsonMessage::status(if updated {
+        format!("Status: Downloaded newer image for {what}")
+    } else {
+        format!("Status: Image is up to date for {what}")
+    })
 }
 
 /// A pull's progress in Docker's words: layers go by their blob's short digest.
@@ -581,11 +607,62 @@ pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
 }
 
 /// `GET /images/search`: needs a registry.
-pub async fn search() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "searching a registry needs a registry client, which berth does not have yet",
-    )
+/// `GET /images/search?term=&limit=&filters=`: `docker search`.
+pub async fn search(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Vec<ImageSearchResponseItem>>, ApiError> {
+    let params = Params::parse(q.as_deref());
+    let term = params.get("term").unwrap_or("").to_string();
+    let limit = match params.get("limit").filter(|l| !l.is_empty()) {
+        Some(l) => Some(l.parse::<u32>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}: give a number from 1 to 100")))?),
+        None => None,
+    };
+    let filters = params.filters(&["is-automated", "is-official", "stars"])?;
+    let bool_filter = |key: &str| -> Result<Option<bool>, ApiError> {
+        match filters.values(key).first().map(String::as_str) {
+            None => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(v) => Err(ApiError::bad_request(format!("invalid filter '{key}={v}'"))),
+        }
+    };
+    let min_stars = match filters.values("stars").first() {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={v}'")))?),
+    };
+    let filter = SearchFilter { min_stars, is_official: bool_filter("is-official")?, is_automated: bool_filter("is-automated")? };
+    let engine = state.engine.clone();
+    let found = tokio::task::spawn_blocking(move || engine.images().search(&term, limit, &filter))
+        .await
+        .map_err(|e| ApiError::internal(format!("search failed: {e}")))??;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|r| ImageSearchResponseItem {
+                name: r.name,
+                description: r.description,
+                star_count: r.star_count,
+                is_official: r.is_official,
+                is_automated: r.is_automated,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /distribution/{name}/json`: what a reference names on its registry, without pulling.
+pub async fn distribution(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Json<DistributionInspect>, ApiError> {
+    let name = rest.strip_suffix("/json").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::not_found("page not found"))?;
+    let reference = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let engine = state.engine.clone();
+    let info = tokio::task::spawn_blocking(move || engine.images().distribution_inspect(&reference))
+        .await
+        .map_err(|e| ApiError::internal(format!("distribution inspect failed: {e}")))??;
+    Ok(Json(DistributionInspect {
+        descriptor: Descriptor { media_type: info.media_type, digest: info.digest.to_string(), size: info.size },
+        platforms: info
+            .platforms
+            .into_iter()
+            .map(|p| DistributionPlatform { architecture: p.architecture, os: p.os, variant: p.variant })
+            .collect(),
+    }))
 }
 
 fn delete_items(items: &[ImageDeleteItem]) -> Vec<ImageDeleteResponseItem> {

@@ -172,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images/prune", post(images::prune))
         .route("/images/search", get(images::search))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::delete))
+        .route("/distribution/{*rest}", get(images::distribution))
         .merge(containers::routes())
         .merge(networks::routes())
         .merge(plugins::routes())

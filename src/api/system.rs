@@ -198,6 +198,28 @@ fn count_dir(path: &str) -> u64 {
     std::fs::read_dir(path).map(|d| d.count() as u64).unwrap_or(0)
 }
 
+/// `RegistryConfig` as dockerd shows it: loopback and the insecure CIDRs,
+/// Docker Hub with its mirrors (with a trailing `/`, as dockerd normalises
+/// them), and an entry per insecure registry host.
+fn registry_config(config: &berth_core::registry::RegistryConfig) -> RegistryConfig {
+    use berth_core::registry::config::InsecureRegistry;
+    let mirrors: Vec<String> = config.mirrors.iter().map(|m| format!("{m}/")).collect();
+    let mut index_configs = BTreeMap::from([(
+        "docker.io".to_string(),
+        IndexInfo { mirrors: mirrors.clone(), name: "docker.io".to_string(), official: true, secure: true },
+    )]);
+    let mut insecure_registry_cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+    for entry in &config.insecure {
+        match entry {
+            InsecureRegistry::Cidr(net) => insecure_registry_cidrs.push(net.to_string()),
+            InsecureRegistry::Host(host) => {
+                index_configs.insert(host.clone(), IndexInfo { mirrors: Vec::new(), name: host.clone(), official: false, secure: false });
+            }
+        }
+    }
+    RegistryConfig { index_configs, insecure_registry_cidrs, mirrors: Some(mirrors) }
+}
+
 /// `GET /info`.
 pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, ApiError> {
     // Driver calls may touch the disk: all of them off the async threads.
@@ -275,14 +297,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, Api
         operating_system: os,
         pids_limit: features.pids_limit,
         plugins: PluginsInfo { authorization: None, log: Vec::new(), network: network_plugins, volume: volume_plugins },
-        registry_config: RegistryConfig {
-            index_configs: BTreeMap::from([(
-                "docker.io".to_string(),
-                IndexInfo { mirrors: Vec::new(), name: "docker.io".to_string(), official: true, secure: true },
-            )]),
-            insecure_registry_cidrs: vec!["::1/128".to_string(), "127.0.0.0/8".to_string()],
-            mirrors: None,
-        },
+        registry_config: registry_config(&state.engine.config().registries),
         runc_commit: commit(),
         runtimes: BTreeMap::from([(
             "berth".to_string(),

@@ -177,3 +177,46 @@ pub struct ImagePruneResponse {
 pub struct ImageMountResponse {
     pub path: String,
 }
+
+/// One entry of `GET /images/search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ImageSearchResponseItem {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub is_official: bool,
+    /// Deprecated by Docker (always false on Docker Hub since 2023), still sent.
+    #[serde(default)]
+    pub is_automated: bool,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub star_count: u64,
+}
+
+/// `GET /distribution/{name}/json`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct DistributionInspect {
+    #[serde(rename = "Descriptor")]
+    pub descriptor: Descriptor,
+    #[serde(rename = "Platforms", default)]
+    pub platforms: Vec<DistributionPlatform>,
+}
+
+/// An OCI descriptor as the API spells it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// A platform of `DistributionInspect`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct DistributionPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+}

@@ -24,7 +24,7 @@ use super::stdout_is_terminal;
 use super::units::{go_time, human_size, human_size4, time_ago};
 use crate::apitypes::filters::Filters;
 use crate::apitypes::images::{
-    HistoryEntry, ImageDeleteResponseItem, ImageMountResponse, ImagePruneResponse, ImageSummary,
+    HistoryEntry, ImageDeleteResponseItem, ImageMountResponse, ImagePruneResponse, ImageSearchResponseItem, ImageSummary,
 };
 use crate::apitypes::system::JsonMessage;
 
@@ -515,6 +515,9 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
 /// Flags of `pull`.
 #[derive(Args, Debug)]
 pub struct PullArgs {
+    /// Download all tagged images in the repository.
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Suppress verbose output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -528,8 +531,92 @@ pub struct PullArgs {
 /// `berth pull`.
 pub async fn pull(client: &Client, args: &PullArgs) -> Result<ExitCode> {
     let output = if args.quiet { StreamOutput::Nowhere } else { StreamOutput::Stdout };
-    let full_name = pull_image(client, &args.image, args.platform.as_deref(), output).await?;
+    let full_name = if args.all_tags {
+        pull_all_tags(client, &args.image, args.platform.as_deref(), output).await?
+    } else {
+        pull_image(client, &args.image, args.platform.as_deref(), output).await?
+    };
     println!("{full_name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pull -a`: the daemon pulls every tag when the request names none.
+async fn pull_all_tags(client: &Client, image: &str, platform: Option<&str>, output: StreamOutput) -> Result<String> {
+    let parsed = ImageRef::parse(image).map_err(|e| anyhow!("{e}"))?;
+    if parsed.tag.is_some() || parsed.digest.is_some() {
+        bail!("tag can't be used with --all-tags/-a");
+    }
+    let mut query = vec![format!("fromImage={}", enc(&parsed.name))];
+    if let Some(p) = platform {
+        query.push(format!("platform={}", enc(p)));
+    }
+    let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
+    follow_json_stream(resp, output).await?;
+    // docker prints the repository's full name (without a tag) after `pull -a`.
+    Ok(parsed.full_name().rsplit_once(':').filter(|(_, t)| *t == berth_model::reference::DEFAULT_TAG).map_or_else(
+        || parsed.full_name(),
+        |(repo, _)| repo.to_string(),
+    ))
+}
+
+/// Flags of `search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Filter output based on conditions provided (stars=N, is-official=true|false).
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Pretty-print search using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Max number of search results.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// TERM: what to look for; `registry.example:5000/term` searches that registry.
+    pub term: String,
+}
+
+/// Descriptions longer than this are cut in the table, as the docker CLI cuts them.
+const SEARCH_DESCRIPTION_WIDTH: usize = 45;
+
+/// `berth search`.
+pub async fn search(client: &Client, args: &SearchArgs) -> Result<ExitCode> {
+    let mut query = vec![format!("term={}", enc(&args.term))];
+    if let Some(limit) = args.limit {
+        query.push(format!("limit={limit}"));
+    }
+    let filters = parse_filters(&args.filter)?;
+    if !filters.is_empty() {
+        query.push(format!("filters={}", enc(&filters.to_string())));
+    }
+    let found: Vec<ImageSearchResponseItem> = client.get_typed(&format!("/images/search?{}", query.join("&"))).await?;
+    let template = match args.format.as_deref().filter(|f| !f.is_empty()) {
+        None | Some("table") => "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}",
+        Some(f) => f,
+    };
+    let format = Format::parse(template)?;
+    let header = serde_json::json!({"Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS", "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED"});
+    let rows: Vec<Value> = found
+        .iter()
+        .map(|r| {
+            let description = r.description.replace('\n', " ");
+            let description = if !args.no_trunc && description.chars().count() > SEARCH_DESCRIPTION_WIDTH {
+                format!("{}…", description.chars().take(SEARCH_DESCRIPTION_WIDTH - 1).collect::<String>())
+            } else {
+                description
+            };
+            serde_json::json!({
+                "Name": r.name,
+                "Description": description,
+                "StarCount": r.star_count.to_string(),
+                "IsOfficial": if r.is_official { "[OK]" } else { "" },
+                "IsAutomated": if r.is_automated { "[OK]" } else { "" },
+            })
+        })
+        .collect();
+    print!("{}", format.render_rows(&header, &rows)?);
     Ok(ExitCode::SUCCESS)
 }
 

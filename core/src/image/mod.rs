@@ -11,6 +11,7 @@ mod config;
 mod content;
 mod ops;
 mod pull;
+mod remote;
 mod save;
 mod unpack;
 
@@ -33,6 +34,7 @@ pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
 pub use pull::{LayerStep, PullOutcome, PullProgress};
+pub use remote::{DistributionInfo, SearchFilter};
 pub use crate::error::ImageError;
 
 /// The images service: the content store, the image index (the store's

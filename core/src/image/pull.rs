@@ -99,7 +99,7 @@ impl Write for ReportingSink<'_> {
 
 impl ImageService {
     /// The registry client, made on first use (it starts a runtime).
-    fn registry(&self) -> EngineResult<&RegistryClient> {
+    pub(super) fn registry(&self) -> EngineResult<&RegistryClient> {
         if let Some(c) = self.registry.get() {
             return Ok(c);
         }

@@ -36,6 +36,16 @@ pub enum Manifest {
     Index(ImageIndex),
 }
 
+impl Manifest {
+    /// The `mediaType` the manifest declares itself.
+    pub fn media_type(&self) -> Option<String> {
+        match self {
+            Manifest::Image(m) => m.media_type().as_ref().map(|t| t.to_string()),
+            Manifest::Index(i) => i.media_type().as_ref().map(|t| t.to_string()),
+        }
+    }
+}
+
 /// Reads manifest `bytes` served with `content_type` (the header; the body's
 /// own `mediaType` wins when present, as some registries serve plain JSON).
 pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>, whence: &str) -> Result<Manifest, RegistryError> {

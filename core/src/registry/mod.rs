@@ -14,6 +14,7 @@
 
 pub mod config;
 mod manifest;
+mod search;
 mod tls;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub use config::RegistryConfig;
+pub use search::{SearchResult, MAX_SEARCH_LIMIT};
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
 
 /// What berth calls itself to registries.
@@ -89,6 +91,8 @@ pub struct FetchedManifest {
     /// The bytes, exactly: their digest names the manifest.
     pub bytes: Vec<u8>,
     pub digest: Digest,
+    /// What the registry said it is (its `Content-Type`, else the body's `mediaType`).
+    pub media_type: String,
     pub manifest: Manifest,
 }
 
@@ -228,7 +232,12 @@ impl RegistryClient {
             }
         }
         let manifest = parse_manifest(&bytes, content_type.as_deref(), &format!("manifest of {shown}"))?;
-        Ok(FetchedManifest { bytes, digest, manifest })
+        let media_type = content_type
+            .map(|c| c.split(';').next().unwrap_or(&c).trim().to_string())
+            .filter(|c| c.starts_with("application/vnd."))
+            .or_else(|| manifest.media_type())
+            .unwrap_or_default();
+        Ok(FetchedManifest { bytes, digest, media_type, manifest })
     }
 
     /// One manifest GET at `base`: the bytes and their media type.
