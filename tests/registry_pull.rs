@@ -57,8 +57,17 @@ fn berth_pulls_runs_and_pulls_by_digest_and_bad_references_fail_clearly() {
     assert!(out.contains(&format!("Status: Downloaded newer image for {by_digest}")), "{out}");
     assert_eq!(sb.inspect(&by_digest)["Id"], img.id());
 
-    // `run` of an image that is not here pulls it first, on stderr.
+    // On a terminal: a bar per layer and a total with throughput and ETA.
     sb.berth_ok(&["rmi", &by_digest]);
+    let out = sb.berth_pty(&["pull", &name]);
+    assert!(out.success(), "{}", out.describe());
+    for shown in ["1: Pulling from test/box", ": Pull complete", "Total", "ETA", &format!("Status: Downloaded newer image for {name}")] {
+        assert!(out.stdout.contains(shown), "the terminal shows no {shown:?}:\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains('\u{1b}'), "bars are redrawn in place on a terminal:\n{}", out.stdout);
+
+    // `run` of an image that is not here pulls it first, on stderr.
+    sb.berth_ok(&["rmi", &name]);
     let out = sb.berth(&["run", "--rm", &name, "sh", "-c", "echo auto-pulled"]);
     assert!(out.success(), "{}", out.describe());
     assert_eq!(out.stdout.trim(), "auto-pulled");

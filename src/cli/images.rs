@@ -20,6 +20,7 @@ use tokio_util::io::ReaderStream;
 
 use super::client::{empty, enc, Body, Client, DaemonError};
 use super::format::Format;
+use super::progress::LayerBoard;
 use super::stdout_is_terminal;
 use super::units::{go_time, human_size, human_size4, time_ago};
 use crate::apitypes::filters::Filters;
@@ -473,7 +474,14 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
         StreamOutput::Stderr => Box::new(std::io::stderr().lock()),
         StreamOutput::Nowhere => Box::new(std::io::sink()),
     };
-    let handle = |line: &[u8], out: &mut Box<dyn Write>| -> Result<()> {
+    // On a terminal, layers get bars; elsewhere a line per event.
+    let terminal = match output {
+        StreamOutput::Stdout => std::io::stdout().is_terminal(),
+        StreamOutput::Stderr => std::io::stderr().is_terminal(),
+        StreamOutput::Nowhere => false,
+    };
+    let mut board = terminal.then(|| LayerBoard::new(output == StreamOutput::Stderr));
+    let mut handle = |line: &[u8], out: &mut Box<dyn Write>| -> Result<()> {
         let line = std::str::from_utf8(line).unwrap_or("").trim();
         if line.is_empty() {
             return Ok(());
@@ -484,6 +492,10 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
         };
         if let Some(err) = msg.error {
             return Err(DaemonError { message: err, status: 500 }.into());
+        }
+        if let Some(board) = board.as_mut() {
+            board.show(&msg);
+            return Ok(());
         }
         if msg.progress_detail.as_ref().is_some_and(|p| p.current > 0 || p.total > 0) {
             return Ok(());
@@ -499,17 +511,33 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
         out.flush()?;
         Ok(())
     };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.context("reading the daemon's answer")?;
+    let mut result = Ok(());
+    'read: while let Some(frame) = body.frame().await {
+        let frame = match frame.context("reading the daemon's answer") {
+            Ok(frame) => frame,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         if let Some(data) = frame.data_ref() {
             pending.extend_from_slice(data);
             while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=nl).collect();
-                handle(&line, &mut out)?;
+                if let Err(e) = handle(&line, &mut out) {
+                    result = Err(e);
+                    break 'read;
+                }
             }
         }
     }
-    handle(&pending, &mut out)
+    if result.is_ok() {
+        result = handle(&pending, &mut out);
+    }
+    if let Some(board) = board {
+        board.finish();
+    }
+    result
 }
 
 /// Flags of `pull`.

@@ -8,6 +8,7 @@ pub mod images;
 pub mod mounts;
 pub mod networks;
 pub mod plugins;
+pub mod progress;
 pub mod run;
 pub mod stdio;
 pub mod system;
