@@ -30,6 +30,20 @@ fn docker_version_and_info_describe_the_berth_daemon() {
     assert_eq!(info["OSType"], "linux");
     let driver = info["Driver"].as_str().unwrap_or_default();
     assert!(driver == "overlay" || driver == "vfs", "Driver is overlay (or vfs fallback), got {driver:?}");
+
+    // No swarm: berth answers as a dockerd 20.10 that joined none (503, its words; checked on dockerd).
+    assert_eq!(info["Swarm"]["LocalNodeState"], "inactive", "{info}");
+    let not_manager = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+    for args in [&["node", "ls"][..], &["service", "ls"], &["secret", "ls"], &["config", "ls"], &["swarm", "unlock-key"]] {
+        let out = sb.docker(args);
+        assert!(!out.success() && out.stderr.contains(not_manager), "docker {args:?}:\n{}", out.describe());
+    }
+    let out = sb.docker(&["swarm", "leave", "--force"]);
+    assert!(!out.success() && out.stderr.contains("Error response from daemon: This node is not part of a swarm"), "{}", out.describe());
+    let out = sb.docker(&["swarm", "init"]);
+    assert!(!out.success() && out.stderr.contains("berth does not run a swarm") && out.stderr.contains("CRI"), "{}", out.describe());
+    let (status, body) = common::net::api_request(&sb, "POST", "/v1.41/swarm/leave?force=1", None);
+    assert_eq!((status, body.contains("not part of a swarm")), (503, true), "docker-py's leave_swarm(force=True) reads this 503: {body}");
 }
 
 #[test]

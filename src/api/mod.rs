@@ -13,6 +13,7 @@ mod networks;
 mod plugins;
 pub mod server;
 mod stream;
+mod swarm;
 mod system;
 mod volumes;
 
@@ -177,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(networks::routes())
         .merge(plugins::routes())
         .merge(volumes::routes())
+        .merge(swarm::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
