@@ -182,6 +182,10 @@ fn docker_top_stats_wait_and_events() {
     sb.docker_ok(&["run", "-d", "--name", "waiter", "busybox", "sh", "-c", "sleep 0.5; exit 9"]);
     assert_eq!(sb.docker_ok(&["wait", "waiter"]).trim(), "9", "docker wait prints the exit code");
 
+    // As on dockerd 20.10: `kill` (SIGKILL) returns once the container is down.
+    sb.docker_ok(&["kill", "sleeper"]);
+    assert_eq!(sb.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "sleeper"]).trim(), "exited 137");
+
     sb.docker_ok(&["rm", "-f", "sleeper"]);
     let until = chrono::Utc::now().timestamp() + 1;
     let events = sb.docker_ok(&[

@@ -675,24 +675,36 @@ impl ContainerService {
     pub fn kill(&self, id_or_name: &str, signal_name: &str) -> EngineResult<()> {
         let id = self.catalog.lookup(id_or_name)?.id.to_string();
         let sig = signal::parse(if signal_name.is_empty() { "SIGKILL" } else { signal_name })?;
-        let _g = self.live.lock(&id);
-        let mut record = self.must_load(&id)?;
-        let shim = match record.state.status {
-            Status::Running | Status::Paused => self.live.shim(&id),
-            _ => None,
+        let exit = {
+            let _g = self.live.lock(&id);
+            let mut record = self.must_load(&id)?;
+            let shim = match record.state.status {
+                Status::Running | Status::Paused => self.live.shim(&id),
+                _ => None,
+            };
+            let Some(shim) = shim else {
+                return Err(EngineError::Conflict(format!("Container {id} is not running")));
+            };
+            // A killed container stays down under `always`/`unless-stopped`, as in Docker.
+            record.manually_stopped = true;
+            self.save_container(&record)?;
+            // Registered before the signal, so the exit cannot slip past.
+            let exit = (sig == libc::SIGKILL).then(|| self.next_exit(&id));
+            shim.kill(sig)?;
+            self.emit(&record, "kill", &[("signal", sig.to_string())]);
+            let stop_sig =
+                record.config.stop_signal.as_deref().and_then(|s| signal::parse(s).ok()).unwrap_or(libc::SIGTERM);
+            if record.state.status == Status::Paused && (sig == libc::SIGKILL || sig == stop_sig) {
+                self.thaw(&mut record)?;
+            }
+            exit
         };
-        let Some(shim) = shim else {
-            return Err(EngineError::Conflict(format!("Container {id} is not running")));
-        };
-        // A killed container stays down under `always`/`unless-stopped`, as in Docker.
-        record.manually_stopped = true;
-        self.save_container(&record)?;
-        shim.kill(sig)?;
-        self.emit(&record, "kill", &[("signal", sig.to_string())]);
-        let stop_sig =
-            record.config.stop_signal.as_deref().and_then(|s| signal::parse(s).ok()).unwrap_or(libc::SIGTERM);
-        if record.state.status == Status::Paused && (sig == libc::SIGKILL || sig == stop_sig) {
-            self.thaw(&mut record)?;
+        // As dockerd: a SIGKILL returns once the container is down, so an
+        // inspect right after shows `exited` and 137; other signals return at once.
+        if let Some(rx) = exit {
+            if rx.recv_timeout(KILL_WAIT).is_err() && self.live.shim(&id).is_some() {
+                return Err(EngineError::Internal(format!("container {id} did not exit within {}s of SIGKILL", KILL_WAIT.as_secs())));
+            }
         }
         Ok(())
     }
