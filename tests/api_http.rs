@@ -89,3 +89,39 @@ fn unknown_images_are_a_404_with_a_json_message() {
     let r = request(&sb, "DELETE", "/v1.50/images/nosuchimage");
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+#[test]
+fn go_clients_bodies_read_as_go_reads_them_and_old_api_versions_get_container_config() {
+    let sb = Sandbox::start();
+    sb.load_image(&common::images::busybox(), "busybox:latest");
+
+    // docker-compose 1.29 (API 1.41) reads ContainerConfig whenever it recreates a container; dockerd 20.10
+    // answers a zero-valued one (and "Container": "") for a loaded image, and from API 1.45 on neither.
+    let r = request(&sb, "GET", "/v1.41/images/busybox/json");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let old: serde_json::Value = serde_json::from_str(&r.body).expect("inspect is JSON");
+    assert_eq!(old["Container"], "", "{old}");
+    for (key, zero) in [("Hostname", serde_json::json!("")), ("Cmd", serde_json::Value::Null), ("Tty", serde_json::json!(false)), ("Labels", serde_json::Value::Null)] {
+        assert_eq!(old["ContainerConfig"][key], zero, "ContainerConfig.{key}: {old}");
+    }
+    let new: serde_json::Value = serde_json::from_str(&request(&sb, "GET", "/v1.45/images/busybox/json").body).expect("JSON");
+    assert!(new.get("ContainerConfig").is_none() && new.get("Container").is_none(), "{new}");
+
+    // `null` where a bool, string or list is expected is the zero value, as Go's decoder reads it.
+    let (status, body) = common::net::api_request(
+        &sb,
+        "POST",
+        "/v1.41/containers/create?name=nulls",
+        Some(
+            r#"{"Image":"busybox","Cmd":["true"],"User":null,"Labels":{"tier":null},"ExposedPorts":{"80/tcp":null},
+               "HostConfig":{"Mounts":[{"Type":"volume","Source":"nulldata","Target":"/data","ReadOnly":null}],
+                             "PortBindings":null,"Binds":null}}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let c = sb.inspect_container("nulls");
+    assert_eq!(c["Config"]["Labels"]["tier"], "", "{c}");
+    assert!(c["Config"]["ExposedPorts"].get("80/tcp").is_some(), "{c}");
+    assert_eq!(c["Mounts"][0]["Destination"], "/data", "{c}");
+    assert_eq!(c["Mounts"][0]["RW"], true, "{c}");
+}

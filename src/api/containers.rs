@@ -205,14 +205,48 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Resu
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
 }
 
-/// Drops `null` members of the body and of its `HostConfig`: docker-py sends
-/// `"User": null` for anything unset, and every field has a default anyway.
+/// Maps whose keys are the user's and whose values are objects (`{"80/tcp": {}}`).
+const USER_KEYED_OBJECTS: &[&str] = &["ExposedPorts", "Volumes", "EndpointsConfig"];
+/// Maps whose keys are the user's and whose values are lists.
+const USER_KEYED_LISTS: &[&str] = &["PortBindings"];
+/// Maps whose keys are the user's and whose values are strings.
+const USER_KEYED_STRINGS: &[&str] = &["Labels", "Sysctls", "StorageOpt", "Tmpfs", "DriverOpts", "Options", "Annotations"];
+
+/// Reads `null` as Go's decoder does, "leave the zero value", which is what
+/// clients mean by it (docker-py sends `"User": null`, docker-compose
+/// `"ReadOnly": null` in `Mounts`): null members go, at every depth. In maps
+/// keyed by the user (labels, exposed ports) the key stays, with the zero
+/// value of its kind, as Go keeps it.
 fn strip_nulls(v: &mut Value) {
-    if let Value::Object(map) = v {
-        map.retain(|_, x| !x.is_null());
-        if let Some(Value::Object(hm)) = map.get_mut("HostConfig") {
-            hm.retain(|_, x| !x.is_null());
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, x| !x.is_null());
+            for (key, x) in map.iter_mut() {
+                let zero = if USER_KEYED_OBJECTS.contains(&key.as_str()) {
+                    Some(Value::Object(Default::default()))
+                } else if USER_KEYED_LISTS.contains(&key.as_str()) {
+                    Some(Value::Array(Vec::new()))
+                } else if USER_KEYED_STRINGS.contains(&key.as_str()) {
+                    Some(Value::String(String::new()))
+                } else {
+                    None
+                };
+                match (zero, x) {
+                    (Some(zero), Value::Object(entries)) => {
+                        for value in entries.values_mut() {
+                            if value.is_null() {
+                                *value = zero.clone();
+                            } else {
+                                strip_nulls(value);
+                            }
+                        }
+                    }
+                    (_, x) => strip_nulls(x),
+                }
+            }
         }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 
@@ -818,6 +852,22 @@ mod tests {
         let b: ContainerCreateRequest = serde_json::from_value(v).unwrap();
         assert_eq!(b.config.user, "");
         assert_eq!(b.host_config.unwrap().memory, 5);
+
+        // docker-compose 1.29's create body: nulls deep inside, and user-keyed maps keep their keys.
+        let mut v: Value = serde_json::from_str(
+            r#"{"Image":"busybox","Labels":{"a":null,"b":"x"},"ExposedPorts":{"80/tcp":null},
+                "HostConfig":{"Mounts":[{"Type":"volume","Source":"data","Target":"/data","ReadOnly":null}],
+                              "PortBindings":{"80/tcp":null},"LogConfig":{"Type":"json-file","Config":null}}}"#,
+        )
+        .unwrap();
+        strip_nulls(&mut v);
+        assert_eq!(v["Labels"], serde_json::json!({"a": "", "b": "x"}));
+        assert_eq!(v["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
+        assert_eq!(v["HostConfig"]["PortBindings"], serde_json::json!({"80/tcp": []}));
+        let b: ContainerCreateRequest = serde_json::from_value(v).unwrap();
+        let host = b.host_config.unwrap();
+        let mounts = host.mounts.unwrap_or_default();
+        assert_eq!((mounts[0].target.as_str(), mounts[0].read_only), ("/data", false));
     }
 
     #[test]

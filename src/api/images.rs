@@ -215,8 +215,12 @@ fn image_inspect(d: &ImageDetails, driver: &str, v: ApiVersion) -> ImageInspect 
         author: top("author").unwrap_or_default(),
         comment,
         config,
+        container: (v < ApiVersion(1, 45)).then(|| d.docker.container.clone()),
+        container_config: (v < ApiVersion(1, 45)).then(|| {
+            d.docker.container_config.clone().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default()
+        }),
         created: top("created"),
-        docker_version: String::new(),
+        docker_version: d.docker.docker_version.clone(),
         graph_driver: GraphDriver { data: None, name: driver.to_string() },
         id: d.record.id.to_string(),
         metadata: ImageMetadata { last_tag_time: d.record.added_at.clone() },

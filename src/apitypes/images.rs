@@ -49,6 +49,13 @@ pub struct ImageInspect {
     pub author: String,
     pub comment: String,
     pub config: ImageConfig,
+    /// Before API 1.45 only (moby#47430): the container the image was committed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Before API 1.45 only: that container's config, zero-valued for images
+    /// made by `import` or `load` of an image without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_config: Option<ImageConfig>,
     /// RFC 3339; `null` when the image's config has no `created`.
     pub created: Option<String>,
     pub docker_version: String,

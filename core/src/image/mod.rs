@@ -108,6 +108,22 @@ pub struct ImageDetails {
     pub parent: Option<Digest>,
     /// Number of containers using this image (Docker's `Containers`).
     pub containers: u64,
+    /// What Docker's config has beyond OCI's.
+    pub docker: DockerOnlyConfig,
+}
+
+/// Members of Docker's image config that OCI's has not and oci-spec drops
+/// (`container`, `container_config`, `docker_version`): clients of API
+/// versions before 1.45 still read them (docker-compose 1.29 reads
+/// `ContainerConfig` whenever it recreates a container).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct DockerOnlyConfig {
+    #[serde(default)]
+    pub container: String,
+    #[serde(default)]
+    pub container_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub docker_version: String,
 }
 
 /// One line of `image rm`/`image prune` output.

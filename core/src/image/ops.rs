@@ -292,7 +292,9 @@ impl ImageService {
         let bytes = self.content.read(&record.id)?;
         let (config, diff_ids) = parse_config(&bytes, &format!("image {}", record.id))?;
         let containers = self.containers_using(&record.id) as u64;
-        Ok(ImageDetails { record, config, diff_ids, parent: None, containers })
+        // Valid JSON already (parse_config read it): a member of the wrong type is simply not shown.
+        let docker = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(ImageDetails { record, config, diff_ids, parent: None, containers, docker })
     }
 
     /// How many containers use image `id` (`rmi` refuses, `prune` skips them).
