@@ -702,9 +702,10 @@ async fn archive_put(State(state): State<AppState>, Path(id): Path<String>, RawQ
     state
         .blocking(move |e| {
             let r = e.containers().archive_put(&id, &path, &mut reader);
-            if r.is_err() {
-                drain(&mut reader);
-            }
+            // Read to the end either way: the tar's trailing zero blocks may
+            // still be in flight, and answering before them makes the client's
+            // write fail ("broken pipe") although the copy succeeded.
+            drain(&mut reader);
             r
         })
         .await?;
