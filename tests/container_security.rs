@@ -442,3 +442,51 @@ fn seccomp_refuses_what_dockers_default_profile_refuses_and_takes_a_users_profil
     let info = sb.berth_ok(&["info"]);
     assert!(info.contains(" Security Options:\n  seccomp\n   Profile: default\n"), "{info}");
 }
+
+/// Runs `script` as uid/gid 65534 with no groups, in the sandbox's mount namespace (where the rootfs mounts are).
+fn as_nobody(sb: &Sandbox, script: &str) -> common::Output {
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.args(["-t", &sb.holder_pid().to_string(), "-m", "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", script]);
+    common::run(cmd, None)
+}
+
+#[test]
+fn local_users_without_the_socket_reach_no_layer_log_or_rootfs() {
+    let sb = Sandbox::start();
+    // The sandbox's own temp dir is 0700: open it, so only berth's modes stand between the user and its state.
+    for dir in [&sb.path, &sb.root, &sb.run] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).expect("opening the sandbox dir");
+    }
+    // CVE-2021-41091's exploit: an image holding a setuid-root program.
+    let busybox = std::fs::read(images::busybox_path()).expect("reading busybox");
+    let layer = sb.file("suid.tar");
+    std::fs::write(&layer, images::layer(&[images::Entry::dir("suid", 0o755), images::Entry::file("suid/busybox", 0o4755, busybox)])).expect("writing the layer");
+    sb.berth_ok(&["import", layer.to_str().expect("utf-8"), "suid:1"]);
+    let id = sb.berth_ok(&["run", "-d", "-e", "DB_PASSWORD=hunter2", "suid:1", "/suid/busybox", "sh", "-c", "echo DB_PASSWORD=$DB_PASSWORD; exec /suid/busybox sleep 600"]);
+    let id = id.trim();
+    poll_until_logged(&sb, id);
+
+    // The program and the log are there, and the program is setuid root: the exploit would work if reached.
+    let root = sb.root.display().to_string();
+    let found = common::net::sandbox_sh_ok(&sb, &format!("find {root} {} -path '*/suid/busybox' -perm -4000 | head -3", sb.run.display()));
+    assert!(!found.trim().is_empty(), "the setuid program is in the layer store");
+    let log = format!("{root}/containers/{id}/{id}-json.log");
+    assert!(std::fs::read_to_string(&log).expect("root reads the log").contains("hunter2"));
+
+    let listing = as_nobody(&sb, &format!("ls {root}/containers"));
+    assert!(!listing.success() && listing.stderr.contains("Permission denied"), "{}", listing.describe());
+    let read = as_nobody(&sb, &format!("cat {log}"));
+    assert!(!read.success() && !read.stdout.contains("hunter2"), "{}", read.describe());
+    let run_suid = as_nobody(&sb, &format!("for p in {found}; do \"$p\" id -u && exit 0; done; exit 1", found = found.split_whitespace().collect::<Vec<_>>().join(" ")));
+    assert!(!run_suid.success() && !run_suid.stdout.contains('0'), "a local user ran the image's setuid program:\n{}", run_suid.describe());
+    let search = as_nobody(&sb, &format!("find {root} {} -path '*/suid/busybox' 2>/dev/null", sb.run.display()));
+    assert!(search.stdout.trim().is_empty(), "a local user finds the program at {}", search.stdout);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log).expect("stat the log").permissions());
+    assert_eq!(mode & 0o777, 0o640, "the log is the owner's (and its group's) only");
+    sb.berth_ok(&["rm", "-f", id]);
+}
+
+/// Waits until the container's first line is in its log.
+fn poll_until_logged(sb: &Sandbox, id: &str) {
+    common::poll_until(Duration::from_secs(10), "the container to log", || sb.berth(&["logs", id]).stdout.contains("hunter2"));
+}

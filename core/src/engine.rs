@@ -68,6 +68,8 @@ impl Engine {
             Arc::clone(&networks),
             Arc::clone(&volumes),
         )?;
+        // Last: by now every service has made its directories.
+        config.restrict_state_dirs()?;
         Ok(Arc::new(Engine { config, storage, drivers, images, volumes, networks, containers }))
     }
 

@@ -263,6 +263,10 @@ impl ContainerService {
         networks: Arc<NetworkService>,
         volumes: Arc<VolumeService>,
     ) -> EngineResult<Arc<Self>> {
+        // Made now, not at the first container, so the engine's start makes them private (`restrict_state_dirs`).
+        for dir in [config.root.join("containers"), config.run.join("containers")] {
+            std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+        }
         // Opening a trash queues what a previous daemon left in it.
         let root_trash = Trash::open(config.root.join(".trash"))?;
         let run_trash = Trash::open(config.run.join(".trash"))?;

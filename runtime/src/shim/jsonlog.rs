@@ -37,6 +37,7 @@
 //! It must never hold the whole log in memory: reading streams entry by entry.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -125,12 +126,16 @@ pub struct Writer {
     partial: [Vec<u8>; 2],
 }
 
+/// A container's log is its own: what it prints may be secret (as dockerd, 0640).
+const LOG_MODE: u32 = 0o640;
+
 impl Writer {
     /// Opens (creating or appending to) the log at `path`.
     pub fn open(path: &Path, max_size: Option<u64>, max_files: u32) -> Result<Writer, LogError> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
             .open(path)
             .map_err(io_err(path, "open"))?;
         let size = file.metadata().map_err(io_err(path, "stat"))?.len();
@@ -222,6 +227,7 @@ impl Writer {
         self.file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
             .open(&self.path)
             .map_err(io_err(&self.path, "open"))?;
         self.size = 0;
