@@ -63,6 +63,7 @@ fn a_published_port_answers_locally_and_from_another_host_until_removed() {
 
     assert_eq!(sb.berth_ok(&["port", "web"]), "80/tcp -> 0.0.0.0:18080\n");
     assert_eq!(sb.berth_ok(&["port", "web", "80"]), "0.0.0.0:18080\n");
+    assert_eq!(sb.berth_ok(&["container", "port", "web", "80/tcp"]), "0.0.0.0:18080\n", "docker's `container port` spelling");
     assert_eq!(sb.berth_ok(&["port", "web", "80/tcp"]), "0.0.0.0:18080\n");
     let out = sb.berth(&["port", "web", "81"]);
     assert!(!out.success() && out.stderr.contains("No public port '81' published for web"), "{}", out.describe());

@@ -86,6 +86,8 @@ pub enum ContainerCommand {
     Update(UpdateArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(super::networks::PortArgs),
 }
 
 /// Dispatches `container` subcommands.
@@ -118,6 +120,7 @@ pub async fn container(client: &Client, cmd: ContainerCommand) -> Result<ExitCod
         ContainerCommand::Stats(a) => stats(client, &a).await,
         ContainerCommand::Update(a) => update(client, &a).await,
         ContainerCommand::Prune(a) => prune(client, &a).await,
+        ContainerCommand::Port(a) => super::networks::port(client, &a).await,
     }
 }
 
