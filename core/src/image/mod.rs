@@ -10,6 +10,8 @@ mod compress;
 mod config;
 mod content;
 mod ops;
+mod parallel_gzip;
+mod push;
 mod pull;
 mod remote;
 mod save;
