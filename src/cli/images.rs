@@ -496,6 +496,10 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
         if let Some(err) = msg.error {
             return Err(DaemonError { message: err, status: 500 }.into());
         }
+        // A push's result for programs; its status line said it for people.
+        if msg.aux.is_some() && msg.status.is_none() {
+            return Ok(());
+        }
         if let Some(board) = board.as_mut() {
             board.show(&msg);
             return Ok(());

@@ -37,7 +37,7 @@ pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
 pub use pull::{LayerStep, PullOutcome, PullProgress};
 pub use remote::{DistributionInfo, SearchFilter};
-pub use push::{PushProgress, PushStep, MAX_CONCURRENT_UPLOADS};
+pub use push::{PushProgress, PushStep};
 pub use crate::error::ImageError;
 
 /// The images service: the content store, the image index (the store's

@@ -1,6 +1,6 @@
 //! `docker push`: a local image's blobs and manifest to a registry.
 //!
-//! Per layer, in parallel (`MAX_CONCURRENT_UPLOADS`, dockerd's default): the
+//! Per layer, in parallel (`max-concurrent-uploads`, 5 as dockerd's): the
 //! blob to send is the layer's compressed blob, or, for a layer the store
 //! holds uncompressed (`load` of a plain archive, `import`, `commit`), a
 //! gzip of it made on every core once and kept in the content store, its
@@ -33,8 +33,6 @@ use super::ops::parse_config;
 use super::parallel_gzip::{gzip_parallel, PUSH_LEVEL};
 use super::{ImageError, ImageService};
 
-/// Blobs uploaded at once, as dockerd's `max-concurrent-uploads` default.
-pub const MAX_CONCURRENT_UPLOADS: usize = 5;
 /// Bytes between two `Pushing` reports of one blob.
 const REPORT_EVERY: u64 = 512 << 10;
 /// Repositories remembered per blob (most recent first): enough to find one to mount from.
@@ -62,7 +60,7 @@ pub enum PushProgress {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushStep {
     Preparing,
-    /// Queued behind `MAX_CONCURRENT_UPLOADS` others.
+    /// Queued behind `max-concurrent-uploads` others.
     Waiting,
     Pushing { current: u64, total: u64 },
     Pushed,
@@ -214,9 +212,10 @@ impl ImageService {
         }
         // Docker lists the top layer first.
         unique.reverse();
+        let uploads = registry.config().max_concurrent_uploads.max(1);
         for (k, &i) in unique.iter().enumerate() {
             progress(PushProgress::Layer { diff_id: diff_ids[i].clone(), step: PushStep::Preparing });
-            if k >= MAX_CONCURRENT_UPLOADS {
+            if k >= uploads {
                 progress(PushProgress::Layer { diff_id: diff_ids[i].clone(), step: PushStep::Waiting });
             }
         }
@@ -226,7 +225,7 @@ impl ImageService {
         let (events, received) = mpsc::channel::<Upload>();
         let mut sent: Vec<Option<SentBlob>> = vec![None; blobs.len()];
         let result = std::thread::scope(|scope| -> EngineResult<()> {
-            for _ in 0..MAX_CONCURRENT_UPLOADS.min(unique.len()) {
+            for _ in 0..uploads.min(unique.len()) {
                 let events = events.clone();
                 let (next, failed, unique, blobs, diff_ids) = (&next, &failed, &unique, &blobs, &diff_ids);
                 scope.spawn(move || loop {
