@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cli::images::{
-    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs, SearchArgs, TagArgs,
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, PullArgs, PushArgs, RmiArgs, SaveArgs, SearchArgs, TagArgs,
 };
 use crate::cli::containers::{
     CommitArgs, ContainerArg, ContainerCommand, CpArgs, EventsArgs, ExecArgs, ExportArgs, InspectArgs as ObjectInspectArgs,
@@ -73,6 +73,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Download an image from a registry.
     Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
     /// Search a registry for images (Docker Hub, or the registry the term names).
     Search(SearchArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default).

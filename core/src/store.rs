@@ -26,6 +26,8 @@ const LAYERS: TableDefinition<&str, &str> = TableDefinition::new("layers");
 const CONTAINERS: TableDefinition<&str, &str> = TableDefinition::new("containers");
 const VOLUMES: TableDefinition<&str, &str> = TableDefinition::new("volumes");
 const NETWORKS: TableDefinition<&str, &str> = TableDefinition::new("networks");
+const COMPRESSED_LAYERS: TableDefinition<&str, &str> = TableDefinition::new("compressed_layers");
+const BLOB_REPOSITORIES: TableDefinition<&str, &str> = TableDefinition::new("blob_repositories");
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,10 @@ pub enum DefinitionTable {
     Containers,
     Volumes,
     Networks,
+    /// The images service's: a layer's diff ID → the compressed blob a push made of it.
+    CompressedLayers,
+    /// The images service's: a blob's digest → the registry repositories known to have it.
+    BlobRepositories,
 }
 
 impl DefinitionTable {
@@ -71,6 +77,8 @@ impl DefinitionTable {
             DefinitionTable::Containers => CONTAINERS,
             DefinitionTable::Volumes => VOLUMES,
             DefinitionTable::Networks => NETWORKS,
+            DefinitionTable::CompressedLayers => COMPRESSED_LAYERS,
+            DefinitionTable::BlobRepositories => BLOB_REPOSITORIES,
         }
     }
 
@@ -79,6 +87,8 @@ impl DefinitionTable {
             DefinitionTable::Containers => "containers",
             DefinitionTable::Volumes => "volumes",
             DefinitionTable::Networks => "networks",
+            DefinitionTable::CompressedLayers => "compressed_layers",
+            DefinitionTable::BlobRepositories => "blob_repositories",
         }
     }
 }
@@ -101,7 +111,7 @@ impl Store {
         let store = Store { db };
         let tx = store.db.begin_write().ctx("starting a write")?;
         {
-            for def in [IMAGES, TAGS, LAYERS, CONTAINERS, VOLUMES, NETWORKS] {
+            for def in [IMAGES, TAGS, LAYERS, CONTAINERS, VOLUMES, NETWORKS, COMPRESSED_LAYERS, BLOB_REPOSITORIES] {
                 tx.open_table(def).ctx("creating tables")?;
             }
             let mut meta = tx.open_table(META).ctx("creating tables")?;

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_core::image::{
-    ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress, SearchFilter,
+    ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress, PushProgress, PushStep,
+    SearchFilter,
 };
 use berth_model::{ImageRef, Platform};
 use serde_json::Value;
@@ -19,7 +20,7 @@ use super::stream::{body_reader, drain, json_lines, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
     Descriptor, DistributionInspect, DistributionPlatform, GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem,
-    ImageInspect, ImageMetadata, ImageMountResponse, ImagePruneResponse, ImageSearchResponseItem, ImageSummary, RootFs,
+    ImageInspect, ImageMetadata, ImageMountResponse, ImagePruneResponse, ImageSearchResponseItem, ImageSummary, PushResult, RootFs,
 };
 use crate::apitypes::system::JsonMessage;
 use crate::version::ApiVersion;
@@ -571,6 +572,47 @@ fn pull_message(progress: PullProgress) -> JsonMessage {
     }
 }
 
+/// `POST /images/{name}/push?tag=TAG`: `docker push`, streamed as Docker's
+/// progress messages; without a tag (`docker push -a`) every tag of the
+/// repository. Credentials in `X-Registry-Auth` are not needed by the
+/// registries berth reaches today, so the header is accepted and unused.
+async fn push(state: AppState, name: &str, params: &Params) -> Result<Response, ApiError> {
+    let mut reference = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
+        reference = ImageRef::parse(&format!("{}:{tag}", reference.name)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    json_lines(&state, move |engine, emit| {
+        engine.images().push(&reference, &mut |p| push_messages(p).into_iter().for_each(&mut *emit))
+    })
+    .await
+}
+
+/// A push's progress in Docker's words: layers go by their diff ID's short form, as dockerd shows them.
+fn push_messages(progress: PushProgress) -> Vec<JsonMessage> {
+    let one = match progress {
+        PushProgress::RefersTo { repository } => JsonMessage::status(format!("The push refers to repository [{repository}]")),
+        PushProgress::Layer { diff_id, step } => {
+            let id = diff_id.short().to_string();
+            match step {
+                PushStep::Preparing => JsonMessage::status_of("Preparing", id),
+                PushStep::Waiting => JsonMessage::status_of("Waiting", id),
+                PushStep::Pushing { current, total } => JsonMessage::progress_of("Pushing", id, current, total),
+                PushStep::Pushed => JsonMessage::status_of("Pushed", id),
+                PushStep::AlreadyExists => JsonMessage::status_of("Layer already exists", id),
+                PushStep::MountedFrom(repository) => JsonMessage::status_of(format!("Mounted from {repository}"), id),
+            }
+        }
+        PushProgress::Pushed { tag, digest, size } => {
+            let aux = PushResult { tag: tag.clone(), digest: digest.to_string(), size };
+            return vec![
+                JsonMessage::status(format!("{tag}: digest: {digest} size: {size}")),
+                JsonMessage { aux: Some(aux), ..Default::default() },
+            ];
+        }
+    };
+    vec![one]
+}
+
 /// `POST /images/prune`.
 pub async fn prune(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ImagePruneResponse>, ApiError> {
     let params = Params::parse(q.as_deref());
@@ -761,10 +803,7 @@ pub async fn post_dispatch(
             state.blocking(move |e| e.images().tag(&name, &target)).await?;
             Ok(StatusCode::CREATED.into_response())
         }
-        "push" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("cannot push {name}: pushing to a registry needs a registry client, which berth does not have yet; use berth save instead"),
-        )),
+        "push" => push(state, &name, &params).await,
         "mount" => {
             let path = state.blocking(move |e| e.images().mount(&name)).await?;
             Ok(Json(ImageMountResponse { path: path.display().to_string() }).into_response())

@@ -227,3 +227,14 @@ pub struct DistributionPlatform {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub variant: Option<String>,
 }
+
+/// The `aux` member of a push's stream, once per tag pushed (Docker's `PushResult`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PushResult {
+    pub tag: String,
+    /// The manifest's digest.
+    pub digest: String,
+    /// The manifest's size in bytes.
+    pub size: u64,
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::containers::ContainerSummary;
-use super::images::ImageSummary;
+use super::images::{ImageSummary, PushResult};
 use super::null_as_default;
 use super::volumes::Volume;
 
@@ -43,6 +43,9 @@ pub struct JsonMessage {
     pub progress: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// A result beside the progress: what a push of one tag made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux: Option<PushResult>,
 }
 
 /// `progressDetail` of a `JsonMessage`: bytes done of bytes in all.

@@ -43,6 +43,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Download an image from a registry.
     Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default).
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image.
@@ -213,6 +215,7 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<ExitCode> {
         ImageCommand::History(a) => history(client, &a).await,
         ImageCommand::Load(a) => load(client, &a).await,
         ImageCommand::Pull(a) => pull(client, &a).await,
+        ImageCommand::Push(a) => push(client, &a).await,
         ImageCommand::Save(a) => save(client, &a).await,
         ImageCommand::Import(a) => import(client, &a).await,
         ImageCommand::Tag(a) => tag(client, &a).await,
@@ -493,6 +496,10 @@ pub async fn follow_json_stream(resp: hyper::Response<hyper::body::Incoming>, ou
         if let Some(err) = msg.error {
             return Err(DaemonError { message: err, status: 500 }.into());
         }
+        // A push's result for programs; its status line said it for people.
+        if msg.aux.is_some() && msg.status.is_none() {
+            return Ok(());
+        }
         if let Some(board) = board.as_mut() {
             board.show(&msg);
             return Ok(());
@@ -665,6 +672,47 @@ pub async fn pull_image(client: &Client, image: &str, platform: Option<&str>, ou
     let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
     follow_json_stream(resp, output).await?;
     Ok(reference.full_name())
+}
+
+/// Flags of `push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Push all tagged images in the repository.
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+/// `berth push`: the daemon's progress as the docker CLI prints it off a
+/// terminal; with `-q` only the name pushed.
+pub async fn push(client: &Client, args: &PushArgs) -> Result<ExitCode> {
+    let mut reference = ImageRef::parse(&args.image).map_err(|e| anyhow!("{e}"))?;
+    if reference.digest.is_some() {
+        bail!("cannot push a digest reference");
+    }
+    if args.all_tags && reference.tag.is_some() {
+        bail!("tag can't be used with --all-tags/-a");
+    }
+    if !args.all_tags && reference.tag.is_none() {
+        reference = reference.with_default_tag();
+        if !args.quiet {
+            println!("Using default tag: {}", berth_model::reference::DEFAULT_TAG);
+        }
+    }
+    let mut path = format!("/images/{}/push", path_name(&reference.name));
+    if let Some(tag) = &reference.tag {
+        path.push_str(&format!("?tag={}", enc(tag)));
+    }
+    let resp = client.call(Method::POST, &path, empty(), None).await?;
+    follow_json_stream(resp, if args.quiet { StreamOutput::Nowhere } else { StreamOutput::Stdout }).await?;
+    if args.quiet {
+        println!("{}", reference.full_name());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `berth load`.

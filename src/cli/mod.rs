@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::History(a) => images::history(&client, &a).await,
         Command::Load(a) => images::load(&client, &a).await,
         Command::Pull(a) => images::pull(&client, &a).await,
+        Command::Push(a) => images::push(&client, &a).await,
         Command::Search(a) => images::search(&client, &a).await,
         Command::Save(a) => images::save(&client, &a).await,
         Command::Import(a) => images::import(&client, &a).await,

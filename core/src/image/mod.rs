@@ -10,6 +10,8 @@ mod compress;
 mod config;
 mod content;
 mod ops;
+mod parallel_gzip;
+mod push;
 mod pull;
 mod remote;
 mod save;
@@ -35,6 +37,7 @@ pub use config::apply_changes;
 pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
 pub use pull::{LayerStep, PullOutcome, PullProgress};
 pub use remote::{DistributionInfo, SearchFilter};
+pub use push::{PushProgress, PushStep};
 pub use crate::error::ImageError;
 
 /// The images service: the content store, the image index (the store's

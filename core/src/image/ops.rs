@@ -122,6 +122,7 @@ fn referenced_blobs(tx: &ReadTxn) -> EngineResult<HashSet<Digest>> {
             set.insert(d);
         }
     }
+    set.extend(super::push::compressed_blobs_in_use(tx)?);
     Ok(set)
 }
 
@@ -1161,6 +1162,7 @@ impl ImageService {
             self.storage.remove(&layer.storage_id).map_err(|e| driver_context(&format!("removing layer {c}"), e))?;
             bytes += layer.size;
             blobs.extend(layer.blob.map(|(d, _)| d));
+            blobs.extend(self.compressed_form(&layer.diff_id)?);
             removed.push(c.clone());
         }
         self.gc_blobs(Some(&blobs))?;

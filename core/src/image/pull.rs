@@ -301,6 +301,10 @@ impl ImageService {
             self.discard_new_layers(&layers);
         }
         registered?;
+        // A push of these blobs to another repository of this registry can mount them from here.
+        let mut blobs_here: Vec<Digest> = blobs.iter().map(|(d, _)| d.clone()).collect();
+        blobs_here.push(id.clone());
+        self.remember_repository(image, &blobs_here)?;
         Ok(PullOutcome { id, manifest_digest: top.digest, reference: image.to_string(), updated })
     }
 

@@ -14,6 +14,7 @@
 
 pub mod config;
 mod manifest;
+mod push;
 mod search;
 mod tls;
 
@@ -23,9 +24,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_model::{Digest, ImageRef};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
-use hyper::{header, Request, Response, StatusCode, Uri};
+use hyper::{header, Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -33,6 +35,7 @@ use hyper_util::rt::TokioExecutor;
 
 pub use config::RegistryConfig;
 pub use search::{SearchResult, MAX_SEARCH_LIMIT};
+pub use push::{UploadStart, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
 
 /// What berth calls itself to registries.
@@ -58,6 +61,9 @@ pub enum RegistryError {
     Tls(String),
     #[error("Get \"{url}\": {message}")]
     Unreachable { url: String, message: String },
+    /// A request other than a GET that got no answer, worded as dockerd words it.
+    #[error("{method} \"{url}\": {message}")]
+    Failed { method: String, url: String, message: String },
     #[error("manifest for {reference} not found: {detail}")]
     ManifestUnknown { reference: String, detail: String },
     #[error("blob {digest} of {repository} not found on the registry: {detail}")]
@@ -96,7 +102,7 @@ pub struct FetchedManifest {
     pub manifest: Manifest,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// The client of every registry berth talks to.
 pub struct RegistryClient {
@@ -187,7 +193,7 @@ impl RegistryClient {
         let client = self.client_for(registry)?;
         let probe = Request::get(format!("{https}/v2/"))
             .header(header::USER_AGENT, USER_AGENT)
-            .body(Empty::new())
+            .body(empty_body())
             .map_err(|e| RegistryError::Invalid(format!("building a request for {https}/v2/: {e}")))?;
         let speaks_https = matches!(tokio::time::timeout(PROBE_TIMEOUT, client.request(probe)).await, Ok(Ok(_)));
         let base = if speaks_https { https } else { format!("http://{registry}") };
@@ -250,7 +256,7 @@ impl RegistryClient {
     ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
         let url = format!("{base}/v2/{}/manifests/{reference}", image.repository());
         {
-            let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
+            let resp = self.send(Method::GET, &url, Outgoing::accept(MANIFEST_ACCEPT)).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -275,7 +281,7 @@ impl RegistryClient {
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
             let url = format!("{}/v2/{repository}/blobs/{digest}", self.blob_base(image).await?);
-            let resp = self.send(&url, None).await?;
+            let resp = self.send(Method::GET, &url, Outgoing::default()).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -304,32 +310,49 @@ impl RegistryClient {
         })
     }
 
-    /// One GET, following redirects. The single place requests leave from,
-    /// where authentication will answer a 401's challenge and retry.
-    async fn send(&self, url: &str, accept: Option<&str>) -> Result<Response<Incoming>, RegistryError> {
+    /// One request, following redirects when it has no body (a body is
+    /// streamed once and cannot be sent again). The single place requests
+    /// leave from, where authentication will answer a 401's challenge and
+    /// retry. A request with a body has no deadline here: it may take as long
+    /// as its bytes take, and the caller watches that they keep flowing.
+    async fn send(&self, method: Method, url: &str, outgoing: Outgoing) -> Result<Response<Incoming>, RegistryError> {
+        let Outgoing { headers, mut body } = outgoing;
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
             let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
             let client = self.client_for(&authority)?;
-            let mut req = Request::get(uri.clone()).header(header::USER_AGENT, USER_AGENT);
-            if let Some(a) = accept {
-                req = req.header(header::ACCEPT, a);
+            let mut req = Request::builder().method(method.clone()).uri(uri.clone()).header(header::USER_AGENT, USER_AGENT);
+            for (name, value) in &headers {
+                req = req.header(name, value);
             }
-            let req = req.body(Empty::new()).map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
-            let resp = tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, client.request(req))
-                .await
-                .map_err(|_| RegistryError::Stalled { what: format!("GET {url}") })?
-                .map_err(|e| self.unreachable(&url, &authority, &e))?;
-            if !resp.status().is_redirection() {
+            let has_body = body.is_some();
+            let req = req
+                .body(body.take().unwrap_or_else(empty_body))
+                .map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
+            let failed = |e: hyper_util::client::legacy::Error| match self.unreachable(&url, &authority, &e) {
+                RegistryError::Unreachable { url, message } if method != Method::GET => {
+                    RegistryError::Failed { method: go_method(&method), url, message }
+                }
+                other => other,
+            };
+            let resp = if has_body {
+                client.request(req).await.map_err(failed)?
+            } else {
+                tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, client.request(req))
+                    .await
+                    .map_err(|_| RegistryError::Stalled { what: format!("{method} {url}") })?
+                    .map_err(failed)?
+            };
+            if !resp.status().is_redirection() || has_body || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
             }
             let location = resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).ok_or_else(|| {
-                RegistryError::Invalid(format!("GET {url}: the registry redirected ({}) without a Location", resp.status()))
+                RegistryError::Invalid(format!("{method} {url}: the registry redirected ({}) without a Location", resp.status()))
             })?;
             url = resolve_location(&uri, location);
         }
-        Err(RegistryError::Invalid(format!("GET {url}: more than {MAX_REDIRECTS} redirects")))
+        Err(RegistryError::Invalid(format!("{method} {url}: more than {MAX_REDIRECTS} redirects")))
     }
 
     /// A failed request in Docker's words: `Get "<url>": <why>`, a TLS failure explained.
@@ -337,6 +360,36 @@ impl RegistryClient {
         let message = tls::explain_failure(e, authority, &self.config.certs_dir).unwrap_or_else(|| error_chain(e));
         RegistryError::Unreachable { url: url.to_string(), message }
     }
+}
+
+/// A request body: streamed, so a layer is never held in memory whole.
+pub type RequestBody = BoxBody<Bytes, io::Error>;
+
+/// The body of a request that has none.
+fn empty_body() -> RequestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// What a request carries besides its method and URL.
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    pub headers: Vec<(header::HeaderName, String)>,
+    pub body: Option<RequestBody>,
+}
+
+impl Outgoing {
+    /// A request with only an `Accept` header.
+    pub(crate) fn accept(accept: &str) -> Outgoing {
+        Outgoing { headers: vec![(header::ACCEPT, accept.to_string())], body: None }
+    }
+}
+
+/// A method as Go's HTTP client names it in errors (`Put "http://…": …`), as dockerd reports them.
+fn go_method(method: &Method) -> String {
+    let upper = method.as_str();
+    let mut out = upper[..1].to_string();
+    out.push_str(&upper[1..].to_lowercase());
+    out
 }
 
 /// A redirect's target: absolute, or a path on the same host.

@@ -3,12 +3,12 @@
 //! registry does not — dockerd then says `Unexpected status code 404`, as
 //! berth does) and a repository's tags (`docker pull -a`).
 
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use berth_model::ImageRef;
 
-use super::{error_detail, read_limited, resolve_location, RegistryClient, RegistryError};
+use super::{error_detail, read_limited, resolve_location, Outgoing, RegistryClient, RegistryError};
 
 /// dockerd's bounds of `limit`.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
@@ -48,7 +48,7 @@ impl RegistryClient {
                 self.base_of(registry).await?
             };
             let url = format!("{base}/v1/search?q={}&n={limit}", query_escape(query));
-            let resp = self.send(&url, Some("application/json")).await?;
+            let resp = self.send(Method::GET, &url, Outgoing::accept("application/json")).await?;
             let status = resp.status();
             let body = read_limited(resp, &url, MAX_SEARCH_BYTES).await?;
             if status != StatusCode::OK {
@@ -82,7 +82,7 @@ impl RegistryClient {
             let mut url = format!("{base}/v2/{}/tags/list", image.repository());
             let mut tags = Vec::new();
             for _ in 0..MAX_TAG_PAGES {
-                let resp = self.send(&url, Some("application/json")).await?;
+                let resp = self.send(Method::GET, &url, Outgoing::accept("application/json")).await?;
                 let status = resp.status();
                 let next = resp
                     .headers()
