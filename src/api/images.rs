@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress};
-use berth_model::{ImageRef, Platform};
+use berth_model::{AuthConfig, ImageRef, Platform};
 use serde_json::Value;
 
+use super::auth::registry_auth;
 use super::stream::{body_reader, drain, json_lines, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
@@ -452,11 +453,16 @@ pub async fn save_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
     save(state, params.all("names"), format).await
 }
 
-/// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`, not available yet).
-pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+/// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`).
+pub async fn create(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     if let Some(image) = params.get("fromImage").filter(|s| !s.is_empty()) {
-        return pull(state, &params, image).await;
+        return pull(state, &params, image, registry_auth(&headers)).await;
     }
     let src = params.get("fromSrc").unwrap_or("");
     if src != "-" {
@@ -496,8 +502,9 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
 
 /// `POST /images/create?fromImage=NAME&tag=TAG[&platform=P]`: `docker pull`,
 /// streamed as Docker's progress messages. `tag` may be a digest, as the
-/// docker CLI sends it for `pull name@sha256:…`.
-async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response, ApiError> {
+/// docker CLI sends it for `pull name@sha256:…`. `auth` is the user's
+/// credentials from `X-Registry-Auth`.
+async fn pull(state: AppState, params: &Params, image: &str, auth: Option<AuthConfig>) -> Result<Response, ApiError> {
     let mut reference = ImageRef::parse(image).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
         let combined = if tag.starts_with("sha256:") { format!("{}@{tag}", reference.name) } else { format!("{}:{tag}", reference.name) };
@@ -508,7 +515,7 @@ async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response,
         None => None,
     };
     json_lines(&state, move |engine, emit| {
-        let outcome = engine.images().pull(&reference, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
+        let outcome = engine.images().pull(&reference, platform.as_ref(), auth.as_ref(), &mut |p| emit(pull_message(p)))?;
         emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
         emit(JsonMessage::status(if outcome.updated {
             format!("Status: Downloaded newer image for {}", outcome.reference)

@@ -547,7 +547,10 @@ pub async fn pull_image(client: &Client, image: &str, platform: Option<&str>, ou
     if let Some(p) = platform {
         query.push(format!("platform={}", enc(p)));
     }
-    let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
+    // The stored credentials of the image's registry go along, as the docker CLI sends them.
+    let auth: Vec<(&str, String)> = super::credentials::registry_auth_header(&reference).into_iter().collect();
+    let path = format!("/images/create?{}", query.join("&"));
+    let resp = client.call_with_headers(Method::POST, &path, empty(), None, &auth).await?;
     follow_json_stream(resp, output).await?;
     Ok(reference.full_name())
 }

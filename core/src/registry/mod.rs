@@ -3,11 +3,13 @@
 //!
 //! Calls block: the client owns a small tokio runtime of its own, so the
 //! images service stays blocking and testable. Every request goes through
-//! `RegistryClient::send`, the one place where authentication (a 401's
-//! `WWW-Authenticate` challenge, credentials) and TLS will be added.
+//! `RegistryClient::send`, the one place where TLS will be added;
+//! authentication (a 401's `WWW-Authenticate` challenge, tokens, the
+//! operation's credentials) wraps it in `auth.rs`.
 //! Today it speaks plain HTTP to loopback registries only (`localhost`,
-//! `127.0.0.0/8`, `::1`, which Docker also reaches over HTTP), anonymously.
+//! `127.0.0.0/8`, `::1`, which Docker also reaches over HTTP).
 
+mod auth;
 mod manifest;
 
 use std::io::{self, Write};
@@ -16,12 +18,15 @@ use std::time::Duration;
 
 use berth_model::{Digest, ImageRef};
 use http_body_util::{BodyExt, Empty};
+use berth_model::AuthConfig;
 use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
 use hyper::{header, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use auth::{parse_challenges, Access, Challenge};
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
 
 /// Docker Hub's API host: `docker.io` is only the name's registry.
@@ -57,6 +62,18 @@ pub enum RegistryError {
     Invalid(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The registry wants basic credentials and the operation has none (dockerd's words).
+    #[error("Get \"{url}\": no basic auth credentials")]
+    NoBasicAuthCredentials { url: String },
+    /// The registry's token service refused the credentials (or anonymous access).
+    #[error("Get \"{url}\": {detail}")]
+    TokenRefused { url: String, detail: String },
+    /// Authenticated (or anonymous) and still refused: dockerd's words for a pull.
+    #[error("pull access denied for {name}, repository does not exist or may require 'docker login': {detail}")]
+    PullAccessDenied { name: String, detail: String },
+    /// `docker login` with credentials the registry refuses (dockerd's words).
+    #[error("login attempt to {url} failed with status: {} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))]
+    LoginFailed { url: String, status: StatusCode },
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { what: String, expected: Digest, actual: Digest },
     #[error("{what}: the registry sent nothing for {}s; giving up", IDLE_TIMEOUT.as_secs())]
@@ -85,6 +102,8 @@ pub struct FetchedManifest {
 pub struct RegistryClient {
     runtime: tokio::runtime::Runtime,
     http: Client<HttpConnector, Empty<Bytes>>,
+    /// Tokens and credentials got for registries, per host, scope and user.
+    auth_cache: auth::AuthCache,
 }
 
 impl RegistryClient {
@@ -105,18 +124,29 @@ impl RegistryClient {
             let _in = runtime.enter();
             Client::builder(TokioExecutor::new()).build(connector)
         };
-        Ok(RegistryClient { runtime, http })
+        Ok(RegistryClient { runtime, http, auth_cache: auth::AuthCache::default() })
     }
 
     /// Fetches the manifest `reference` (a tag or digest) of `image`'s
-    /// repository. When `reference` is a digest, the bytes must hash to it.
-    pub fn fetch_manifest(&self, image: &ImageRef, reference: &str) -> Result<FetchedManifest, RegistryError> {
-        let url = format!("{}/v2/{}/manifests/{reference}", base_url(image)?, image.repository());
+    /// repository, as `credentials` (anonymously when `None`). When
+    /// `reference` is a digest, the bytes must hash to it.
+    pub fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        credentials: Option<&AuthConfig>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let repository = image.repository();
+        let url = format!("{}/v2/{repository}/manifests/{reference}", base_url(image)?);
         let shown = if reference.contains(':') { format!("{}@{reference}", image.name) } else { format!("{}:{reference}", image.name) };
         let (bytes, content_type) = self.runtime.block_on(async {
-            let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
+            let resp = self.send_authorized(&url, Some(MANIFEST_ACCEPT), &Access::pull(&repository, credentials)).await?;
             match resp.status() {
                 StatusCode::OK => {}
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    let detail = error_detail(&read_limited(resp, &url, 64 << 10).await.unwrap_or_default());
+                    return Err(RegistryError::PullAccessDenied { name: image.name.clone(), detail });
+                }
                 StatusCode::NOT_FOUND => {
                     let detail = error_detail(read_limited(resp, &url, 64 << 10).await.unwrap_or_default().as_slice());
                     return Err(RegistryError::ManifestUnknown { reference: shown.clone(), detail });
@@ -142,12 +172,18 @@ impl RegistryClient {
     /// Streams blob `digest` of `image`'s repository into `sink`, chunk by
     /// chunk as it arrives; returns the bytes written. Checking the digest is
     /// the sink's business (the content store's writer does it).
-    pub fn fetch_blob(&self, image: &ImageRef, digest: &Digest, sink: &mut dyn Write) -> Result<u64, RegistryError> {
+    pub fn fetch_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        credentials: Option<&AuthConfig>,
+        sink: &mut dyn Write,
+    ) -> Result<u64, RegistryError> {
         let repository = image.repository();
         let url = format!("{}/v2/{repository}/blobs/{digest}", base_url(image)?);
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
-            let resp = self.send(&url, None).await?;
+            let resp = self.send_authorized(&url, None, &Access::pull(&repository, credentials)).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -176,9 +212,16 @@ impl RegistryClient {
         })
     }
 
-    /// One GET, following redirects. The single place requests leave from,
-    /// where authentication will answer a 401's challenge and retry.
-    async fn send(&self, url: &str, accept: Option<&str>) -> Result<Response<Incoming>, RegistryError> {
+    /// One GET, following redirects. The single place requests leave from;
+    /// `authorization` goes to the first URL's host only, never along a
+    /// redirect elsewhere (blob storage). `send_authorized` answers a 401.
+    async fn send(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>, RegistryError> {
+        let first_authority = url.parse::<Uri>().ok().and_then(|u| u.authority().cloned());
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
@@ -191,6 +234,9 @@ impl RegistryClient {
             let mut req = Request::get(uri.clone()).header(header::USER_AGENT, concat!("berth/", env!("CARGO_PKG_VERSION")));
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
+            }
+            if let Some(a) = authorization.filter(|_| uri.authority() == first_authority.as_ref()) {
+                req = req.header(header::AUTHORIZATION, a);
             }
             let req = req.body(Empty::new()).map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
             let resp = tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, self.http.request(req))
@@ -211,7 +257,14 @@ impl RegistryClient {
 
 /// The API's base URL of `image`'s registry.
 fn base_url(image: &ImageRef) -> Result<String, RegistryError> {
-    let registry = image.registry();
+    registry_url(image.registry()).map_err(|e| match e {
+        RegistryError::HttpsNotSupported { registry, .. } => RegistryError::HttpsNotSupported { image: image.to_string(), registry },
+        e => e,
+    })
+}
+
+/// The API's base URL of `registry` (an image reference's registry host).
+fn registry_url(registry: &str) -> Result<String, RegistryError> {
     let host = if registry == berth_model::reference::DEFAULT_REGISTRY { DOCKER_HUB_API } else { registry };
     let bare = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
@@ -219,7 +272,7 @@ fn base_url(image: &ImageRef) -> Result<String, RegistryError> {
     };
     let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        return Err(RegistryError::HttpsNotSupported { image: image.to_string(), registry: registry.to_string() });
+        return Err(RegistryError::HttpsNotSupported { image: registry.to_string(), registry: registry.to_string() });
     }
     Ok(format!("http://{host}"))
 }
@@ -323,7 +376,7 @@ mod tests {
         drop(listener);
         let client = RegistryClient::new().unwrap();
         let image = ImageRef::parse(&format!("127.0.0.1:{port}/test/box:1")).unwrap();
-        let err = client.fetch_manifest(&image, "1").unwrap_err().to_string();
+        let err = client.fetch_manifest(&image, "1", None).unwrap_err().to_string();
         assert!(err.contains(&format!("127.0.0.1:{port}/v2/test/box/manifests/1")) && err.contains("refused"), "{err}");
     }
 }
