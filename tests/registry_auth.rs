@@ -211,3 +211,49 @@ fn token_registry_anonymous_and_credentialed_pulls_and_token_refresh() {
     let out = sb.docker_ok(&["pull", &private]);
     assert!(out.contains(&format!("Status: Downloaded newer image for {private}")), "{out}");
 }
+
+#[test]
+fn a_credential_helper_keeps_what_login_stores_and_pulls_use_it() {
+    let sb = Sandbox::start();
+    let _registry = htpasswd_registry(&sb);
+    let img = images::busybox();
+    push_as_alice(&sb, &img, "test/private:1");
+    let name = format!("localhost:{PORT}/test/private:1");
+    let server = format!("localhost:{PORT}");
+
+    // `docker-credential-berthtest`: the helper protocol over a file, found on PATH as the docker CLI finds helpers.
+    let bin = sb.file("helper-bin");
+    fs::create_dir_all(&bin).expect("creating the helper's dir");
+    let store = sb.file("helper-store.json");
+    let helper = bin.join("docker-credential-berthtest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  get) read server; [ -f {s} ] && exec cat {s}; echo 'credentials not found in native keychain'; exit 1;;\n  store) cat > {s};;\n  erase) rm -f {s};;\nesac\n",
+            s = store.display()
+        ),
+    )
+    .expect("writing the helper");
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).expect("making the helper executable");
+    let path = std::env::var("PATH").unwrap_or_default();
+    // Only adds a directory: other tests' commands still find what they found.
+    std::env::set_var("PATH", format!("{}:{path}", bin.display()));
+    fs::write(sb.docker_config().join("config.json"), r#"{"credsStore": "berthtest"}"#).expect("writing config.json");
+
+    let password = stdin_file(&sb, "password", &format!("{PASSWORD}\n"));
+    let out = sb.berth_stdin(&["login", "-u", USER, "--password-stdin", &server], &password);
+    assert!(out.success() && out.stdout.contains("Login Succeeded"), "{}", out.describe());
+    assert!(!out.stderr.contains("stored unencrypted"), "the helper keeps them, not the file:\n{}", out.describe());
+    let kept: serde_json::Value = serde_json::from_slice(&fs::read(&store).expect("the helper stored nothing")).expect("helper JSON");
+    assert_eq!(kept, serde_json::json!({"ServerURL": server, "Username": USER, "Secret": PASSWORD}));
+    assert!(config_json(&sb)["auths"].get(&server).is_none(), "no password in config.json: {}", config_json(&sb));
+
+    let out = sb.berth_ok(&["pull", &name]);
+    assert!(out.contains(&format!("Status: Downloaded newer image for {name}")), "{out}");
+
+    sb.berth_ok(&["logout", &server]);
+    assert!(!store.exists(), "logout erased nothing from the helper");
+    sb.berth_ok(&["rmi", &name]);
+    let out = sb.berth_fails(&["pull", &name]);
+    assert!(out.stderr.contains("no basic auth credentials"), "{}", out.describe());
+}
