@@ -443,4 +443,60 @@ mod tests {
         assert_eq!(cache.get(&key(Access::pull("x", None))), None, "expired tokens are not used");
         assert_eq!(Access::push("team/app", None).scope().as_deref(), Some("repository:team/app:pull,push"));
     }
+
+    /// A server answering each connection with the next of `answers` (then
+    /// closing it); returns the requests it read, head only.
+    fn serve(answers: Vec<String>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                seen.push(head);
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+            }
+            seen
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn credentials_go_to_the_registry_and_not_along_a_redirect_elsewhere() {
+        let (storage, storage_seen) = serve(vec!["HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nblob".into()]);
+        let (registry, registry_seen) = serve(vec![
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{storage}/blob\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        ]);
+        let client = RegistryClient::new().unwrap();
+        let image = berth_model::ImageRef::parse(&format!("127.0.0.1:{registry}/app")).unwrap();
+        let digest: berth_model::Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let alice = AuthConfig { username: "alice".into(), password: "secret".into(), ..Default::default() };
+        let mut sink = Vec::new();
+        client.fetch_blob(&image, &digest, Some(&alice), &mut sink).unwrap();
+        assert_eq!(sink, b"blob");
+        let registry_seen = registry_seen.join().unwrap();
+        assert!(!registry_seen[0].to_lowercase().contains("authorization:"), "sent before asked: {}", registry_seen[0]);
+        assert!(registry_seen[1].contains("Basic YWxpY2U6c2VjcmV0"), "the challenge was not answered: {}", registry_seen[1]);
+        let storage_seen = storage_seen.join().unwrap();
+        assert!(!storage_seen[0].to_lowercase().contains("authorization:"), "credentials leaked to storage: {}", storage_seen[0]);
+
+        // Without credentials, a Basic challenge is dockerd's error.
+        let (registry, _) = serve(vec![
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        ]);
+        let image = berth_model::ImageRef::parse(&format!("127.0.0.1:{registry}/app")).unwrap();
+        let err = client.fetch_manifest(&image, "1", None).unwrap_err().to_string();
+        assert_eq!(err, format!("Get \"http://127.0.0.1:{registry}/v2/app/manifests/1\": no basic auth credentials"));
+    }
 }

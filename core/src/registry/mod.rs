@@ -16,9 +16,8 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use berth_model::{Digest, ImageRef};
+use berth_model::{AuthConfig, Digest, ImageRef};
 use http_body_util::{BodyExt, Empty};
-use berth_model::AuthConfig;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::HeaderValue;
 use hyper::{header, Request, Response, StatusCode, Uri};
