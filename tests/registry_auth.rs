@@ -123,6 +123,10 @@ fn berth_logs_in_with_password_stdin_pulls_runs_and_logs_out() {
     );
     assert_eq!(config_json(&sb), serde_json::json!({"psFormat": "table {{.ID}}"}), "a failed login stores nothing");
 
+    // Docker Hub (no server given) is HTTPS, which berth does not speak yet: said so, nothing stored.
+    let out = sb.berth_fails(&["login", "-u", USER, "-p", PASSWORD]);
+    assert!(out.stderr.contains("cannot log in to https://index.docker.io/v1/"), "{}", out.describe());
+
     let password = stdin_file(&sb, "password", &format!("{PASSWORD}\n"));
     let out = sb.berth_stdin(&["login", "-u", USER, "--password-stdin", &server], &password);
     assert!(out.success(), "{}", out.describe());
@@ -206,7 +210,9 @@ fn token_registry_anonymous_and_credentialed_pulls_and_token_refresh() {
     assert!(out.contains(&format!("Status: Downloaded newer image for {private}")), "{out}");
     assert!(granted("repository:private/box:pull") > before, "no new token after the old one expired: {:?}", issuer.requests());
 
-    // The docker CLI through berth, with the stored credentials in X-Registry-Auth.
+    // The docker CLI through berth: login follows the token flow, pull sends the stored credentials.
+    let out = sb.docker_stdin(&["login", "-u", USER, "--password-stdin", &server], &password);
+    assert!(out.success() && out.stdout.contains("Login Succeeded"), "{}", out.describe());
     sb.berth_ok(&["rmi", &private]);
     let out = sb.docker_ok(&["pull", &private]);
     assert!(out.contains(&format!("Status: Downloaded newer image for {private}")), "{out}");

@@ -284,7 +284,14 @@ impl RegistryClient {
     pub fn login(&self, server: &str, credentials: &AuthConfig) -> Result<(), RegistryError> {
         let host = berth_model::auth::auth_key_hostname(server);
         let host = if host == "index.docker.io" { berth_model::reference::DEFAULT_REGISTRY } else { host };
-        let url = format!("{}/v2/", registry_url(host)?);
+        let base = registry_url(host).map_err(|e| match e {
+            RegistryError::HttpsNotSupported { .. } => RegistryError::Unsupported(format!(
+                "cannot log in to {server}: berth reaches registries over plain HTTP on this host only \
+                 (localhost, 127.0.0.0/8, ::1) for now; HTTPS registries come with TLS support"
+            )),
+            e => e,
+        })?;
+        let url = format!("{base}/v2/");
         let access = Access { credentials: Some(credentials), repository: None, push: false };
         self.runtime.block_on(async {
             let resp = self.send_authorized(&url, None, &access).await?;
