@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::images::{self, TestImage};
 use common::registry::{skopeo, Registry, PORT};
-use common::token_issuer::{TokenIssuer, PASSWORD, USER};
+use common::token_issuer::{TokenIssuer, PASSWORD, REFRESH_TOKEN, USER};
 use common::net::sandbox_sh_ok as sh;
 use common::Sandbox;
 
@@ -192,15 +192,19 @@ fn token_registry_anonymous_and_credentialed_pulls_and_token_refresh() {
     let password = stdin_file(&sb, "password", &format!("{PASSWORD}\n"));
     let out = sb.berth_stdin(&["login", "-u", USER, "--password-stdin", &server], &password);
     assert!(out.success() && out.stdout.contains("Login Succeeded"), "{}", out.describe());
+    // The token service gave an identity token: it is kept instead of the password, as docker keeps it.
+    let stored = config_json(&sb)["auths"][&server].clone();
+    assert_eq!(stored["identitytoken"], REFRESH_TOKEN, "{stored}");
+    assert_eq!(stored["auth"], "YWxpY2U6", "base64(alice:), no password: {stored}");
 
-    // With credentials: exchanged for a token at the issuer.
+    // With the identity token: exchanged for an access token by the OAuth2 POST.
     let out = sb.berth_ok(&["pull", &private]);
     assert!(out.contains(&format!("Status: Downloaded newer image for {private}")), "{out}");
     let granted = |scope: &str| {
-        issuer.requests().iter().filter(|r| r.granted && r.user.as_deref() == Some(USER) && r.scopes.iter().any(|s| s == scope)).count()
+        issuer.requests().iter().filter(|r| r.granted && r.refresh && r.scopes.iter().any(|s| s == scope)).count()
     };
     let before = granted("repository:private/box:pull");
-    assert!(before >= 1, "no token was got with alice's credentials: {:?}", issuer.requests());
+    assert!(before >= 1, "no token was got with alice's identity token: {:?}", issuer.requests());
 
     // The cached token has expired at the registry: the next pull is refused
     // (401), gets a fresh token and succeeds.

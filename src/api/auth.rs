@@ -23,6 +23,6 @@ pub fn registry_auth(headers: &HeaderMap) -> Option<AuthConfig> {
 /// `POST /auth`: checks the credentials against the registry (following
 /// its token flow); stores nothing, as dockerd stores nothing.
 pub async fn login(State(state): State<AppState>, Json(credentials): Json<AuthConfig>) -> Result<Json<AuthResponse>, ApiError> {
-    state.blocking(move |e| e.images().login(&credentials.serveraddress.clone(), &credentials)).await?;
-    Ok(Json(AuthResponse { identity_token: String::new(), status: "Login Succeeded".into() }))
+    let identity_token = state.blocking(move |e| e.images().login(&credentials.serveraddress.clone(), &credentials)).await?;
+    Ok(Json(AuthResponse { identity_token: identity_token.unwrap_or_default(), status: "Login Succeeded".into() }))
 }

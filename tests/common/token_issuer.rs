@@ -6,6 +6,8 @@
 //!
 //! Policy: `alice:secret` gets every action asked for; anyone else without
 //! credentials gets `pull` on `public/*` only; wrong credentials get a 401.
+//! A login (`offline_token=true`) gets a refresh token too, which the OAuth2
+//! form `POST` (`grant_type=refresh_token`) takes instead of the password.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +27,8 @@ pub const SERVICE: &str = "berth-test-registry";
 pub const ISSUER: &str = "berth-test-issuer";
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "secret";
+/// The refresh token (Docker's identity token) alice gets at login.
+pub const REFRESH_TOKEN: &str = "refresh-alice";
 /// The registry accepts tokens up to 60 s past their `exp` (distribution's
 /// `Leeway`); the issuer takes it off, so a token really lasts `lifetime`.
 const REGISTRY_LEEWAY_SECS: u64 = 60;
@@ -36,6 +40,8 @@ pub struct TokenRequest {
     pub user: Option<String>,
     pub scopes: Vec<String>,
     pub granted: bool,
+    /// Whether it was the OAuth2 `POST` with a refresh token.
+    pub refresh: bool,
 }
 
 /// The running issuer; its thread ends with the test process.
@@ -137,12 +143,16 @@ fn serve(stream: TcpStream, key: &Path, cert_der: &[u8], lifetime: u64, expires_
         return;
     }
     let mut basic: Option<(String, String)> = None;
+    let mut content_length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
             if name.eq_ignore_ascii_case("authorization") {
                 let encoded = value.trim().strip_prefix("Basic ").unwrap_or("");
                 let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
@@ -151,8 +161,20 @@ fn serve(stream: TcpStream, key: &Path, cert_der: &[u8], lifetime: u64, expires_
             }
         }
     }
+    let refresh = request_line.starts_with("POST ");
+    let mut form = vec![0u8; content_length];
+    if refresh && std::io::Read::read_exact(&mut reader, &mut form).is_err() {
+        return;
+    }
     let target = request_line.split_whitespace().nth(1).unwrap_or("");
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let query = if refresh { String::from_utf8_lossy(&form).into_owned() } else { target.split_once('?').map(|(_, q)| q).unwrap_or("").to_string() };
+    let param = |name: &str| query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| unescape(v));
+    if refresh {
+        // The OAuth2 form: a valid refresh token stands for alice's password.
+        let valid = param("grant_type").as_deref() == Some("refresh_token") && param("refresh_token").as_deref() == Some(REFRESH_TOKEN);
+        basic = valid.then(|| (USER.to_string(), PASSWORD.to_string())).or(Some((String::new(), String::new())));
+    }
+    let offline = param("offline_token").as_deref() == Some("true");
     let scopes: Vec<String> = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -164,7 +186,7 @@ fn serve(stream: TcpStream, key: &Path, cert_der: &[u8], lifetime: u64, expires_
     let stream = reader.get_mut();
     if let Some((u, p)) = &basic {
         if u != USER || p != PASSWORD {
-            seen.lock().unwrap_or_else(|e| e.into_inner()).push(TokenRequest { user, scopes, granted: false });
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(TokenRequest { user, scopes, granted: false, refresh });
             let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid username or password"}]}"#;
             let _ = write!(
                 stream,
@@ -212,9 +234,15 @@ fn serve(stream: TcpStream, key: &Path, cert_der: &[u8], lifetime: u64, expires_
     let signed = child.wait_with_output().expect("openssl signing");
     assert!(signed.status.success(), "openssl could not sign the token");
     let token = format!("{signing_input}.{}", b64url(&signed.stdout));
-    counter.push(TokenRequest { user, scopes, granted: true });
+    counter.push(TokenRequest { user, scopes, granted: true, refresh });
     drop(counter);
-    let body = serde_json::json!({"token": token, "expires_in": expires_in}).to_string();
+    let mut body = serde_json::json!({"expires_in": expires_in});
+    // OAuth2 answers say access_token, Docker's token service token: the client takes either.
+    body[if refresh { "access_token" } else { "token" }] = serde_json::json!(token);
+    if offline && basic.is_some() {
+        body["refresh_token"] = serde_json::json!(REFRESH_TOKEN);
+    }
+    let body = body.to_string();
     let _ = write!(
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -14,16 +14,20 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use berth_model::AuthConfig;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
-use hyper::{Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 
-use super::{error_detail, read_limited, registry_url, RegistryClient, RegistryError};
+use super::{error_chain, error_detail, read_limited, registry_url, RegistryClient, RegistryError, CONNECT_TIMEOUT, IDLE_TIMEOUT};
 
 /// A token lives at least this long when the token service says less (or
 /// nothing): Docker's `minimumTokenLifetimeSeconds`.
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The OAuth2 client ID berth's token requests name (Docker's CLI sends `docker`).
+const OAUTH_CLIENT_ID: &str = "berth";
 /// Token answers larger than this are refused.
 const MAX_TOKEN_ANSWER_BYTES: usize = 1 << 20;
 
@@ -198,6 +202,15 @@ struct TokenAnswer {
     access_token: String,
     #[serde(default)]
     expires_in: u64,
+    /// Given at login when asked for (`offline_token=true`): Docker's identity token.
+    #[serde(default)]
+    refresh_token: String,
+}
+
+impl TokenAnswer {
+    fn lifetime(&self) -> Duration {
+        Duration::from_secs(self.expires_in).max(MIN_TOKEN_LIFETIME)
+    }
 }
 
 /// `user:password` as a `Basic` authorization.
@@ -253,9 +266,9 @@ impl RegistryClient {
             self.auth_cache.forget(&key);
         }
         let challenges = challenges_of(&resp);
-        let Some(fresh) = self.answer(url, &challenges, access, &key).await? else { return Ok(resp) };
+        let Some(fresh) = self.answer(url, &challenges, access, &key, false).await? else { return Ok(resp) };
         drop(resp);
-        self.send(url, accept, Some(&fresh)).await
+        self.send(url, accept, Some(&fresh.authorization)).await
     }
 
     /// The authorization for `access` to the registry at `base_url`
@@ -275,13 +288,15 @@ impl RegistryClient {
         }
         let challenges = challenges_of(&resp);
         drop(resp);
-        self.answer(&url, &challenges, access, &key).await
+        Ok(self.answer(&url, &challenges, access, &key, false).await?.map(|a| a.authorization))
     }
 
     /// `docker login`: checks `credentials` against the registry `server`
     /// (a host, or a URL as `docker login` takes it) by asking its `/v2/`,
-    /// following the token flow. Blocking.
-    pub fn login(&self, server: &str, credentials: &AuthConfig) -> Result<(), RegistryError> {
+    /// following the token flow. Returns the identity token (OAuth2 refresh
+    /// token) the token service handed out, which the client keeps instead
+    /// of the password, as Docker does. Blocking.
+    pub fn login(&self, server: &str, credentials: &AuthConfig) -> Result<Option<String>, RegistryError> {
         let host = berth_model::auth::auth_key_hostname(server);
         let host = if host == "index.docker.io" { berth_model::reference::DEFAULT_REGISTRY } else { host };
         let base = registry_url(host).map_err(|e| match e {
@@ -293,10 +308,21 @@ impl RegistryClient {
         })?;
         let url = format!("{base}/v2/");
         let access = Access { credentials: Some(credentials), repository: None, push: false };
+        let key = CacheKey { authority: authority_of(&url)?, scope: None, identity: access.identity() };
         self.runtime.block_on(async {
-            let resp = self.send_authorized(&url, None, &access).await?;
+            let mut resp = self.send(&url, None, self.preset_authorization(&access).as_ref()).await?;
+            let mut identity_token = None;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                let challenges = challenges_of(&resp);
+                drop(resp);
+                let Some(answered) = self.answer(&url, &challenges, &access, &key, true).await? else {
+                    return Err(RegistryError::LoginFailed { url: url.clone(), status: StatusCode::UNAUTHORIZED });
+                };
+                identity_token = answered.refresh_token;
+                resp = self.send(&url, None, Some(&answered.authorization)).await?;
+            }
             match resp.status() {
-                StatusCode::OK => Ok(()),
+                StatusCode::OK => Ok(identity_token),
                 status => Err(RegistryError::LoginFailed { url: url.clone(), status }),
             }
         })
@@ -309,20 +335,23 @@ impl RegistryClient {
 
     /// Meets one of `challenges` (Bearer preferred, then Basic) for
     /// `access`, caching the authorization under `key`; `None` when no
-    /// challenge is one berth can answer.
+    /// challenge is one berth can answer. `offline` asks the token service
+    /// for a refresh token too (login).
     async fn answer(
         &self,
         url: &str,
         challenges: &[Challenge],
         access: &Access<'_>,
         key: &CacheKey,
-    ) -> Result<Option<HeaderValue>, RegistryError> {
+        offline: bool,
+    ) -> Result<Option<Answered>, RegistryError> {
         let credentials = access.credentials.and_then(AuthConfig::username_password);
         if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let (token, lifetime) = self.fetch_token(url, challenge, access, credentials.as_ref()).await?;
-            let authorization = bearer(&token)?;
-            self.auth_cache.put(key.clone(), authorization.clone(), Some(lifetime));
-            return Ok(Some(authorization));
+            let answer = self.fetch_token(url, challenge, access, credentials.as_ref(), offline).await?;
+            let authorization = bearer(&answer.token)?;
+            self.auth_cache.put(key.clone(), authorization.clone(), Some(answer.lifetime()));
+            let refresh_token = Some(answer.refresh_token).filter(|t| !t.is_empty());
+            return Ok(Some(Answered { authorization, refresh_token }));
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
             let Some((user, password)) = credentials else {
@@ -330,21 +359,23 @@ impl RegistryClient {
             };
             let authorization = basic(&user, &password)?;
             self.auth_cache.put(key.clone(), authorization.clone(), None);
-            return Ok(Some(authorization));
+            return Ok(Some(Answered { authorization, refresh_token: None }));
         }
         Ok(None)
     }
 
-    /// Gets a token at the challenge's realm: `GET realm?service=…&scope=…`,
-    /// with basic credentials when there are some (and `account=`, as
-    /// Docker sends it), anonymously otherwise. Returns it and its lifetime.
+    /// Gets a token at the challenge's realm: with an identity token, the
+    /// OAuth2 form `POST realm` (`grant_type=refresh_token`); otherwise
+    /// `GET realm?service=…&scope=…`, with basic credentials when there are
+    /// some (and `account=`, as Docker sends it), anonymously otherwise.
     async fn fetch_token(
         &self,
         url: &str,
         challenge: &Challenge,
         access: &Access<'_>,
         credentials: Option<&(String, String)>,
-    ) -> Result<(String, Duration), RegistryError> {
+        offline: bool,
+    ) -> Result<TokenAnswer, RegistryError> {
         let realm = challenge.params.get("realm").filter(|r| !r.is_empty()).ok_or_else(|| {
             RegistryError::Invalid(format!("Get \"{url}\": the registry's Bearer challenge names no realm to get a token from"))
         })?;
@@ -357,6 +388,15 @@ impl RegistryClient {
             scopes.push(s);
         }
         query.extend(scopes.iter().filter(|s| !s.is_empty()).map(|s| format!("scope={}", query_value(s))));
+        if let Some(refresh_token) = access.credentials.map(|c| &c.identitytoken).filter(|t| !t.is_empty()) {
+            query.push(format!("grant_type=refresh_token&client_id={OAUTH_CLIENT_ID}&access_type=offline"));
+            query.push(format!("refresh_token={}", query_value(refresh_token)));
+            let (status, body) = self.post_form(realm, query.join("&")).await?;
+            return token_answer(url, realm, status, &body);
+        }
+        if offline {
+            query.push(format!("offline_token=true&client_id={OAUTH_CLIENT_ID}"));
+        }
         let authorization = match credentials {
             Some((user, password)) => {
                 query.push(format!("account={}", query_value(user)));
@@ -369,20 +409,70 @@ impl RegistryClient {
         let resp = self.send(&token_url, Some("application/json"), authorization.as_ref()).await?;
         let status = resp.status();
         let body = read_limited(resp, &token_url, MAX_TOKEN_ANSWER_BYTES).await?;
-        if !status.is_success() {
-            let detail = error_detail(&body);
-            let detail = if detail.is_empty() { status.to_string() } else { detail };
-            return Err(RegistryError::TokenRefused { url: url.to_string(), detail });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            RegistryError::Invalid(format!("Get \"{url}\": the token service at {realm} answered what is not a token ({e})"))
-        })?;
-        let token = if answer.token.is_empty() { answer.access_token } else { answer.token };
-        if token.is_empty() {
-            return Err(RegistryError::Invalid(format!("Get \"{url}\": the token service at {realm} answered no token")));
-        }
-        Ok((token, Duration::from_secs(answer.expires_in).max(MIN_TOKEN_LIFETIME)))
+        token_answer(url, realm, status, &body)
     }
+
+    /// One form `POST` on a connection of its own (the pooled client sends
+    /// bodiless requests only); plain HTTP, as `send`.
+    async fn post_form(&self, url: &str, form: String) -> Result<(StatusCode, Vec<u8>), RegistryError> {
+        let unreachable = |e: &dyn std::error::Error| RegistryError::Unreachable { url: url.to_string(), message: error_chain(e) };
+        let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid token service URL {url:?}: {e}")))?;
+        let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
+            return Err(RegistryError::Unsupported(format!(
+                "Post \"{url}\": berth reaches token services over plain HTTP on this host only for now"
+            )));
+        };
+        let port = uri.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((uri.host().unwrap_or(""), port)))
+            .await
+            .map_err(|_| RegistryError::Stalled { what: format!("POST {url}") })?
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
+        tokio::spawn(connection);
+        let request = Request::post(uri.clone())
+            .header(header::HOST, authority.as_str())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::USER_AGENT, concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
+        let resp = tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| RegistryError::Stalled { what: format!("POST {url}") })?
+            .map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        Ok((status, read_limited(resp, url, MAX_TOKEN_ANSWER_BYTES).await?))
+    }
+}
+
+/// What a meeting of a challenge gave: the authorization, and at login a
+/// refresh token (Docker's identity token) when the token service gave one.
+struct Answered {
+    authorization: HeaderValue,
+    refresh_token: Option<String>,
+}
+
+/// Reads a token service's answer; the `url` named in errors is the
+/// registry's, which is the request the user made (dockerd names it too).
+fn token_answer(url: &str, realm: &str, status: StatusCode, body: &[u8]) -> Result<TokenAnswer, RegistryError> {
+    if !status.is_success() {
+        let detail = error_detail(body);
+        let detail = if detail.is_empty() { status.to_string() } else { detail };
+        return Err(RegistryError::TokenRefused { url: url.to_string(), detail });
+    }
+    let mut answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
+        RegistryError::Invalid(format!("Get \"{url}\": the token service at {realm} answered what is not a token ({e})"))
+    })?;
+    if answer.token.is_empty() {
+        answer.token = std::mem::take(&mut answer.access_token);
+    }
+    if answer.token.is_empty() {
+        return Err(RegistryError::Invalid(format!("Get \"{url}\": the token service at {realm} answered no token")));
+    }
+    Ok(answer)
+}
+
+impl RegistryClient {
 }
 
 /// Every challenge of a `401`'s `WWW-Authenticate` headers.
