@@ -58,9 +58,10 @@ pub async fn login(client: &Client, args: &LoginArgs) -> Result<ExitCode> {
     }
     let key = server_key(args.server.as_deref());
     let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_to_string_trimmed(&mut line).context("cannot read the password from stdin")?;
-        Some(line)
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text).context("cannot read the password from stdin")?;
+        // As docker: the trailing newline of `echo pass |` is not part of the password.
+        Some(text.trim_end_matches(['\n', '\r']).to_string())
     } else {
         args.password.clone()
     };
@@ -105,20 +106,6 @@ pub async fn logout(args: &LogoutArgs) -> Result<ExitCode> {
     let mut config = ConfigFile::load()?;
     config.erase(&key)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reading one secret line: what `--password-stdin` takes (trailing newline removed).
-trait ReadTrimmed {
-    fn read_to_string_trimmed(&mut self, out: &mut String) -> std::io::Result<()>;
-}
-
-impl<R: BufRead> ReadTrimmed for R {
-    fn read_to_string_trimmed(&mut self, out: &mut String) -> std::io::Result<()> {
-        self.read_to_string(out)?;
-        let kept = out.trim_end_matches(['\n', '\r']).len();
-        out.truncate(kept);
-        Ok(())
-    }
 }
 
 /// Asks on the terminal; `echo` false hides what is typed (a password).
