@@ -62,6 +62,10 @@ pub enum Command {
     Version(FormatArgs),
     /// Display system-wide information.
     Info(FormatArgs),
+    /// Log in to a registry.
+    Login(cli::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(cli::login::LogoutArgs),
     /// List images.
     Images(ImagesArgs),
     /// Manage images.

@@ -105,9 +105,11 @@ impl From<TrashError> for EngineError {
 /// this module, does not know the API's classes).
 fn registry_kind(e: &RegistryError) -> ErrorKind {
     match e {
-        RegistryError::ManifestUnknown { .. } | RegistryError::BlobUnknown { .. } | RegistryError::NoMatchingPlatform { .. } => {
-            ErrorKind::NotFound
-        }
+        // dockerd answers a pull it may not make 404 too ("pull access denied ... may require 'docker login'").
+        RegistryError::ManifestUnknown { .. }
+        | RegistryError::BlobUnknown { .. }
+        | RegistryError::NoMatchingPlatform { .. }
+        | RegistryError::PullAccessDenied { .. } => ErrorKind::NotFound,
         RegistryError::Unsupported(_) => ErrorKind::InvalidArgument,
         _ => ErrorKind::Internal,
     }

@@ -9,6 +9,7 @@
 //! for `wasm32-wasip2`, so the engine, the in-tree drivers and plugins (through
 //! `berth-sdk`, which re-exports it) share one vocabulary.
 
+pub mod auth;
 pub mod container;
 pub mod digest;
 pub mod drivers;
@@ -20,6 +21,7 @@ pub mod reference;
 pub mod subnet;
 pub mod volume;
 
+pub use auth::AuthConfig;
 pub use digest::{Digest, DigestError};
 pub use drivers::{DriverError, DriverResult};
 pub use image::{ImageRecord, LayerRecord};

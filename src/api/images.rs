@@ -6,16 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_core::image::{
     ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOptions, LayerStep, Progress, PullProgress, PushProgress, PushStep,
     SearchFilter,
 };
-use berth_model::{ImageRef, Platform};
+use berth_model::{AuthConfig, ImageRef, Platform};
 use serde_json::Value;
 
+use super::auth::registry_auth;
 use super::stream::{body_reader, drain, json_lines, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
@@ -459,11 +460,16 @@ pub async fn save_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
     save(state, params.all("names"), format).await
 }
 
-/// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`, not available yet).
-pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+/// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`).
+pub async fn create(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     if let Some(image) = params.get("fromImage").filter(|s| !s.is_empty()) {
-        return pull(state, &params, image).await;
+        return pull(state, &params, image, registry_auth(&headers)).await;
     }
     let src = params.get("fromSrc").unwrap_or("");
     if src != "-" {
@@ -503,11 +509,12 @@ pub async fn create(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
 
 /// `POST /images/create?fromImage=NAME&tag=TAG[&platform=P]`: `docker pull`,
 /// streamed as Docker's progress messages. `tag` may be a digest, as the
-/// docker CLI sends it for `pull name@sha256:…`.
+/// docker CLI sends it for `pull name@sha256:…`. `auth` is the user's
+/// credentials from `X-Registry-Auth`.
 /// Without a tag (in the name or `tag=`), every tag of the repository is
 /// pulled, as dockerd does (`docker pull -a`; the docker CLI otherwise always
 /// sends `tag=latest`).
-async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response, ApiError> {
+async fn pull(state: AppState, params: &Params, image: &str, auth: Option<AuthConfig>) -> Result<Response, ApiError> {
     let mut reference = ImageRef::parse(image).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
         let combined = if tag.starts_with("sha256:") { format!("{}@{tag}", reference.name) } else { format!("{}:{tag}", reference.name) };
@@ -520,14 +527,14 @@ async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response,
     };
     json_lines(&state, move |engine, emit| {
         let references = if all_tags {
-            let tags = engine.images().remote_tags(&reference)?;
+            let tags = engine.images().remote_tags(&reference, auth.as_ref())?;
             tags.into_iter().map(|tag| ImageRef { tag: Some(tag), ..reference.clone() }).collect()
         } else {
             vec![reference.clone()]
         };
         let mut updated = false;
         for one in &references {
-            let outcome = engine.images().pull(one, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
+            let outcome = engine.images().pull(one, platform.as_ref(), auth.as_ref(), &mut |p| emit(pull_message(p)))?;
             emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
             updated |= outcome.updated;
             if !all_tags {
@@ -576,13 +583,13 @@ fn pull_message(progress: PullProgress) -> JsonMessage {
 /// progress messages; without a tag (`docker push -a`) every tag of the
 /// repository. Credentials in `X-Registry-Auth` are not needed by the
 /// registries berth reaches today, so the header is accepted and unused.
-async fn push(state: AppState, name: &str, params: &Params) -> Result<Response, ApiError> {
+async fn push(state: AppState, name: &str, params: &Params, auth: Option<AuthConfig>) -> Result<Response, ApiError> {
     let mut reference = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(tag) = params.get("tag").filter(|t| !t.is_empty()) {
         reference = ImageRef::parse(&format!("{}:{tag}", reference.name)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     json_lines(&state, move |engine, emit| {
-        engine.images().push(&reference, &mut |p| push_messages(p).into_iter().for_each(&mut *emit))
+        engine.images().push(&reference, auth.as_ref(), &mut |p| push_messages(p).into_iter().for_each(&mut *emit))
     })
     .await
 }
@@ -694,11 +701,16 @@ pub async fn search(State(state): State<AppState>, RawQuery(q): RawQuery) -> Res
 }
 
 /// `GET /distribution/{name}/json`: what a reference names on its registry, without pulling.
-pub async fn distribution(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Json<DistributionInspect>, ApiError> {
+pub async fn distribution(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<DistributionInspect>, ApiError> {
+    let auth = registry_auth(&headers);
     let name = rest.strip_suffix("/json").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::not_found("page not found"))?;
     let reference = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let engine = state.engine.clone();
-    let info = tokio::task::spawn_blocking(move || engine.images().distribution_inspect(&reference))
+    let info = tokio::task::spawn_blocking(move || engine.images().distribution_inspect(&reference, auth.as_ref()))
         .await
         .map_err(|e| ApiError::internal(format!("distribution inspect failed: {e}")))??;
     Ok(Json(DistributionInspect {
@@ -780,6 +792,7 @@ pub async fn post_dispatch(
     State(state): State<AppState>,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Some((name, op)) = split_op(&rest) else {
         return Err(ApiError::not_found("page not found"));
@@ -803,7 +816,7 @@ pub async fn post_dispatch(
             state.blocking(move |e| e.images().tag(&name, &target)).await?;
             Ok(StatusCode::CREATED.into_response())
         }
-        "push" => push(state, &name, &params).await,
+        "push" => push(state, &name, &params, registry_auth(&headers)).await,
         "mount" => {
             let path = state.blocking(move |e| e.images().mount(&name)).await?;
             Ok(Json(ImageMountResponse { path: path.display().to_string() }).into_response())

@@ -5,6 +5,7 @@
 //! response bodies of images are streamed, never held whole in memory. This
 //! module translates and never decides: image logic lives in the engine.
 
+mod auth;
 mod containers;
 mod error;
 mod hijack;
@@ -165,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_ping", get(system::ping).head(system::ping_head))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(auth::login))
         .route("/system/df", get(system::disk_usage))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))

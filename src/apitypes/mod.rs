@@ -18,6 +18,7 @@
 //! types is the server's job and lives in `api/`; this module holds no
 //! engine logic.
 
+pub mod auth;
 pub mod containers;
 pub mod filters;
 pub mod images;

@@ -99,6 +99,7 @@ impl Client {
         body: Body,
         content_type: Option<&str>,
         upgrade: bool,
+        extra_headers: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.loc.socket).await.with_context(|| {
             format!("Cannot connect to the berth daemon at {}. Is the berth daemon running?", self.loc.host_url())
@@ -122,13 +123,16 @@ impl Client {
         if upgrade {
             req = req.header("connection", "Upgrade").header("upgrade", "tcp");
         }
+        for (name, value) in extra_headers {
+            req = req.header(*name, value);
+        }
         let req = req.body(body).context("cannot build the request")?;
         sender.send_request(req).await.context("the daemon did not answer the request")
     }
 
     /// Sends one request to `/v1.50<path>` and returns the response, whatever its status.
     pub async fn send(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
-        self.request(method, path, body, content_type, false).await
+        self.request(method, path, body, content_type, false, &[]).await
     }
 
     /// `POST`s a hijacking request without a body (attach) and returns the
@@ -144,7 +148,7 @@ impl Client {
     }
 
     async fn hijack_with(&self, path: &str, body: Body, content_type: Option<&str>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
-        let resp = self.request(Method::POST, path, body, content_type, true).await?;
+        let resp = self.request(Method::POST, path, body, content_type, true, &[]).await?;
         if resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
             let upgraded = hyper::upgrade::on(resp).await.context("the daemon did not complete the stream upgrade")?;
             return Ok(TokioIo::new(upgraded));
@@ -159,7 +163,19 @@ impl Client {
 
     /// Sends a request and turns an error status into a `DaemonError`.
     pub async fn call(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
-        let resp = self.send(method, path, body, content_type).await?;
+        self.call_with_headers(method, path, body, content_type, &[]).await
+    }
+
+    /// `call` with more request headers (`X-Registry-Auth`).
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> Result<Response<Incoming>> {
+        let resp = self.request(method, path, body, content_type, false, headers).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -585,7 +585,8 @@ async fn pull_all_tags(client: &Client, image: &str, platform: Option<&str>, out
     if let Some(p) = platform {
         query.push(format!("platform={}", enc(p)));
     }
-    let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
+    let auth: Vec<(&str, String)> = super::credentials::registry_auth_header(&parsed).into_iter().collect();
+    let resp = client.call_with_headers(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None, &auth).await?;
     follow_json_stream(resp, output).await?;
     // docker prints the repository's full name (without a tag) after `pull -a`.
     Ok(parsed.full_name().rsplit_once(':').filter(|(_, t)| *t == berth_model::reference::DEFAULT_TAG).map_or_else(
@@ -669,7 +670,10 @@ pub async fn pull_image(client: &Client, image: &str, platform: Option<&str>, ou
     if let Some(p) = platform {
         query.push(format!("platform={}", enc(p)));
     }
-    let resp = client.call(Method::POST, &format!("/images/create?{}", query.join("&")), empty(), None).await?;
+    // The stored credentials of the image's registry go along, as the docker CLI sends them.
+    let auth: Vec<(&str, String)> = super::credentials::registry_auth_header(&reference).into_iter().collect();
+    let path = format!("/images/create?{}", query.join("&"));
+    let resp = client.call_with_headers(Method::POST, &path, empty(), None, &auth).await?;
     follow_json_stream(resp, output).await?;
     Ok(reference.full_name())
 }
@@ -707,7 +711,9 @@ pub async fn push(client: &Client, args: &PushArgs) -> Result<ExitCode> {
     if let Some(tag) = &reference.tag {
         path.push_str(&format!("?tag={}", enc(tag)));
     }
-    let resp = client.call(Method::POST, &path, empty(), None).await?;
+    // The stored credentials for the image's registry, as the docker CLI sends them.
+    let auth: Vec<(&str, String)> = super::credentials::registry_auth_header(&reference).into_iter().collect();
+    let resp = client.call_with_headers(Method::POST, &path, empty(), None, &auth).await?;
     follow_json_stream(resp, if args.quiet { StreamOutput::Nowhere } else { StreamOutput::Stdout }).await?;
     if args.quiet {
         println!("{}", reference.full_name());

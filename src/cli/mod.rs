@@ -3,8 +3,10 @@
 
 pub mod client;
 pub mod containers;
+pub mod credentials;
 pub mod format;
 pub mod images;
+pub mod login;
 pub mod mounts;
 pub mod networks;
 pub mod plugins;
@@ -43,12 +45,18 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // Logging out touches only the client's config: no daemon needed (nor started).
+    if let Command::Logout(a) = &cli.command {
+        return login::logout(a).await;
+    }
     let loc = Locations::resolve(cli.host.as_deref(), cli.root.as_deref(), cli.run.as_deref())?;
     let client = Client::connect(loc, Autostart { disabled: cli.no_autostart, log_level: &cli.log_level })
         .await?;
     match cli.command {
         Command::Daemon(_) => unreachable_daemon(),
         Command::Version(a) => system::version(&client, &a).await,
+        Command::Login(a) => login::login(&client, &a).await,
+        Command::Logout(a) => login::logout(&a).await,
         Command::Info(a) => system::info(&client, &a).await,
         Command::Images(a) => images::list(&client, &a).await,
         Command::Image(c) => images::image(&client, c).await,

@@ -23,6 +23,7 @@ pub mod images;
 pub mod net;
 pub mod plugins;
 pub mod registry;
+pub mod token_issuer;
 pub mod volumes;
 
 use std::collections::BTreeMap;

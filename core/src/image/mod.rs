@@ -9,6 +9,7 @@ mod archive;
 mod compress;
 mod config;
 mod content;
+mod login;
 mod ops;
 mod parallel_gzip;
 mod push;

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use berth_model::{Digest, ImageRef, LayerRecord, Platform};
+use berth_model::{AuthConfig, Digest, ImageRef, LayerRecord, Platform};
 
 use crate::error::{EngineError, EngineResult};
 use crate::registry::{check_layers, descriptor_digest, pick_platform, Manifest, RegistryClient, RegistryError};
@@ -110,19 +110,21 @@ impl ImageService {
     }
 
     /// `docker pull`: `reference` (a missing tag is `latest`) for `platform`
-    /// (the host's when `None`). Nothing is registered unless all of it is
-    /// in place, and a failure leaves no blob or layer it brought.
+    /// (the host's when `None`), as `auth` (the user's credentials for the
+    /// image's registry; anonymous when `None`). Nothing is registered unless
+    /// all of it is in place, and a failure leaves no blob or layer it brought.
     pub fn pull(
         &self,
         reference: &ImageRef,
         platform: Option<&Platform>,
+        auth: Option<&AuthConfig>,
         progress: &mut dyn FnMut(PullProgress),
     ) -> EngineResult<PullOutcome> {
         let image = reference.clone().with_default_tag();
         let registry = self.registry()?;
         let mut pins: Vec<BlobPin> = Vec::new();
         let mut brought: Vec<Digest> = Vec::new();
-        let result = self.pull_into(registry, &image, platform, progress, &mut pins, &mut brought);
+        let result = self.pull_into(registry, &image, auth, platform, progress, &mut pins, &mut brought);
         // Whatever no image kept (all of it after a failure) goes; pins first.
         drop(pins);
         self.gc_blobs(Some(&brought))?;
@@ -133,20 +135,21 @@ impl ImageService {
         &self,
         registry: &RegistryClient,
         image: &ImageRef,
+        auth: Option<&AuthConfig>,
         platform: Option<&Platform>,
         progress: &mut dyn FnMut(PullProgress),
         pins: &mut Vec<BlobPin>,
         brought: &mut Vec<Digest>,
     ) -> EngineResult<PullOutcome> {
         let asked = image.tag_or_digest();
-        let top = registry.fetch_manifest(image, &asked)?;
+        let top = registry.fetch_manifest(image, &asked, auth)?;
         let fetched = match &top.manifest {
             Manifest::Image(_) => top.clone(),
             Manifest::Index(index) => {
                 let wanted = platform.cloned().unwrap_or_else(Platform::host);
                 let entry = pick_platform(index, &wanted)?;
                 let digest = descriptor_digest(entry, &format!("manifest list of {image}"))?;
-                registry.fetch_manifest(image, &digest.to_string())?
+                registry.fetch_manifest(image, &digest.to_string(), auth)?
             }
         };
         let whence = format!("{}@{}", image.name, fetched.digest);
@@ -161,7 +164,7 @@ impl ImageService {
         brought.push(fetched.digest.clone());
         let config_digest = descriptor_digest(manifest.config(), &whence)?;
         brought.push(config_digest.clone());
-        pins.push(self.fetch_unless_present(registry, image, &config_digest, manifest.config().size(), &mut |_| {})?);
+        pins.push(self.fetch_unless_present(registry, image, auth, &config_digest, manifest.config().size(), &mut |_| {})?);
         let config = self.content.read(&config_digest)?;
         let (parsed, diff_ids) = parse_config(&config, &whence)?;
         if let (Some(wanted), Manifest::Image(_)) = (platform, &top.manifest) {
@@ -233,7 +236,7 @@ impl ImageService {
                     let mut report = |step| {
                         let _ = events.send(Fetch::Step(i, step));
                     };
-                    let fetched = self.fetch_blob(registry, image, blob, *size, abandoned, &mut report);
+                    let fetched = self.fetch_blob(registry, image, auth, blob, *size, abandoned, &mut report);
                     if fetched.is_err() {
                         abandoned.store(true, Ordering::Relaxed);
                     }
@@ -313,6 +316,7 @@ impl ImageService {
         &self,
         registry: &RegistryClient,
         image: &ImageRef,
+        auth: Option<&AuthConfig>,
         digest: &Digest,
         size: u64,
         report: &mut dyn FnMut(LayerStep),
@@ -322,7 +326,7 @@ impl ImageService {
             return Ok(pin);
         }
         drop(pin);
-        self.fetch_blob(registry, image, digest, size, &AtomicBool::new(false), report)
+        self.fetch_blob(registry, image, auth, digest, size, &AtomicBool::new(false), report)
     }
 
     /// Streams blob `digest` (`size` bytes) into the content store, which
@@ -331,6 +335,7 @@ impl ImageService {
         &self,
         registry: &RegistryClient,
         image: &ImageRef,
+        auth: Option<&AuthConfig>,
         digest: &Digest,
         size: u64,
         abandoned: &AtomicBool,
@@ -338,7 +343,7 @@ impl ImageService {
     ) -> EngineResult<BlobPin> {
         let writer = self.content.writer(&format!("blob {digest} of {}", image.name), Some(digest), Some(size))?;
         let mut sink = ReportingSink { writer, abandoned, total: size, reported: 0, report };
-        registry.fetch_blob(image, digest, &mut sink)?;
+        registry.fetch_blob(image, digest, auth, &mut sink)?;
         (sink.report)(LayerStep::Verifying);
         let (pin, _) = sink.writer.commit()?;
         (sink.report)(LayerStep::DownloadComplete);

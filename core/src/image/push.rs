@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use berth_model::{Digest, ImageRef, LayerRecord};
+use berth_model::{AuthConfig, Digest, ImageRef, LayerRecord};
 use serde_json::json;
 
 use crate::error::{EngineError, EngineResult};
@@ -130,8 +130,9 @@ pub(super) fn compressed_blobs_in_use(tx: &ReadTxn) -> EngineResult<Vec<Digest>>
 
 impl ImageService {
     /// `docker push`: `reference`'s tag, or with no tag (`push -a`) every
-    /// tag of its repository. Returns nothing: the progress says it all.
-    pub fn push(&self, reference: &ImageRef, progress: &mut dyn FnMut(PushProgress)) -> EngineResult<()> {
+    /// tag of its repository, as `auth` (anonymously when `None`). Returns
+    /// nothing: the progress says it all.
+    pub fn push(&self, reference: &ImageRef, auth: Option<&AuthConfig>, progress: &mut dyn FnMut(PushProgress)) -> EngineResult<()> {
         let repository = ImageRef { name: reference.name.clone(), tag: None, digest: None };
         progress(PushProgress::RefersTo { repository: format!("{}/{}", repository.registry(), repository.repository()) });
         if reference.digest.is_some() {
@@ -160,7 +161,7 @@ impl ImageService {
         registry.ping(&repository)?;
         for (tag, id) in tags {
             let image = ImageRef { tag: Some(tag), ..repository.clone() };
-            self.push_tag(registry, &image, &id, progress)?;
+            self.push_tag(registry, &image, &id, auth, progress)?;
         }
         Ok(())
     }
@@ -171,6 +172,7 @@ impl ImageService {
         registry: &RegistryClient,
         image: &ImageRef,
         id: &Digest,
+        auth: Option<&AuthConfig>,
         progress: &mut dyn FnMut(PushProgress),
     ) -> EngineResult<()> {
         let tag = image.tag.clone().unwrap_or_default();
@@ -237,7 +239,7 @@ impl ImageService {
                     let mut report = |step| {
                         let _ = events.send(Upload::Step(i, step));
                     };
-                    let done = self.push_layer(registry, image, &diff_ids[i], &blobs[i], &mut report);
+                    let done = self.push_layer(registry, image, &diff_ids[i], &blobs[i], auth, &mut report);
                     if done.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -265,10 +267,10 @@ impl ImageService {
             })
             .collect::<EngineResult<_>>()?;
 
-        if !registry.blob_exists(image, id)? {
-            match registry.start_upload(image, None)? {
+        if !registry.blob_exists(image, id, auth)? {
+            match registry.start_upload(image, None, auth)? {
                 UploadStart::Session(location) => {
-                    registry.upload_blob(&location, id, config.len() as u64, self.content.open_blob(id)?, &mut |_| {})?
+                    registry.upload_blob(image, &location, id, config.len() as u64, self.content.open_blob(id)?, auth, &mut |_| {})?
                 }
                 UploadStart::Mounted => {}
             }
@@ -277,7 +279,7 @@ impl ImageService {
             Some((bytes, media_type, _)) => (bytes, media_type),
             None => build_manifest(id, config.len() as u64, &layers)?,
         };
-        let digest = registry.put_manifest(image, &tag, &media_type, &manifest)?;
+        let digest = registry.put_manifest(image, &tag, &media_type, &manifest, auth)?;
         let mut pushed: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
         pushed.push(id.clone());
         self.remember_repository(image, &pushed)?;
@@ -339,11 +341,12 @@ impl ImageService {
         image: &ImageRef,
         diff_id: &Digest,
         blob: &LayerBlob,
+        auth: Option<&AuthConfig>,
         report: &mut dyn FnMut(PushStep),
     ) -> EngineResult<SentBlob> {
         let ready = self.ready_blob(diff_id, blob)?;
         let sent = SentBlob { digest: ready.digest.clone(), size: ready.size, media_type: ready.media_type.clone() };
-        if registry.blob_exists(image, &ready.digest)? {
+        if registry.blob_exists(image, &ready.digest, auth)? {
             report(PushStep::AlreadyExists);
             return Ok(sent);
         }
@@ -352,7 +355,7 @@ impl ImageService {
             let path = r.strip_prefix(&format!("{}/", image.registry()))?.to_string();
             (r != here).then_some(path)
         });
-        let location = match registry.start_upload(image, from.as_deref().map(|f| (&ready.digest, f)))? {
+        let location = match registry.start_upload(image, from.as_deref().map(|f| (&ready.digest, f)), auth)? {
             UploadStart::Mounted => {
                 report(PushStep::MountedFrom(from.unwrap_or_default()));
                 return Ok(sent);
@@ -362,7 +365,7 @@ impl ImageService {
         let file = self.content.open_blob(&ready.digest)?;
         let total = ready.size;
         let mut reported = 0u64;
-        registry.upload_blob(&location, &ready.digest, total, file, &mut |current| {
+        registry.upload_blob(image, &location, &ready.digest, total, file, auth, &mut |current| {
             if current - reported >= REPORT_EVERY || current == total {
                 reported = current;
                 report(PushStep::Pushing { current, total });

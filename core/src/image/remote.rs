@@ -1,7 +1,7 @@
 //! Looking at a registry without pulling: `GET /distribution/{name}/json`
 //! (a reference's descriptor and platforms) and `docker search`.
 
-use berth_model::{Digest, ImageRef, Platform};
+use berth_model::{AuthConfig, Digest, ImageRef, Platform};
 
 use crate::error::{EngineError, EngineResult};
 use crate::registry::{descriptor_digest, Manifest, RegistryError, SearchResult, MAX_SEARCH_LIMIT};
@@ -30,11 +30,12 @@ pub struct SearchFilter {
 }
 
 impl ImageService {
-    /// The descriptor and platforms `reference` (a missing tag is `latest`) names on its registry.
-    pub fn distribution_inspect(&self, reference: &ImageRef) -> EngineResult<DistributionInfo> {
+    /// The descriptor and platforms `reference` (a missing tag is `latest`)
+    /// names on its registry, asked as `auth` (anonymously when `None`).
+    pub fn distribution_inspect(&self, reference: &ImageRef, auth: Option<&AuthConfig>) -> EngineResult<DistributionInfo> {
         let image = reference.clone().with_default_tag();
         let registry = self.registry()?;
-        let top = registry.fetch_manifest(&image, &image.tag_or_digest())?;
+        let top = registry.fetch_manifest(&image, &image.tag_or_digest(), auth)?;
         let platforms = match &top.manifest {
             Manifest::Index(index) => index
                 .manifests()
@@ -54,7 +55,7 @@ impl ImageService {
                 }
                 let digest = descriptor_digest(config, &whence)?;
                 let mut bytes = Vec::new();
-                registry.fetch_blob(&image, &digest, &mut bytes)?;
+                registry.fetch_blob(&image, &digest, auth, &mut bytes)?;
                 if Digest::of(&bytes) != digest {
                     return Err(RegistryError::DigestMismatch { what: format!("config of {whence}"), expected: digest, actual: Digest::of(&bytes) }.into());
                 }
@@ -66,8 +67,8 @@ impl ImageService {
     }
 
     /// The tags `reference`'s repository has on its registry (`docker pull -a`), sorted.
-    pub fn remote_tags(&self, reference: &ImageRef) -> EngineResult<Vec<String>> {
-        let mut tags = self.registry()?.list_tags(reference)?;
+    pub fn remote_tags(&self, reference: &ImageRef, auth: Option<&AuthConfig>) -> EngineResult<Vec<String>> {
+        let mut tags = self.registry()?.list_tags(reference, auth)?;
         if tags.is_empty() {
             return Err(EngineError::NotFound(format!("repository {} has no tags on its registry", reference.name)));
         }

@@ -734,7 +734,7 @@ fn pull_fetches_unpacks_and_registers_with_its_repo_digest_then_is_up_to_date() 
     let name = format!("127.0.0.1:{}/test/app", registry.port);
     let reference: berth_model::ImageRef = format!("{name}:1").parse().unwrap();
     let mut seen = Vec::new();
-    let outcome = engine.images().pull(&reference, None, &mut |p| seen.push(p)).unwrap();
+    let outcome = engine.images().pull(&reference, None, None, &mut |p| seen.push(p)).unwrap();
     assert!(outcome.updated);
     assert_eq!((outcome.id.clone(), outcome.manifest_digest.clone()), (id.clone(), manifest_digest.clone()));
     let d = engine.images().find(&format!("{name}:1")).unwrap();
@@ -761,7 +761,7 @@ fn pull_fetches_unpacks_and_registers_with_its_repo_digest_then_is_up_to_date() 
 
     // Again: nothing is fetched but the manifest, and the layers are there already.
     let mut again = Vec::new();
-    let outcome = engine.images().pull(&reference, None, &mut |p| again.push(p)).unwrap();
+    let outcome = engine.images().pull(&reference, None, None, &mut |p| again.push(p)).unwrap();
     assert!(!outcome.updated);
     assert_eq!(registry.blob_requests.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(again.iter().any(|p| matches!(p, PullProgress::Layer { step: LayerStep::AlreadyExists, .. })));
@@ -779,7 +779,7 @@ fn a_pulled_blob_with_the_wrong_bytes_is_refused_and_nothing_stays() {
     routes.get_mut(&path).unwrap().1[0] ^= 0xff;
     let registry = FakeRegistry::serve(routes);
     let reference: berth_model::ImageRef = format!("127.0.0.1:{}/test/app:1", registry.port).parse().unwrap();
-    let err = engine.images().pull(&reference, None, &mut |_| {}).unwrap_err();
+    let err = engine.images().pull(&reference, None, None, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("digest mismatch") && err.to_string().contains(&Digest::of(&layers[1]).to_string()), "{err}");
     assert!(engine.images().list().unwrap().is_empty());
     assert_eq!(env.blobs(), 0, "no blob of a failed pull is kept");
@@ -787,7 +787,7 @@ fn a_pulled_blob_with_the_wrong_bytes_is_refused_and_nothing_stays() {
     assert!(env.storage_layers().is_empty(), "no layer of a failed pull is kept: {:?}", env.storage_layers());
 
     let missing: berth_model::ImageRef = format!("127.0.0.1:{}/test/app:nope", registry.port).parse().unwrap();
-    let err = engine.images().pull(&missing, None, &mut |_| {}).unwrap_err();
+    let err = engine.images().pull(&missing, None, None, &mut |_| {}).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(
         err.to_string(),

@@ -3,8 +3,8 @@
 //!
 //! Calls block: the client owns a small tokio runtime of its own, so the
 //! images service stays blocking and testable. Every request goes through
-//! `RegistryClient::send`, the one place where authentication (a 401's
-//! `WWW-Authenticate` challenge, credentials) is handled.
+//! `RegistryClient::send`; authentication (a 401's `WWW-Authenticate`
+//! challenge, tokens, the operation's credentials) wraps it in `auth.rs`.
 //!
 //! Registries are reached as Docker reaches them: HTTPS, verified with the
 //! system's CAs and the registry's own from `certs.d` (`tls.rs`); a registry
@@ -12,6 +12,7 @@
 //! tried over HTTPS without verification first and over plain HTTP when
 //! that fails. Docker Hub's mirrors are tried before Docker Hub.
 
+mod auth;
 pub mod config;
 mod manifest;
 mod push;
@@ -23,16 +24,18 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_model::{Digest, ImageRef};
+use berth_model::{AuthConfig, Digest, ImageRef};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
 use hyper::{header, Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use auth::{parse_challenges, Access, Challenge};
 pub use config::RegistryConfig;
 pub use search::{SearchResult, MAX_SEARCH_LIMIT};
 pub use push::{UploadStart, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
@@ -66,6 +69,18 @@ pub enum RegistryError {
     Failed { method: String, url: String, message: String },
     #[error("manifest for {reference} not found: {detail}")]
     ManifestUnknown { reference: String, detail: String },
+    /// The registry wants basic credentials and the operation has none (dockerd's words).
+    #[error("Get \"{url}\": no basic auth credentials")]
+    NoBasicAuthCredentials { url: String },
+    /// The registry's token service refused the credentials (or anonymous access).
+    #[error("Get \"{url}\": {detail}")]
+    TokenRefused { url: String, detail: String },
+    /// Authenticated (or anonymous) and still refused: dockerd's words for a pull.
+    #[error("pull access denied for {name}, repository does not exist or may require 'docker login': {detail}")]
+    PullAccessDenied { name: String, detail: String },
+    /// `docker login` with credentials the registry refuses (dockerd's words).
+    #[error("login attempt to {url} failed with status: {} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))]
+    LoginFailed { url: String, status: StatusCode },
     #[error("blob {digest} of {repository} not found on the registry: {detail}")]
     BlobUnknown { repository: String, digest: Digest, detail: String },
     #[error("{what}: the registry answered {status}: {detail}")]
@@ -115,6 +130,8 @@ pub struct RegistryClient {
     /// Where a Docker Hub repository's manifest came from (a mirror or Docker
     /// Hub): its blobs are fetched from the same place.
     sources: Mutex<HashMap<String, String>>,
+    /// Tokens and credentials got for registries, per host, scope and user.
+    auth_cache: auth::AuthCache,
 }
 
 impl RegistryClient {
@@ -134,6 +151,7 @@ impl RegistryClient {
             clients: Mutex::default(),
             bases: Mutex::default(),
             sources: Mutex::default(),
+            auth_cache: auth::AuthCache::default(),
         })
     }
 
@@ -212,14 +230,20 @@ impl RegistryClient {
     }
 
     /// Fetches the manifest `reference` (a tag or digest) of `image`'s
-    /// repository. When `reference` is a digest, the bytes must hash to it.
-    pub fn fetch_manifest(&self, image: &ImageRef, reference: &str) -> Result<FetchedManifest, RegistryError> {
+    /// repository, as `credentials` (anonymously when `None`). When
+    /// `reference` is a digest, the bytes must hash to it.
+    pub fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        credentials: Option<&AuthConfig>,
+    ) -> Result<FetchedManifest, RegistryError> {
         let shown = if reference.contains(':') { format!("{}@{reference}", image.name) } else { format!("{}:{reference}", image.name) };
         let (bytes, content_type) = self.runtime.block_on(async {
             let bases = self.bases(image).await?;
             let last = bases.len().saturating_sub(1);
             for (i, base) in bases.iter().enumerate() {
-                match self.fetch_manifest_from(base, image, reference, &shown).await {
+                match self.fetch_manifest_from(base, image, reference, &shown, credentials).await {
                     Ok(found) => {
                         self.sources.lock().unwrap_or_else(|p| p.into_inner()).insert(image.full_name(), base.clone());
                         return Ok(found);
@@ -253,12 +277,18 @@ impl RegistryClient {
         image: &ImageRef,
         reference: &str,
         shown: &str,
+        credentials: Option<&AuthConfig>,
     ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
-        let url = format!("{base}/v2/{}/manifests/{reference}", image.repository());
+        let repository = image.repository();
+        let url = format!("{base}/v2/{repository}/manifests/{reference}");
         {
-            let resp = self.send(Method::GET, &url, Outgoing::accept(MANIFEST_ACCEPT)).await?;
+            let resp = self.send_authorized(&url, Some(MANIFEST_ACCEPT), &Access::pull(&repository, credentials)).await?;
             match resp.status() {
                 StatusCode::OK => {}
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    let detail = error_detail(&read_limited(resp, &url, 64 << 10).await.unwrap_or_default());
+                    return Err(RegistryError::PullAccessDenied { name: image.name.clone(), detail });
+                }
                 StatusCode::NOT_FOUND => {
                     let detail = error_detail(read_limited(resp, &url, 64 << 10).await.unwrap_or_default().as_slice());
                     return Err(RegistryError::ManifestUnknown { reference: shown.to_string(), detail });
@@ -276,12 +306,18 @@ impl RegistryClient {
     /// Streams blob `digest` of `image`'s repository into `sink`, chunk by
     /// chunk as it arrives; returns the bytes written. Checking the digest is
     /// the sink's business (the content store's writer does it).
-    pub fn fetch_blob(&self, image: &ImageRef, digest: &Digest, sink: &mut dyn Write) -> Result<u64, RegistryError> {
+    pub fn fetch_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        credentials: Option<&AuthConfig>,
+        sink: &mut dyn Write,
+    ) -> Result<u64, RegistryError> {
         let repository = image.repository();
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
             let url = format!("{}/v2/{repository}/blobs/{digest}", self.blob_base(image).await?);
-            let resp = self.send(Method::GET, &url, Outgoing::default()).await?;
+            let resp = self.send_authorized(&url, None, &Access::pull(&repository, credentials)).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -316,7 +352,8 @@ impl RegistryClient {
     /// retry. A request with a body has no deadline here: it may take as long
     /// as its bytes take, and the caller watches that they keep flowing.
     async fn send(&self, method: Method, url: &str, outgoing: Outgoing) -> Result<Response<Incoming>, RegistryError> {
-        let Outgoing { headers, mut body } = outgoing;
+        let Outgoing { headers, mut body, authorization } = outgoing;
+        let first_authority = url.parse::<Uri>().ok().and_then(|u| u.authority().cloned());
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
@@ -325,6 +362,10 @@ impl RegistryClient {
             let mut req = Request::builder().method(method.clone()).uri(uri.clone()).header(header::USER_AGENT, USER_AGENT);
             for (name, value) in &headers {
                 req = req.header(name, value);
+            }
+            // Credentials go to the registry only, never along a redirect elsewhere (blob storage).
+            if let Some(a) = authorization.as_ref().filter(|_| uri.authority() == first_authority.as_ref()) {
+                req = req.header(header::AUTHORIZATION, a);
             }
             let has_body = body.is_some();
             let req = req
@@ -375,12 +416,23 @@ fn empty_body() -> RequestBody {
 pub(crate) struct Outgoing {
     pub headers: Vec<(header::HeaderName, String)>,
     pub body: Option<RequestBody>,
+    /// `Authorization`, for the first URL's host only.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Outgoing {
     /// A request with only an `Accept` header.
     pub(crate) fn accept(accept: &str) -> Outgoing {
-        Outgoing { headers: vec![(header::ACCEPT, accept.to_string())], body: None }
+        Outgoing { headers: vec![(header::ACCEPT, accept.to_string())], ..Outgoing::default() }
+    }
+
+    /// A GET's headers: `Accept` when given, `Authorization` when given.
+    pub(crate) fn get(accept: Option<&str>, authorization: Option<&HeaderValue>) -> Outgoing {
+        Outgoing {
+            headers: accept.map(|a| vec![(header::ACCEPT, a.to_string())]).unwrap_or_default(),
+            body: None,
+            authorization: authorization.cloned(),
+        }
     }
 }
 
@@ -496,7 +548,7 @@ mod tests {
         drop(listener);
         let client = RegistryClient::new(RegistryConfig::default()).unwrap();
         let image = ImageRef::parse(&format!("127.0.0.1:{port}/test/box:1")).unwrap();
-        let err = client.fetch_manifest(&image, "1").unwrap_err().to_string();
+        let err = client.fetch_manifest(&image, "1", None).unwrap_err().to_string();
         assert!(err.contains(&format!("127.0.0.1:{port}/v2/test/box/manifests/1")) && err.contains("refused"), "{err}");
     }
 }

@@ -11,12 +11,13 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-use berth_model::{Digest, ImageRef};
+use berth_model::{AuthConfig, Digest, ImageRef};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
+use hyper::header::HeaderValue;
 use hyper::{header, Method, Response, StatusCode};
 
-use super::{error_detail, read_limited, resolve_location, Outgoing, RegistryClient, RegistryError, DOCKER_HUB_API, IDLE_TIMEOUT};
+use super::{error_detail, read_limited, Access, resolve_location, Outgoing, RegistryClient, RegistryError, DOCKER_HUB_API, IDLE_TIMEOUT};
 
 /// Docker's media type of an image config, as dockerd pushes it.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -46,6 +47,15 @@ impl RegistryClient {
         }
     }
 
+    /// `push_base` and the authorization to push to `image`'s repository as
+    /// `auth`, got before the request: an upload's body cannot be sent twice.
+    async fn push_access(&self, image: &ImageRef, auth: Option<&AuthConfig>) -> Result<(String, Option<HeaderValue>), RegistryError> {
+        let base = self.push_base(image).await?;
+        let repository = image.repository();
+        let authorization = self.authorize(&base, &Access::push(&repository, auth)).await?;
+        Ok((base, authorization))
+    }
+
     /// `GET /v2/`: whether the registry answers at all, before anything is
     /// sent (dockerd does the same, and words an unreachable registry the same).
     pub fn ping(&self, image: &ImageRef) -> Result<(), RegistryError> {
@@ -61,10 +71,11 @@ impl RegistryClient {
     }
 
     /// `HEAD /v2/<repo>/blobs/<digest>`: whether `image`'s repository has the blob.
-    pub fn blob_exists(&self, image: &ImageRef, digest: &Digest) -> Result<bool, RegistryError> {
+    pub fn blob_exists(&self, image: &ImageRef, digest: &Digest, auth: Option<&AuthConfig>) -> Result<bool, RegistryError> {
         self.runtime.block_on(async {
-            let url = format!("{}/v2/{}/blobs/{digest}", self.push_base(image).await?, image.repository());
-            let resp = self.send(Method::HEAD, &url, Outgoing::default()).await?;
+            let (base, authorization) = self.push_access(image, auth).await?;
+            let url = format!("{base}/v2/{}/blobs/{digest}", image.repository());
+            let resp = self.send(Method::HEAD, &url, Outgoing { authorization, ..Outgoing::default() }).await?;
             match resp.status() {
                 StatusCode::OK => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -76,14 +87,20 @@ impl RegistryClient {
     /// `POST /v2/<repo>/blobs/uploads/`, asking to mount `digest` from
     /// repository `from` (of the same registry) when given. A registry that
     /// cannot mount (the blob is not there, or not readable) opens a session.
-    pub fn start_upload(&self, image: &ImageRef, mount: Option<(&Digest, &str)>) -> Result<UploadStart, RegistryError> {
+    pub fn start_upload(
+        &self,
+        image: &ImageRef,
+        mount: Option<(&Digest, &str)>,
+        auth: Option<&AuthConfig>,
+    ) -> Result<UploadStart, RegistryError> {
         let what = format!("starting an upload to {}", image.name);
         self.runtime.block_on(async {
-            let mut url = format!("{}/v2/{}/blobs/uploads/", self.push_base(image).await?, image.repository());
+            let (base, authorization) = self.push_access(image, auth).await?;
+            let mut url = format!("{base}/v2/{}/blobs/uploads/", image.repository());
             if let Some((digest, from)) = mount {
                 url.push_str(&format!("?mount={digest}&from={from}"));
             }
-            let outgoing = Outgoing { headers: vec![(header::CONTENT_LENGTH, "0".to_string())], body: None };
+            let outgoing = Outgoing { headers: vec![(header::CONTENT_LENGTH, "0".to_string())], body: None, authorization };
             let resp = self.send(Method::POST, &url, outgoing).await?;
             match resp.status() {
                 StatusCode::CREATED if mount.is_some() => Ok(UploadStart::Mounted),
@@ -95,18 +112,22 @@ impl RegistryClient {
 
     /// Sends `file` (`size` bytes hashing to `digest`) to an upload session
     /// in one PUT, streamed in chunks; `sent` hears the bytes sent so far.
+    #[allow(clippy::too_many_arguments)] // one upload: where, what, and who sends it
     pub fn upload_blob(
         &self,
+        image: &ImageRef,
         location: &str,
         digest: &Digest,
         size: u64,
         mut file: File,
+        auth: Option<&AuthConfig>,
         sent: &mut dyn FnMut(u64),
     ) -> Result<(), RegistryError> {
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         let what = format!("uploading blob {digest}");
         self.runtime.block_on(async {
+            let (_, authorization) = self.push_access(image, auth).await?;
             let (chunks, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, io::Error>>(4);
             let frames = futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|f| (f, r)) });
             let outgoing = Outgoing {
@@ -115,6 +136,7 @@ impl RegistryClient {
                     (header::CONTENT_LENGTH, size.to_string()),
                 ],
                 body: Some(BodyExt::boxed(StreamBody::new(frames))),
+                authorization,
             };
             let request = self.send(Method::PUT, &url, outgoing);
             tokio::pin!(request);
@@ -172,11 +194,13 @@ impl RegistryClient {
         reference: &str,
         media_type: &str,
         bytes: &[u8],
+        auth: Option<&AuthConfig>,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
         let what = format!("pushing the manifest of {}:{reference}", image.name);
         self.runtime.block_on(async {
-            let url = format!("{}/v2/{}/manifests/{reference}", self.push_base(image).await?, image.repository());
+            let (base, authorization) = self.push_access(image, auth).await?;
+            let url = format!("{base}/v2/{}/manifests/{reference}", image.repository());
             let body = http_body_util::Full::new(Bytes::copy_from_slice(bytes)).map_err(|never| match never {});
             let outgoing = Outgoing {
                 headers: vec![
@@ -184,6 +208,7 @@ impl RegistryClient {
                     (header::CONTENT_LENGTH, bytes.len().to_string()),
                 ],
                 body: Some(BodyExt::boxed(body)),
+                authorization,
             };
             let resp = tokio::time::timeout(IDLE_TIMEOUT, self.send(Method::PUT, &url, outgoing))
                 .await

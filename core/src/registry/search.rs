@@ -6,9 +6,9 @@
 use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use berth_model::ImageRef;
+use berth_model::{AuthConfig, ImageRef};
 
-use super::{error_detail, read_limited, resolve_location, Outgoing, RegistryClient, RegistryError};
+use super::{error_detail, Access, read_limited, resolve_location, Outgoing, RegistryClient, RegistryError};
 
 /// dockerd's bounds of `limit`.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
@@ -76,13 +76,14 @@ const MAX_TAG_PAGES: usize = 1000;
 
 impl RegistryClient {
     /// Every tag of `image`'s repository, following the registry's `Link: <…>; rel="next"` pages.
-    pub fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
+    pub fn list_tags(&self, image: &ImageRef, credentials: Option<&AuthConfig>) -> Result<Vec<String>, RegistryError> {
+        let repository = image.repository();
         self.runtime.block_on(async {
             let base = self.blob_base(image).await?;
             let mut url = format!("{base}/v2/{}/tags/list", image.repository());
             let mut tags = Vec::new();
             for _ in 0..MAX_TAG_PAGES {
-                let resp = self.send(Method::GET, &url, Outgoing::accept("application/json")).await?;
+                let resp = self.send_authorized(&url, Some("application/json"), &Access::pull(&repository, credentials)).await?;
                 let status = resp.status();
                 let next = resp
                     .headers()
