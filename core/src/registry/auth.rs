@@ -530,9 +530,17 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let handle = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            for answer in answers {
+            let mut answers = answers.into_iter();
+            while let Some(answer) = answers.next() {
                 let (stream, _) = listener.accept().unwrap();
                 let mut reader = BufReader::new(stream);
+                // The client's HTTPS probe of a loopback registry (a TLS record starts with 0x16):
+                // answered as a plain HTTP server would, with plain text, and not counted.
+                if reader.fill_buf().map(|b| b.first() == Some(&0x16)).unwrap_or(false) {
+                    let _ = reader.get_mut().write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+                    answers = std::iter::once(answer).chain(answers).collect::<Vec<_>>().into_iter();
+                    continue;
+                }
                 let mut head = String::new();
                 loop {
                     let mut line = String::new();
@@ -556,7 +564,7 @@ mod tests {
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
             format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{storage}/blob\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         ]);
-        let client = RegistryClient::new().unwrap();
+        let client = RegistryClient::new(crate::registry::RegistryConfig::default()).unwrap();
         let image = berth_model::ImageRef::parse(&format!("127.0.0.1:{registry}/app")).unwrap();
         let digest: berth_model::Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
         let alice = AuthConfig { username: "alice".into(), password: "secret".into(), ..Default::default() };
