@@ -148,12 +148,22 @@ fn berth_logs_in_with_password_stdin_pulls_runs_and_logs_out() {
     sb.berth_ok(&["rmi", &name]);
     sb.docker_ok(&["pull", &name]);
 
+    // Pushing takes the same credentials (authorized before the upload, whose body is sent once).
+    let pushed = format!("{server}/test/pushed:1");
+    sb.berth_ok(&["tag", &name, &pushed]);
+    let out = sb.berth_ok(&["push", &pushed]);
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    let out = sb.docker_ok(&["push", &pushed]);
+    assert!(out.contains("Layer already exists"), "{out}");
+
     let out = sb.berth_ok(&["logout", &server]);
     assert_eq!(out.trim(), format!("Removing login credentials for {server}"));
     assert_eq!(config_json(&sb), serde_json::json!({"psFormat": "table {{.ID}}", "auths": {}}));
     sb.berth_ok(&["rmi", &name]);
     let out = sb.berth_fails(&["pull", &name]);
     assert!(out.stderr.contains("no basic auth credentials"), "{}", out.describe());
+    let out = sb.berth_fails(&["push", &pushed]);
+    assert!(out.stderr.contains("no basic auth credentials"), "a push without login is refused: {}", out.describe());
 }
 
 #[test]
