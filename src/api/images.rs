@@ -13,7 +13,7 @@ use berth_core::image::{ArchiveFormat, ImageDeleteItem, ImageDetails, ImportOpti
 use berth_model::{ImageRef, Platform};
 use serde_json::Value;
 
-use super::stream::{body_reader, drain, json_lines, streamed};
+use super::stream::{body_reader, drain, json_lines, json_lines_until_gone, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
     GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem, ImageInspect, ImageMetadata, ImageMountResponse,
@@ -507,8 +507,8 @@ async fn pull(state: AppState, params: &Params, image: &str) -> Result<Response,
         Some(p) => Some(p.parse::<Platform>().map_err(|e| ApiError::bad_request(e.to_string()))?),
         None => None,
     };
-    json_lines(&state, move |engine, emit| {
-        let outcome = engine.images().pull(&reference, platform.as_ref(), &mut |p| emit(pull_message(p)))?;
+    json_lines_until_gone(&state, move |engine, emit, client_gone| {
+        let outcome = engine.images().pull_until(&reference, platform.as_ref(), client_gone, &mut |p| emit(pull_message(p)))?;
         emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
         emit(JsonMessage::status(if outcome.updated {
             format!("Status: Downloaded newer image for {}", outcome.reference)
@@ -532,6 +532,9 @@ fn pull_message(progress: PullProgress) -> JsonMessage {
                 LayerStep::AlreadyExists => JsonMessage::status_of("Already exists", id),
                 LayerStep::Queued => JsonMessage::status_of("Pulling fs layer", id),
                 LayerStep::Downloading { current, total } => JsonMessage::progress_of("Downloading", id, current, total),
+                LayerStep::Retrying { seconds } => {
+                    JsonMessage::status_of(format!("Retrying in {seconds} second{}", if seconds == 1 { "" } else { "s" }), id)
+                }
                 LayerStep::Verifying => JsonMessage::status_of("Verifying Checksum", id),
                 LayerStep::DownloadComplete => JsonMessage::status_of("Download complete", id),
                 LayerStep::Extracting { total } => JsonMessage::progress_of("Extracting", id, 0, total),

@@ -9,6 +9,7 @@ mod archive;
 mod compress;
 mod config;
 mod content;
+mod ingest;
 mod ops;
 mod pull;
 mod save;
@@ -31,7 +32,7 @@ use ops::LayerClaims;
 
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
-pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
+pub use content::{BlobPin, BlobWriter, ContentStore, Resumed, VerifyingReader};
 pub use pull::{LayerStep, PullOutcome, PullProgress, MAX_CONCURRENT_DOWNLOADS};
 pub use crate::error::ImageError;
 

@@ -169,6 +169,10 @@ impl ImageService {
         if n > 0 {
             tracing::info!(count = n, "removed interrupted blob writes");
         }
+        let n = self.content.remove_stale_partials()?;
+        if n > 0 {
+            tracing::info!(count = n, "removed partial downloads that will not be resumed");
+        }
         // Layer records no image references (an rmi cut short between its transactions).
         let tx = self.store.write()?;
         let used: HashSet<Digest> = tx.images()?.into_iter().flat_map(|i| i.layers).collect();

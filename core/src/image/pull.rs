@@ -7,22 +7,36 @@
 //! into the content store's verifying writer, while this thread unpacks
 //! layer i as soon as blobs 0..=i are in. Progress comes back here over a
 //! channel, so the caller's `progress` is only ever called on its thread.
+//!
+//! Blobs are downloaded into the content store's ingest area, where what
+//! came before a dropped connection, a cancel or a daemon kill stays: the
+//! download (this one's next attempt, or the next pull's) continues with a
+//! `Range` request, and the digest is checked over the whole blob.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use berth_model::{Digest, ImageRef, LayerRecord, Platform};
 
 use crate::error::{EngineError, EngineResult};
-use crate::registry::{check_layers, descriptor_digest, pick_platform, Manifest, RegistryClient, RegistryError};
+use crate::registry::{
+    check_layers, descriptor_digest, pick_platform, BlobStart, Manifest, RangeSink, RegistryClient, RegistryError,
+};
 use super::archive::LayerSource;
-use super::content::BlobPin;
+use super::content::{BlobPin, Resumed};
 use super::ops::{parse_config, ChainStep};
 use super::{ImageError, ImageService};
 
 /// Blobs fetched at once, as dockerd's `max-concurrent-downloads` default.
 pub const MAX_CONCURRENT_DOWNLOADS: usize = 3;
+/// Tries of one blob download before the pull fails, as dockerd's
+/// `max-download-attempts` default; each retry continues where the last stopped.
+pub const MAX_DOWNLOAD_ATTEMPTS: u32 = 5;
+/// Seconds before retry n (1-based) are n times this: short, since a retry
+/// costs only the bytes not yet here.
+const RETRY_DELAY_STEP: u64 = 1;
 /// Bytes between two `Downloading` reports of one blob.
 const REPORT_EVERY: u64 = 512 << 10;
 
@@ -44,6 +58,9 @@ pub enum LayerStep {
     /// It will be fetched (`Pulling fs layer`).
     Queued,
     Downloading { current: u64, total: u64 },
+    /// The connection failed; the download continues in this many seconds
+    /// (counting down, a step a second, as Docker's `Retrying in N seconds`).
+    Retrying { seconds: u64 },
     /// All bytes are in; the digest is being checked.
     Verifying,
     DownloadComplete,
@@ -99,6 +116,13 @@ impl Write for ReportingSink<'_> {
     }
 }
 
+impl RangeSink for ReportingSink<'_> {
+    fn start_over(&mut self) -> io::Result<()> {
+        self.reported = 0;
+        self.writer.start_over()
+    }
+}
+
 impl ImageService {
     /// The registry client, made on first use (it starts a runtime).
     fn registry(&self) -> EngineResult<&RegistryClient> {
@@ -120,11 +144,23 @@ impl ImageService {
         platform: Option<&Platform>,
         progress: &mut dyn FnMut(PullProgress),
     ) -> EngineResult<PullOutcome> {
+        self.pull_until(reference, platform, &AtomicBool::new(false), progress)
+    }
+
+    /// `pull`, given up soon after `cancelled` is set (the client went away):
+    /// downloads stop where they are, their partial blobs kept for the next pull.
+    pub fn pull_until(
+        &self,
+        reference: &ImageRef,
+        platform: Option<&Platform>,
+        cancelled: &AtomicBool,
+        progress: &mut dyn FnMut(PullProgress),
+    ) -> EngineResult<PullOutcome> {
         let image = reference.clone().with_default_tag();
         let registry = self.registry()?;
         let mut pins: Vec<BlobPin> = Vec::new();
         let mut brought: Vec<Digest> = Vec::new();
-        let result = self.pull_into(registry, &image, platform, progress, &mut pins, &mut brought);
+        let result = self.pull_into(registry, &image, platform, cancelled, progress, &mut pins, &mut brought);
         // Whatever no image kept (all of it after a failure) goes; pins first.
         drop(pins);
         self.gc_blobs(Some(&brought))?;
@@ -136,6 +172,7 @@ impl ImageService {
         registry: &RegistryClient,
         image: &ImageRef,
         platform: Option<&Platform>,
+        abandoned: &AtomicBool,
         progress: &mut dyn FnMut(PullProgress),
         pins: &mut Vec<BlobPin>,
         brought: &mut Vec<Digest>,
@@ -163,7 +200,7 @@ impl ImageService {
         brought.push(fetched.digest.clone());
         let config_digest = descriptor_digest(manifest.config(), &whence)?;
         brought.push(config_digest.clone());
-        pins.push(self.fetch_unless_present(registry, image, &config_digest, manifest.config().size(), &mut |_| {})?);
+        pins.push(self.fetch_unless_present(registry, image, &config_digest, manifest.config().size(), abandoned, &mut |_| {})?);
         let config = self.content.read(&config_digest)?;
         let (parsed, diff_ids) = parse_config(&config, &whence)?;
         if let (Some(wanted), Manifest::Image(_)) = (platform, &top.manifest) {
@@ -218,13 +255,12 @@ impl ImageService {
         let sources: Vec<LayerSource> =
             blobs.iter().map(|(d, _)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name) }).collect();
 
-        let abandoned = AtomicBool::new(false);
         let next = AtomicUsize::new(0);
         let (events, received) = mpsc::channel::<Fetch>();
         let layers = std::thread::scope(|scope| {
             for _ in 0..MAX_CONCURRENT_DOWNLOADS.min(to_fetch.len()) {
                 let events = events.clone();
-                let (next, abandoned, to_fetch, blobs) = (&next, &abandoned, &to_fetch, &blobs);
+                let (next, to_fetch, blobs) = (&next, &to_fetch, &blobs);
                 scope.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= to_fetch.len() || abandoned.load(Ordering::Relaxed) {
@@ -236,10 +272,12 @@ impl ImageService {
                         let _ = events.send(Fetch::Step(i, step));
                     };
                     let fetched = self.fetch_blob(registry, image, blob, *size, abandoned, &mut report);
-                    if fetched.is_err() {
+                    let failed = fetched.is_err();
+                    let _ = events.send(Fetch::Done(i, fetched));
+                    // After the send: the others' `Cancelled` must not arrive before this error.
+                    if failed {
                         abandoned.store(true, Ordering::Relaxed);
                     }
-                    let _ = events.send(Fetch::Done(i, fetched));
                 });
             }
             drop(events);
@@ -313,6 +351,7 @@ impl ImageService {
         image: &ImageRef,
         digest: &Digest,
         size: u64,
+        abandoned: &AtomicBool,
         report: &mut dyn FnMut(LayerStep),
     ) -> EngineResult<BlobPin> {
         let pin = self.content.pin(digest);
@@ -320,11 +359,13 @@ impl ImageService {
             return Ok(pin);
         }
         drop(pin);
-        self.fetch_blob(registry, image, digest, size, &AtomicBool::new(false), report)
+        self.fetch_blob(registry, image, digest, size, abandoned, report)
     }
 
     /// Streams blob `digest` (`size` bytes) into the content store, which
-    /// refuses it unless its bytes hash to `digest`.
+    /// refuses it unless its bytes hash to `digest`. Continues what an
+    /// earlier download left in the ingest area, and retries a failed
+    /// connection from where it broke, up to `MAX_DOWNLOAD_ATTEMPTS` tries.
     fn fetch_blob(
         &self,
         registry: &RegistryClient,
@@ -334,9 +375,44 @@ impl ImageService {
         abandoned: &AtomicBool,
         report: &mut dyn FnMut(LayerStep),
     ) -> EngineResult<BlobPin> {
-        let writer = self.content.writer(&format!("blob {digest} of {}", image.name), Some(digest), Some(size))?;
+        let what = format!("blob {digest} of {}", image.name);
+        let writer = match self.content.resume_writer(&what, digest, size, &|| abandoned.load(Ordering::Relaxed))? {
+            Resumed::Writing(writer) => writer,
+            // Another pull brought it while this one waited.
+            Resumed::Present(pin) => {
+                report(LayerStep::DownloadComplete);
+                return Ok(pin);
+            }
+            Resumed::Stopped => return Err(RegistryError::Cancelled { what }.into()),
+        };
         let mut sink = ReportingSink { writer, abandoned, total: size, reported: 0, report };
-        registry.fetch_blob(image, digest, &mut sink)?;
+        let mut attempt = 1;
+        while sink.writer.written() < size {
+            let from = sink.writer.written();
+            if from > 0 {
+                tracing::info!(%digest, from, size, attempt, "continuing a blob download");
+                (sink.report)(LayerStep::Downloading { current: from, total: size });
+            }
+            match registry.fetch_blob_range(image, digest, from, &mut sink, abandoned) {
+                Ok(BlobStart::FromZero) if from > 0 => {
+                    tracing::info!(%digest, from, "the registry ignored Range: the blob was fetched from byte zero");
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) if e.is_transient() && attempt < MAX_DOWNLOAD_ATTEMPTS => {
+                    tracing::warn!(%digest, attempt, have = sink.writer.written(), error = %e, "blob download failed; retrying");
+                    for seconds in (1..=attempt as u64 * RETRY_DELAY_STEP).rev() {
+                        if abandoned.load(Ordering::Relaxed) {
+                            return Err(RegistryError::Cancelled { what }.into());
+                        }
+                        (sink.report)(LayerStep::Retrying { seconds });
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         (sink.report)(LayerStep::Verifying);
         let (pin, _) = sink.writer.commit()?;
         (sink.report)(LayerStep::DownloadComplete);

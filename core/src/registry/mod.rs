@@ -9,6 +9,7 @@
 //! `127.0.0.0/8`, `::1`, which Docker also reaches over HTTP), anonymously.
 
 mod manifest;
+mod range;
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
+pub use range::{BlobStart, RangeSink};
 
 /// Docker Hub's API host: `docker.io` is only the name's registry.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -61,6 +63,9 @@ pub enum RegistryError {
     DigestMismatch { what: String, expected: Digest, actual: Digest },
     #[error("{what}: the registry sent nothing for {}s; giving up", IDLE_TIMEOUT.as_secs())]
     Stalled { what: String },
+    /// The pull was abandoned (its client went away, or another part of it failed).
+    #[error("{what}: download stopped: the pull was cancelled")]
+    Cancelled { what: String },
     /// Where the bytes went refused them (disk full, or the pull was abandoned).
     #[error("{what}: {source}")]
     Sink {
@@ -114,7 +119,7 @@ impl RegistryClient {
         let url = format!("{}/v2/{}/manifests/{reference}", base_url(image)?, image.repository());
         let shown = if reference.contains(':') { format!("{}@{reference}", image.name) } else { format!("{}:{reference}", image.name) };
         let (bytes, content_type) = self.runtime.block_on(async {
-            let resp = self.send(&url, Some(MANIFEST_ACCEPT)).await?;
+            let resp = self.send(&url, Some(MANIFEST_ACCEPT), None).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -147,7 +152,7 @@ impl RegistryClient {
         let url = format!("{}/v2/{repository}/blobs/{digest}", base_url(image)?);
         let what = format!("blob {digest} of {}", image.name);
         self.runtime.block_on(async {
-            let resp = self.send(&url, None).await?;
+            let resp = self.send(&url, None, None).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => {
@@ -178,7 +183,8 @@ impl RegistryClient {
 
     /// One GET, following redirects. The single place requests leave from,
     /// where authentication will answer a 401's challenge and retry.
-    async fn send(&self, url: &str, accept: Option<&str>) -> Result<Response<Incoming>, RegistryError> {
+    /// `range_from` asks for the bytes from that offset on (`Range`).
+    async fn send(&self, url: &str, accept: Option<&str>, range_from: Option<u64>) -> Result<Response<Incoming>, RegistryError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = url.parse().map_err(|e| RegistryError::Invalid(format!("invalid registry URL {url:?}: {e}")))?;
@@ -191,6 +197,9 @@ impl RegistryClient {
             let mut req = Request::get(uri.clone()).header(header::USER_AGENT, concat!("berth/", env!("CARGO_PKG_VERSION")));
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
+            }
+            if let Some(from) = range_from {
+                req = req.header(header::RANGE, format!("bytes={from}-"));
             }
             let req = req.body(Empty::new()).map_err(|e| RegistryError::Invalid(format!("building a request for {url}: {e}")))?;
             let resp = tokio::time::timeout(IDLE_TIMEOUT + CONNECT_TIMEOUT, self.http.request(req))
