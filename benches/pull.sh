@@ -7,6 +7,7 @@
 #
 #   benches/pull.sh            # the layer: the gzip tar of /usr/lib/x86_64-linux-gnu
 #   RUNS=5 benches/pull.sh
+#   BERTH_BIN=/tmp/berth-before benches/pull.sh   # another berth binary, not built here
 #
 # The image is the one benches/load.sh makes (target/bench-input/oci: run
 # `RUNS=1 benches/load.sh` once first). The registry is
@@ -23,8 +24,12 @@ target="${CARGO_TARGET_DIR:-target}"
 cache="$target/bench-input"
 
 scripts/ensure-deps
-cargo build --release --bin berth
-berth="$(realpath "$target/release/berth")"
+if [ -n "${BERTH_BIN:-}" ]; then
+  berth="$(realpath "$BERTH_BIN")"   # a given build, e.g. to compare before and after a change
+else
+  cargo build --release --bin berth
+  berth="$(realpath "$target/release/berth")"
+fi
 docker_cli="$(command -v /usr/local/bin/docker || command -v docker)"
 command -v dockerd >/dev/null || { echo "pull.sh: dockerd is missing (Debian's docker.io)" >&2; exit 1; }
 

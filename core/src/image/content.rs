@@ -347,6 +347,12 @@ impl BlobWriter {
         self.written
     }
 
+    /// Another descriptor of the file being written, for a reader that
+    /// follows the download (see `live.rs`).
+    pub fn reopen(&self) -> io::Result<File> {
+        self.file.file().try_clone()
+    }
+
     /// Throws away what was written and starts again from byte zero (a
     /// server that ignores `Range` sends the whole blob).
     pub fn start_over(&mut self) -> io::Result<()> {

@@ -10,6 +10,7 @@ mod compress;
 mod config;
 mod content;
 mod ingest;
+mod live;
 mod ops;
 mod pull;
 mod save;

@@ -11,11 +11,13 @@
 //! Blobs are downloaded into the content store's ingest area, where what
 //! came before a dropped connection, a cancel or a daemon kill stays: the
 //! download (this one's next attempt, or the next pull's) continues with a
-//! `Range` request, and the digest is checked over the whole blob.
+//! `Range` request, and the digest is checked over the whole blob. A layer
+//! is unpacked while its blob downloads (`live.rs`), its end waiting for
+//! the blob's digest check.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use berth_model::{Digest, ImageRef, LayerRecord, Platform};
@@ -26,6 +28,7 @@ use crate::registry::{
 };
 use super::archive::LayerSource;
 use super::content::{BlobPin, Resumed};
+use super::live::LiveBlob;
 use super::ops::{parse_config, ChainStep};
 use super::{ImageError, ImageService};
 
@@ -92,6 +95,8 @@ enum Fetch {
 struct ReportingSink<'a> {
     writer: super::content::BlobWriter,
     abandoned: &'a AtomicBool,
+    /// The unpacker reading along, woken at each write.
+    live: Option<&'a LiveBlob>,
     total: u64,
     reported: u64,
     report: &'a mut dyn FnMut(LayerStep),
@@ -103,6 +108,9 @@ impl Write for ReportingSink<'_> {
             return Err(io::Error::other("the pull was abandoned"));
         }
         let n = self.writer.write(buf)?;
+        if let Some(live) = self.live {
+            live.wrote();
+        }
         let current = self.writer.written();
         if current - self.reported >= REPORT_EVERY || current == self.total {
             self.reported = current;
@@ -252,15 +260,20 @@ impl ImageService {
                 ready.push(false);
             }
         }
-        let sources: Vec<LayerSource> =
-            blobs.iter().map(|(d, _)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name) }).collect();
+        // Each blob to fetch is unpacked as it downloads.
+        let lives: Vec<Option<Arc<LiveBlob>>> = ready.iter().map(|r| (!r).then(Arc::default)).collect();
+        let sources: Vec<LayerSource> = blobs
+            .iter()
+            .zip(&lives)
+            .map(|((d, _), live)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name), live: live.clone() })
+            .collect();
 
         let next = AtomicUsize::new(0);
         let (events, received) = mpsc::channel::<Fetch>();
         let layers = std::thread::scope(|scope| {
             for _ in 0..MAX_CONCURRENT_DOWNLOADS.min(to_fetch.len()) {
                 let events = events.clone();
-                let (next, to_fetch, blobs) = (&next, &to_fetch, &blobs);
+                let (next, to_fetch, blobs, lives) = (&next, &to_fetch, &blobs, &lives);
                 scope.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= to_fetch.len() || abandoned.load(Ordering::Relaxed) {
@@ -271,7 +284,11 @@ impl ImageService {
                     let mut report = |step| {
                         let _ = events.send(Fetch::Step(i, step));
                     };
-                    let fetched = self.fetch_blob(registry, image, blob, *size, abandoned, &mut report);
+                    let live = lives[i].as_deref();
+                    let fetched = self.fetch_blob(registry, image, blob, *size, abandoned, live, &mut report);
+                    if let Some(live) = live {
+                        live.finish(fetched.as_ref().map(drop).map_err(|e| e.to_string()));
+                    }
                     let failed = fetched.is_err();
                     let _ = events.send(Fetch::Done(i, fetched));
                     // After the send: the others' `Cancelled` must not arrive before this error.
@@ -300,9 +317,16 @@ impl ImageService {
                 while let Ok(event) = received.try_recv() {
                     handle(event, progress, pins, &mut ready)?;
                 }
-                while !ready[i] {
-                    let event = received.recv().map_err(|_| EngineError::Internal("a layer download ended without a result".into()))?;
-                    handle(event, progress, pins, &mut ready)?;
+                // Blob i can be unpacked once it is in, or as it comes once its download has begun.
+                let streaming = |i: usize| lives[i].as_ref().is_some_and(|l| l.attached());
+                while !ready[i] && !streaming(i) {
+                    match received.recv_timeout(Duration::from_millis(20)) {
+                        Ok(event) => handle(event, progress, pins, &mut ready)?,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            return Err(EngineError::Internal("a layer download ended without a result".into()))
+                        }
+                    }
                 }
                 let blob = blobs[i].0.clone();
                 match step {
@@ -318,12 +342,27 @@ impl ImageService {
                 abandoned.store(true, Ordering::Relaxed);
             }
             // The downloads still running stop at their next chunk; their pins are kept until the gc.
+            // What they said while a layer unpacked is passed on too (retries before a failure).
+            let mut failed = None;
             for event in received.iter() {
-                if let Fetch::Done(_, Ok(pin)) = event {
-                    pins.push(pin);
+                match event {
+                    Fetch::Step(i, step) => progress(PullProgress::Layer { blob: blobs[i].0.clone(), step }),
+                    Fetch::Done(_, Ok(pin)) => pins.push(pin),
+                    Fetch::Done(_, Err(e)) if failed.is_none() => failed = Some(e),
+                    Fetch::Done(_, Err(_)) => {}
                 }
             }
-            unpacked
+            // An unpack that read a blob as it came ends only after its download succeeded;
+            // this is the check that every download did.
+            match (unpacked, failed) {
+                (Ok(layers), Some(e)) => {
+                    self.discard_new_layers(&layers);
+                    Err(e)
+                }
+                // An unpack that failed because its download did: the download's error says why.
+                (Err(_), Some(e)) if !matches!(e, EngineError::Registry(RegistryError::Cancelled { .. })) => Err(e),
+                (unpacked, _) => unpacked,
+            }
         })?;
 
         let tags: Vec<String> = if image.digest.is_none() { image.tagged().into_iter().collect() } else { vec![] };
@@ -359,7 +398,7 @@ impl ImageService {
             return Ok(pin);
         }
         drop(pin);
-        self.fetch_blob(registry, image, digest, size, abandoned, report)
+        self.fetch_blob(registry, image, digest, size, abandoned, None, report)
     }
 
     /// Streams blob `digest` (`size` bytes) into the content store, which
@@ -373,6 +412,7 @@ impl ImageService {
         digest: &Digest,
         size: u64,
         abandoned: &AtomicBool,
+        live: Option<&LiveBlob>,
         report: &mut dyn FnMut(LayerStep),
     ) -> EngineResult<BlobPin> {
         let what = format!("blob {digest} of {}", image.name);
@@ -385,7 +425,10 @@ impl ImageService {
             }
             Resumed::Stopped => return Err(RegistryError::Cancelled { what }.into()),
         };
-        let mut sink = ReportingSink { writer, abandoned, total: size, reported: 0, report };
+        if let Some(live) = live {
+            live.attach(writer.reopen().map_err(|e| ImageError::io(format!("reopening the download of {what}"), e))?);
+        }
+        let mut sink = ReportingSink { writer, abandoned, live, total: size, reported: 0, report };
         let mut attempt = 1;
         while sink.writer.written() < size {
             let from = sink.writer.written();
