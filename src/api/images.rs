@@ -17,7 +17,7 @@ use berth_model::{AuthConfig, ImageRef, Platform};
 use serde_json::Value;
 
 use super::auth::registry_auth;
-use super::stream::{body_reader, drain, json_lines, streamed};
+use super::stream::{body_reader, drain, json_lines, json_lines_until_gone, streamed};
 use super::{ApiError, AppState, RequestVersion};
 use crate::apitypes::images::{
     Descriptor, DistributionInspect, DistributionPlatform, GraphDriver, HistoryEntry, ImageConfig, ImageDeleteResponseItem,
@@ -525,7 +525,7 @@ async fn pull(state: AppState, params: &Params, image: &str, auth: Option<AuthCo
         Some(p) => Some(p.parse::<Platform>().map_err(|e| ApiError::bad_request(e.to_string()))?),
         None => None,
     };
-    json_lines(&state, move |engine, emit| {
+    json_lines_until_gone(&state, move |engine, emit, client_gone| {
         let references = if all_tags {
             let tags = engine.images().remote_tags(&reference, auth.as_ref())?;
             tags.into_iter().map(|tag| ImageRef { tag: Some(tag), ..reference.clone() }).collect()
@@ -534,7 +534,8 @@ async fn pull(state: AppState, params: &Params, image: &str, auth: Option<AuthCo
         };
         let mut updated = false;
         for one in &references {
-            let outcome = engine.images().pull(one, platform.as_ref(), auth.as_ref(), &mut |p| emit(pull_message(p)))?;
+            let outcome =
+                engine.images().pull_until(one, platform.as_ref(), auth.as_ref(), client_gone, &mut |p| emit(pull_message(p)))?;
             emit(JsonMessage::status(format!("Digest: {}", outcome.manifest_digest)));
             updated |= outcome.updated;
             if !all_tags {
@@ -570,6 +571,9 @@ fn pull_message(progress: PullProgress) -> JsonMessage {
                 LayerStep::AlreadyExists => JsonMessage::status_of("Already exists", id),
                 LayerStep::Queued => JsonMessage::status_of("Pulling fs layer", id),
                 LayerStep::Downloading { current, total } => JsonMessage::progress_of("Downloading", id, current, total),
+                LayerStep::Retrying { seconds } => {
+                    JsonMessage::status_of(format!("Retrying in {seconds} second{}", if seconds == 1 { "" } else { "s" }), id)
+                }
                 LayerStep::Verifying => JsonMessage::status_of("Verifying Checksum", id),
                 LayerStep::DownloadComplete => JsonMessage::status_of("Download complete", id),
                 LayerStep::Extracting { total } => JsonMessage::progress_of("Extracting", id, 0, total),

@@ -2,6 +2,8 @@
 //! so image archives pass through in chunks and are never held whole.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -115,8 +117,29 @@ pub async fn json_lines<F>(state: &AppState, produce: F) -> Result<Response, Api
 where
     F: FnOnce(&Engine, &mut dyn FnMut(JsonMessage)) -> Result<(), EngineError> + Send + 'static,
 {
+    json_lines_until_gone(state, move |engine, emit, _| produce(engine, emit)).await
+}
+
+/// Sets its flag when dropped: carried by a response body, it says the
+/// body is gone (sent whole, or the client closed the connection).
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `json_lines` for work worth stopping when nobody waits for it (a pull):
+/// `produce` also gets a flag set once the client has gone away.
+pub async fn json_lines_until_gone<F>(state: &AppState, produce: F) -> Result<Response, ApiError>
+where
+    F: FnOnce(&Engine, &mut dyn FnMut(JsonMessage), &AtomicBool) -> Result<(), EngineError> + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, io::Error>>(64);
     let engine = state.engine.clone();
+    let gone = Arc::new(AtomicBool::new(false));
+    let body_guard = SetOnDrop(gone.clone());
     let task = tokio::task::spawn_blocking(move || {
         let mut sent = false;
         let mut emit = |message: JsonMessage| {
@@ -126,7 +149,7 @@ where
             // A closed channel means the client left; the engine finishes its work regardless.
             let _ = tx.blocking_send(Ok(Bytes::from(line)));
         };
-        let result = produce(&engine, &mut emit);
+        let result = produce(&engine, &mut emit, &gone);
         if let (Err(e), true) = (&result, sent) {
             let mut line = serde_json::to_vec(&JsonMessage::error(e.to_string())).unwrap_or_default();
             line.extend_from_slice(b"\r\n");
@@ -145,7 +168,10 @@ where
                     Ok((Ok(()), _)) => {}
                 }
             });
-            Body::from_stream(futures_util::stream::iter([line]).chain(ReceiverStream::new(rx)))
+            Body::from_stream(futures_util::stream::iter([line]).chain(ReceiverStream::new(rx)).map(move |line| {
+                let _carried = &body_guard;
+                line
+            }))
         }
         None => match task.await {
             Ok((Err(e), _)) => return Err(e.into()),

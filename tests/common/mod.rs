@@ -21,6 +21,7 @@
 
 pub mod images;
 pub mod net;
+pub mod netns;
 pub mod plugins;
 pub mod registry;
 pub mod token_issuer;

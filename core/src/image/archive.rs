@@ -259,6 +259,8 @@ pub(crate) struct LayerSource {
     pub blob: Digest,
     /// Where it was in the archive, for errors.
     pub path: String,
+    /// For a pull: the blob while it downloads, to unpack as it arrives.
+    pub live: Option<std::sync::Arc<super::live::LiveBlob>>,
 }
 
 /// One image an archive holds.
@@ -397,7 +399,7 @@ impl Spooled {
                     .blob(content, l)
                     .map_err(|err| ImageError::Invalid(format!("{whence}: layer {l:?}: {err}")))?;
                 pins.extend(pin);
-                layers.push(LayerSource { blob, path: l.clone() });
+                layers.push(LayerSource { blob, path: l.clone(), live: None });
             }
             let tags = e
                 .repo_tags
@@ -536,7 +538,7 @@ impl Spooled {
                     actual: size,
                 });
             }
-            layers.push(LayerSource { blob, path });
+            layers.push(LayerSource { blob, path, live: None });
         }
         Ok(ImageSource { config, layers, tags: Vec::new(), manifest: Some(digest.clone()), _pins: Vec::new() })
     }

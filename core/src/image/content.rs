@@ -4,6 +4,10 @@
 //! while it is written, size-checked, fsync'd and only then renamed into
 //! place, so a blob under `sha256/` always has the bytes its name says. A blob
 //! whose bytes do not match what the caller expected is never kept.
+//!
+//! Downloads write instead to `<root>/ingest/<hex>` (see `ingest.rs`), a
+//! partial file that outlives a dropped connection, a cancelled pull and a
+//! killed daemon, so the next pull continues it with an HTTP Range request.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -14,11 +18,14 @@ use std::sync::{Arc, Mutex};
 use berth_model::Digest;
 use sha2::{Digest as _, Sha256};
 
+use super::ingest::{PartialFile, Partials, STALE_AFTER};
 use super::ImageError;
 
 /// Content-addressed blobs, verified on write.
 pub struct ContentStore {
     root: PathBuf,
+    /// Partial downloads, resumable (`<root>/ingest/`).
+    partials: Partials,
     /// Blobs an operation in flight still needs; removal skips them so a
     /// concurrent `rmi` cannot delete a blob a `load` has just written.
     pins: Arc<Mutex<HashMap<Digest, usize>>>,
@@ -45,8 +52,8 @@ impl Drop for BlobPin {
 impl ContentStore {
     /// Opens (creating if needed) the content store under `root` (the engine's `--root`).
     pub fn open(root: &Path) -> Result<ContentStore, ImageError> {
-        let store = ContentStore { root: root.join("blobs"), pins: Arc::default() };
-        for dir in [store.root.join("sha256"), store.root.join("ingest")] {
+        let store = ContentStore { root: root.join("blobs"), partials: Partials::new(root.join("ingest")), pins: Arc::default() };
+        for dir in [store.root.join("sha256"), store.root.join("ingest"), store.partials.dir().to_path_buf()] {
             fs::create_dir_all(&dir).map_err(|e| ImageError::io(format!("creating {}", dir.display()), e))?;
         }
         Ok(store)
@@ -79,7 +86,7 @@ impl ContentStore {
             .tempfile_in(&dir)
             .map_err(|e| ImageError::io(format!("creating a temp file in {}", dir.display()), e))?;
         Ok(BlobWriter {
-            file,
+            file: Destination::Temp(file),
             hasher: Sha256::new(),
             written: 0,
             what: what.to_string(),
@@ -88,6 +95,50 @@ impl ContentStore {
             blobs: self.root.join("sha256"),
             pins: self.pins.clone(),
         })
+    }
+
+    /// Starts or continues downloading blob `digest` (`size` bytes) in the
+    /// ingest area: the writer appends to what an earlier, interrupted
+    /// download left (its bytes already hashed, `written()` says how many),
+    /// and is kept when dropped uncommitted. Waits while another download
+    /// writes the same digest; finds the blob present if that one finished.
+    pub fn resume_writer(&self, what: &str, digest: &Digest, size: u64, stop: &dyn Fn() -> bool) -> Result<Resumed, ImageError> {
+        let Some(claim) = self.partials.claim(digest, stop) else { return Ok(Resumed::Stopped) };
+        let pin = self.pin(digest);
+        if self.exists(digest) {
+            // Bytes left beside a complete blob (it came by `load` meanwhile) are of no use.
+            let _ = fs::remove_file(self.partials.path(digest));
+            return Ok(Resumed::Present(pin));
+        }
+        drop(pin);
+        let partial = self.partials.open(claim)?;
+        let mut have = partial.len()?;
+        let mut hasher = Sha256::new();
+        if have > size {
+            // Not a prefix of this blob: start over.
+            partial.truncate().map_err(|e| ImageError::io(format!("emptying the partial download of {what}"), e))?;
+            have = 0;
+        } else if have > 0 {
+            let prefix = &partial.file;
+            io::copy(&mut prefix.take(have), &mut HashWriter(&mut hasher))
+                .map_err(|e| ImageError::io(format!("reading the partial download of {what}"), e))?;
+        }
+        Ok(Resumed::Writing(BlobWriter {
+            file: Destination::Partial(partial),
+            hasher,
+            written: have,
+            what: what.to_string(),
+            expected: Some(digest.clone()),
+            size: Some(size),
+            blobs: self.root.join("sha256"),
+            pins: self.pins.clone(),
+        }))
+    }
+
+    /// Removes partial downloads that will not be resumed (see `Partials::remove_stale`).
+    /// Only safe when no download is in flight (at engine start). Returns how many.
+    pub fn remove_stale_partials(&self) -> Result<usize, ImageError> {
+        self.partials.remove_stale(STALE_AFTER, &|d| self.exists(d))
     }
 
     /// Copies `reader` to a new blob (see `writer`); returns its pinned digest and size.
@@ -222,9 +273,52 @@ impl BlobPin {
     }
 }
 
-/// A blob being written; dropped without `commit`, its temp file is deleted.
+/// Where a `BlobWriter`'s bytes go until `commit` moves them into place.
+enum Destination {
+    /// A temp file, deleted when the writer is dropped uncommitted.
+    Temp(tempfile::NamedTempFile),
+    /// A download's partial file, kept when the writer is dropped (to be
+    /// resumed) and deleted only when its bytes turn out wrong.
+    Partial(PartialFile),
+}
+
+impl Destination {
+    fn file(&self) -> &File {
+        match self {
+            Destination::Temp(t) => t.as_file(),
+            Destination::Partial(p) => &p.file,
+        }
+    }
+}
+
+/// What `ContentStore::resume_writer` found.
+pub enum Resumed {
+    /// The blob is in the store already (pinned): nothing to download.
+    Present(BlobPin),
+    /// A writer positioned after the bytes already downloaded.
+    Writing(BlobWriter),
+    /// The caller's `stop` said to give up while another download held the digest.
+    Stopped,
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A blob being written; dropped without `commit`, its temp file is deleted
+/// (a download's partial file is kept, see `ContentStore::resume_writer`).
 pub struct BlobWriter {
-    file: tempfile::NamedTempFile,
+    file: Destination,
     hasher: Sha256,
     written: u64,
     what: String,
@@ -236,14 +330,14 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = (&mut &*self.file.file()).write(buf)?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        (&mut &*self.file.file()).flush()
     }
 }
 
@@ -253,26 +347,57 @@ impl BlobWriter {
         self.written
     }
 
+    /// Another descriptor of the file being written, for a reader that
+    /// follows the download (see `live.rs`).
+    pub fn reopen(&self) -> io::Result<File> {
+        self.file.file().try_clone()
+    }
+
+    /// Throws away what was written and starts again from byte zero (a
+    /// server that ignores `Range` sends the whole blob).
+    pub fn start_over(&mut self) -> io::Result<()> {
+        match &self.file {
+            Destination::Temp(t) => {
+                t.as_file().set_len(0)?;
+                io::Seek::rewind(&mut t.as_file())?;
+            }
+            // Opened for appending: the next write lands at the new end, zero.
+            Destination::Partial(p) => p.truncate()?,
+        }
+        self.hasher = Sha256::new();
+        self.written = 0;
+        Ok(())
+    }
+
     /// Checks size and digest, fsyncs and moves the blob into place. On any
     /// mismatch the temp file is deleted and nothing is kept.
     pub fn commit(self) -> Result<(BlobPin, u64), ImageError> {
         let BlobWriter { file, hasher, written, what, expected, size, blobs, pins } = self;
-        if let Some(size) = size {
-            if size != written {
-                return Err(ImageError::SizeMismatch { what, expected: size, actual: written });
+        let wrong = match (size, expected) {
+            (Some(size), _) if size != written => Some(ImageError::SizeMismatch { what: what.clone(), expected: size, actual: written }),
+            (_, Some(expected)) => {
+                let actual = Digest::from_hasher(hasher.clone());
+                (expected != actual).then(|| ImageError::DigestMismatch { what: what.clone(), expected, actual })
             }
+            _ => None,
+        };
+        if let Some(wrong) = wrong {
+            // Wrong bytes are never resumed: the next try starts from zero.
+            if let Destination::Partial(partial) = file {
+                partial.discard();
+            }
+            return Err(wrong);
         }
         let actual = Digest::from_hasher(hasher);
-        if let Some(expected) = expected {
-            if expected != actual {
-                return Err(ImageError::DigestMismatch { what, expected, actual });
-            }
-        }
-        file.as_file().sync_all().map_err(|e| ImageError::io(format!("syncing {what}"), e))?;
+        file.file().sync_all().map_err(|e| ImageError::io(format!("syncing {what}"), e))?;
         // Pin before the rename so no removal can slip in between.
         let guard = pin(&pins, &actual);
         let dest = blobs.join(actual.hex());
-        file.persist(&dest).map_err(|e| ImageError::io(format!("moving {what} to {}", dest.display()), e.error))?;
+        match file {
+            Destination::Temp(t) => t.persist(&dest).map(drop).map_err(|e| e.error),
+            Destination::Partial(p) => p.persist(&dest),
+        }
+        .map_err(|e| ImageError::io(format!("moving {what} to {}", dest.display()), e))?;
         // The rename is durable only once the directory is synced; a record
         // committed after this may name the blob.
         File::open(&blobs)
@@ -389,6 +514,53 @@ mod tests {
         let err = store.open_verified(&d).unwrap().read_to_end(&mut out).unwrap_err();
         assert!(err.to_string().contains("expected"), "{err}");
         assert!(store.read(&d).is_err());
+    }
+
+    fn resume(store: &ContentStore, blob: &[u8]) -> BlobWriter {
+        match store.resume_writer("test blob", &Digest::of(blob), blob.len() as u64, &|| false).unwrap() {
+            Resumed::Writing(w) => w,
+            _ => panic!("expected a writer"),
+        }
+    }
+
+    #[test]
+    fn a_download_dropped_halfway_is_continued_and_verified_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let blob = b"0123456789abcdef";
+        let mut first = resume(&store, blob);
+        first.write_all(&blob[..6]).unwrap();
+        drop(first);
+        let partial = dir.path().join("ingest").join(Digest::of(blob).hex());
+        assert_eq!(fs::read(&partial).unwrap(), &blob[..6], "the partial download is kept");
+        let mut second = resume(&store, blob);
+        assert_eq!(second.written(), 6);
+        second.write_all(&blob[6..]).unwrap();
+        let (pin, size) = second.commit().unwrap();
+        assert_eq!((pin.digest(), size), (&Digest::of(blob), 16));
+        assert_eq!(store.read(&Digest::of(blob)).unwrap(), blob);
+        assert!(!partial.exists());
+        assert!(matches!(store.resume_writer("b", &Digest::of(blob), 16, &|| false).unwrap(), Resumed::Present(_)));
+    }
+
+    #[test]
+    fn a_partial_download_with_wrong_bytes_is_deleted_and_an_empty_one_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let blob = b"the right bytes";
+        let partial = dir.path().join("ingest").join(Digest::of(blob).hex());
+        drop(resume(&store, blob));
+        assert!(!partial.exists(), "a download that got nothing leaves nothing");
+        let mut w = resume(&store, blob);
+        w.write_all(b"the wrong bytes").unwrap();
+        let err = w.commit().err().expect("wrong bytes must be refused");
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+        assert!(!partial.exists() && !store.exists(&Digest::of(blob)));
+        let mut w = resume(&store, blob);
+        w.write_all(b"junk").unwrap();
+        w.start_over().unwrap();
+        w.write_all(blob).unwrap();
+        assert!(w.commit().is_ok(), "starting over forgets the bytes before");
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod archive;
 mod compress;
 mod config;
 mod content;
+mod ingest;
+mod live;
 mod login;
 mod ops;
 mod parallel_gzip;
@@ -35,7 +37,7 @@ use ops::LayerClaims;
 
 pub use compress::{detect_compression, Compression};
 pub use config::apply_changes;
-pub use content::{BlobPin, BlobWriter, ContentStore, VerifyingReader};
+pub use content::{BlobPin, BlobWriter, ContentStore, Resumed, VerifyingReader};
 pub use pull::{LayerStep, PullOutcome, PullProgress};
 pub use remote::{DistributionInfo, SearchFilter};
 pub use push::{PushProgress, PushStep};

@@ -25,7 +25,7 @@ use super::config::{apply_changes, import_config};
 use super::content::BlobPin;
 use super::ImageError;
 use super::save::{self, SaveImage};
-use super::unpack::{driver_context, unpack_layer};
+use super::unpack::{driver_context, unpack_layer, unpack_layer_from};
 
 /// Layers (by chain ID) an operation is creating, reusing or removing.
 /// Whoever holds a chain ID is the only one that may create or delete that
@@ -169,6 +169,10 @@ impl ImageService {
         let n = self.content.clear_ingest()?;
         if n > 0 {
             tracing::info!(count = n, "removed interrupted blob writes");
+        }
+        let n = self.content.remove_stale_partials()?;
+        if n > 0 {
+            tracing::info!(count = n, "removed partial downloads that will not be resumed");
         }
         // Layer records no image references (an rmi cut short between its transactions).
         let tx = self.store.write()?;
@@ -548,15 +552,27 @@ impl ImageService {
             }
             let parent_storage = parent.map(|p| p.storage_id.clone());
             let t0 = std::time::Instant::now();
-            let unpacked = unpack_layer(
-                &self.content,
-                self.storage.as_ref(),
-                &source.blob,
-                &what,
-                &storage_id,
-                parent_storage.as_deref(),
-                Some(diff_id),
-            );
+            // A pull's blob still downloading is unpacked as its bytes arrive.
+            let unpacked = match source.live.as_ref().and_then(|live| live.reader()) {
+                Some(live) => unpack_layer_from(
+                    live,
+                    self.storage.as_ref(),
+                    &source.blob,
+                    &what,
+                    &storage_id,
+                    parent_storage.as_deref(),
+                    Some(diff_id),
+                ),
+                None => unpack_layer(
+                    &self.content,
+                    self.storage.as_ref(),
+                    &source.blob,
+                    &what,
+                    &storage_id,
+                    parent_storage.as_deref(),
+                    Some(diff_id),
+                ),
+            };
             tracing::debug!(layer = %chain_id, elapsed = ?t0.elapsed(), "load: layer unpacked");
             match unpacked {
                 Ok(u) => {

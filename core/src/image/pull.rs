@@ -7,20 +7,34 @@
 //! into the content store's verifying writer, while this thread unpacks
 //! layer i as soon as blobs 0..=i are in. Progress comes back here over a
 //! channel, so the caller's `progress` is only ever called on its thread.
+//!
+//! Blobs are downloaded into the content store's ingest area, where what
+//! came before a dropped connection, a cancel or a daemon kill stays: the
+//! download (this one's next attempt, or the next pull's) continues with a
+//! `Range` request, and the digest is checked over the whole blob. A layer
+//! is unpacked while its blob downloads (`live.rs`), its end waiting for
+//! the blob's digest check.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use berth_model::{AuthConfig, Digest, ImageRef, LayerRecord, Platform};
 
 use crate::error::{EngineError, EngineResult};
-use crate::registry::{check_layers, descriptor_digest, pick_platform, Manifest, RegistryClient, RegistryError};
+use crate::registry::{
+    check_layers, descriptor_digest, pick_platform, BlobStart, Manifest, RangeSink, RegistryClient, RegistryError,
+};
 use super::archive::LayerSource;
-use super::content::BlobPin;
+use super::content::{BlobPin, Resumed};
+use super::live::LiveBlob;
 use super::ops::{parse_config, ChainStep};
 use super::{ImageError, ImageService};
 
+/// Seconds before retry n (1-based) are n times this: short, since a retry
+/// costs only the bytes not yet here.
+const RETRY_DELAY_STEP: u64 = 1;
 /// Bytes between two `Downloading` reports of one blob.
 const REPORT_EVERY: u64 = 512 << 10;
 
@@ -42,6 +56,9 @@ pub enum LayerStep {
     /// It will be fetched (`Pulling fs layer`).
     Queued,
     Downloading { current: u64, total: u64 },
+    /// The connection failed; the download continues in this many seconds
+    /// (counting down, a step a second, as Docker's `Retrying in N seconds`).
+    Retrying { seconds: u64 },
     /// All bytes are in; the digest is being checked.
     Verifying,
     DownloadComplete,
@@ -73,6 +90,8 @@ enum Fetch {
 struct ReportingSink<'a> {
     writer: super::content::BlobWriter,
     abandoned: &'a AtomicBool,
+    /// The unpacker reading along, woken at each write.
+    live: Option<&'a LiveBlob>,
     total: u64,
     reported: u64,
     report: &'a mut dyn FnMut(LayerStep),
@@ -84,6 +103,9 @@ impl Write for ReportingSink<'_> {
             return Err(io::Error::other("the pull was abandoned"));
         }
         let n = self.writer.write(buf)?;
+        if let Some(live) = self.live {
+            live.wrote();
+        }
         let current = self.writer.written();
         if current - self.reported >= REPORT_EVERY || current == self.total {
             self.reported = current;
@@ -94,6 +116,13 @@ impl Write for ReportingSink<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
+    }
+}
+
+impl RangeSink for ReportingSink<'_> {
+    fn start_over(&mut self) -> io::Result<()> {
+        self.reported = 0;
+        self.writer.start_over()
     }
 }
 
@@ -120,11 +149,24 @@ impl ImageService {
         auth: Option<&AuthConfig>,
         progress: &mut dyn FnMut(PullProgress),
     ) -> EngineResult<PullOutcome> {
+        self.pull_until(reference, platform, auth, &AtomicBool::new(false), progress)
+    }
+
+    /// `pull`, given up soon after `cancelled` is set (the client went away):
+    /// downloads stop where they are, their partial blobs kept for the next pull.
+    pub fn pull_until(
+        &self,
+        reference: &ImageRef,
+        platform: Option<&Platform>,
+        auth: Option<&AuthConfig>,
+        cancelled: &AtomicBool,
+        progress: &mut dyn FnMut(PullProgress),
+    ) -> EngineResult<PullOutcome> {
         let image = reference.clone().with_default_tag();
         let registry = self.registry()?;
         let mut pins: Vec<BlobPin> = Vec::new();
         let mut brought: Vec<Digest> = Vec::new();
-        let result = self.pull_into(registry, &image, auth, platform, progress, &mut pins, &mut brought);
+        let result = self.pull_into(registry, &image, auth, platform, cancelled, progress, &mut pins, &mut brought);
         // Whatever no image kept (all of it after a failure) goes; pins first.
         drop(pins);
         self.gc_blobs(Some(&brought))?;
@@ -137,6 +179,7 @@ impl ImageService {
         image: &ImageRef,
         auth: Option<&AuthConfig>,
         platform: Option<&Platform>,
+        abandoned: &AtomicBool,
         progress: &mut dyn FnMut(PullProgress),
         pins: &mut Vec<BlobPin>,
         brought: &mut Vec<Digest>,
@@ -164,7 +207,7 @@ impl ImageService {
         brought.push(fetched.digest.clone());
         let config_digest = descriptor_digest(manifest.config(), &whence)?;
         brought.push(config_digest.clone());
-        pins.push(self.fetch_unless_present(registry, image, auth, &config_digest, manifest.config().size(), &mut |_| {})?);
+        pins.push(self.fetch_unless_present(registry, image, auth, &config_digest, manifest.config().size(), abandoned, &mut |_| {})?);
         let config = self.content.read(&config_digest)?;
         let (parsed, diff_ids) = parse_config(&config, &whence)?;
         if let (Some(wanted), Manifest::Image(_)) = (platform, &top.manifest) {
@@ -216,16 +259,20 @@ impl ImageService {
                 ready.push(false);
             }
         }
-        let sources: Vec<LayerSource> =
-            blobs.iter().map(|(d, _)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name) }).collect();
+        // Each blob to fetch is unpacked as it downloads.
+        let lives: Vec<Option<Arc<LiveBlob>>> = ready.iter().map(|r| (!r).then(Arc::default)).collect();
+        let sources: Vec<LayerSource> = blobs
+            .iter()
+            .zip(&lives)
+            .map(|((d, _), live)| LayerSource { blob: d.clone(), path: format!("{}@{d}", image.name), live: live.clone() })
+            .collect();
 
-        let abandoned = AtomicBool::new(false);
         let next = AtomicUsize::new(0);
         let (events, received) = mpsc::channel::<Fetch>();
         let layers = std::thread::scope(|scope| {
             for _ in 0..registry.config().max_concurrent_downloads.max(1).min(to_fetch.len()) {
                 let events = events.clone();
-                let (next, abandoned, to_fetch, blobs) = (&next, &abandoned, &to_fetch, &blobs);
+                let (next, to_fetch, blobs, lives) = (&next, &to_fetch, &blobs, &lives);
                 scope.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= to_fetch.len() || abandoned.load(Ordering::Relaxed) {
@@ -236,11 +283,17 @@ impl ImageService {
                     let mut report = |step| {
                         let _ = events.send(Fetch::Step(i, step));
                     };
-                    let fetched = self.fetch_blob(registry, image, auth, blob, *size, abandoned, &mut report);
-                    if fetched.is_err() {
+                    let live = lives[i].as_deref();
+                    let fetched = self.fetch_blob(registry, image, auth, blob, *size, abandoned, live, &mut report);
+                    if let Some(live) = live {
+                        live.finish(fetched.as_ref().map(drop).map_err(|e| e.to_string()));
+                    }
+                    let failed = fetched.is_err();
+                    let _ = events.send(Fetch::Done(i, fetched));
+                    // After the send: the others' `Cancelled` must not arrive before this error.
+                    if failed {
                         abandoned.store(true, Ordering::Relaxed);
                     }
-                    let _ = events.send(Fetch::Done(i, fetched));
                 });
             }
             drop(events);
@@ -263,9 +316,16 @@ impl ImageService {
                 while let Ok(event) = received.try_recv() {
                     handle(event, progress, pins, &mut ready)?;
                 }
-                while !ready[i] {
-                    let event = received.recv().map_err(|_| EngineError::Internal("a layer download ended without a result".into()))?;
-                    handle(event, progress, pins, &mut ready)?;
+                // Blob i can be unpacked once it is in, or as it comes once its download has begun.
+                let streaming = |i: usize| lives[i].as_ref().is_some_and(|l| l.attached());
+                while !ready[i] && !streaming(i) {
+                    match received.recv_timeout(Duration::from_millis(20)) {
+                        Ok(event) => handle(event, progress, pins, &mut ready)?,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            return Err(EngineError::Internal("a layer download ended without a result".into()))
+                        }
+                    }
                 }
                 let blob = blobs[i].0.clone();
                 match step {
@@ -281,12 +341,27 @@ impl ImageService {
                 abandoned.store(true, Ordering::Relaxed);
             }
             // The downloads still running stop at their next chunk; their pins are kept until the gc.
+            // What they said while a layer unpacked is passed on too (retries before a failure).
+            let mut failed = None;
             for event in received.iter() {
-                if let Fetch::Done(_, Ok(pin)) = event {
-                    pins.push(pin);
+                match event {
+                    Fetch::Step(i, step) => progress(PullProgress::Layer { blob: blobs[i].0.clone(), step }),
+                    Fetch::Done(_, Ok(pin)) => pins.push(pin),
+                    Fetch::Done(_, Err(e)) if failed.is_none() => failed = Some(e),
+                    Fetch::Done(_, Err(_)) => {}
                 }
             }
-            unpacked
+            // An unpack that read a blob as it came ends only after its download succeeded;
+            // this is the check that every download did.
+            match (unpacked, failed) {
+                (Ok(layers), Some(e)) => {
+                    self.discard_new_layers(&layers);
+                    Err(e)
+                }
+                // An unpack that failed because its download did: the download's error says why.
+                (Err(_), Some(e)) if !matches!(e, EngineError::Registry(RegistryError::Cancelled { .. })) => Err(e),
+                (unpacked, _) => unpacked,
+            }
         })?;
 
         let tags: Vec<String> = if image.digest.is_none() { image.tagged().into_iter().collect() } else { vec![] };
@@ -319,6 +394,7 @@ impl ImageService {
         auth: Option<&AuthConfig>,
         digest: &Digest,
         size: u64,
+        abandoned: &AtomicBool,
         report: &mut dyn FnMut(LayerStep),
     ) -> EngineResult<BlobPin> {
         let pin = self.content.pin(digest);
@@ -326,11 +402,13 @@ impl ImageService {
             return Ok(pin);
         }
         drop(pin);
-        self.fetch_blob(registry, image, auth, digest, size, &AtomicBool::new(false), report)
+        self.fetch_blob(registry, image, auth, digest, size, abandoned, None, report)
     }
 
     /// Streams blob `digest` (`size` bytes) into the content store, which
-    /// refuses it unless its bytes hash to `digest`.
+    /// refuses it unless its bytes hash to `digest`. Continues what an
+    /// earlier download left in the ingest area, and retries a failed
+    /// connection from where it broke, up to the daemon's `max-download-attempts` tries.
     fn fetch_blob(
         &self,
         registry: &RegistryClient,
@@ -339,11 +417,50 @@ impl ImageService {
         digest: &Digest,
         size: u64,
         abandoned: &AtomicBool,
+        live: Option<&LiveBlob>,
         report: &mut dyn FnMut(LayerStep),
     ) -> EngineResult<BlobPin> {
-        let writer = self.content.writer(&format!("blob {digest} of {}", image.name), Some(digest), Some(size))?;
-        let mut sink = ReportingSink { writer, abandoned, total: size, reported: 0, report };
-        registry.fetch_blob(image, digest, auth, &mut sink)?;
+        let what = format!("blob {digest} of {}", image.name);
+        let writer = match self.content.resume_writer(&what, digest, size, &|| abandoned.load(Ordering::Relaxed))? {
+            Resumed::Writing(writer) => writer,
+            // Another pull brought it while this one waited.
+            Resumed::Present(pin) => {
+                report(LayerStep::DownloadComplete);
+                return Ok(pin);
+            }
+            Resumed::Stopped => return Err(RegistryError::Cancelled { what }.into()),
+        };
+        if let Some(live) = live {
+            live.attach(writer.reopen().map_err(|e| ImageError::io(format!("reopening the download of {what}"), e))?);
+        }
+        let mut sink = ReportingSink { writer, abandoned, live, total: size, reported: 0, report };
+        let mut attempt = 1;
+        while sink.writer.written() < size {
+            let from = sink.writer.written();
+            if from > 0 {
+                tracing::info!(%digest, from, size, attempt, "continuing a blob download");
+                (sink.report)(LayerStep::Downloading { current: from, total: size });
+            }
+            match registry.fetch_blob_range(image, digest, from, auth, &mut sink, abandoned) {
+                Ok(BlobStart::FromZero) if from > 0 => {
+                    tracing::info!(%digest, from, "the registry ignored Range: the blob was fetched from byte zero");
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) if e.is_transient() && attempt < registry.config().max_download_attempts => {
+                    tracing::warn!(%digest, attempt, have = sink.writer.written(), error = %e, "blob download failed; retrying");
+                    for seconds in (1..=attempt as u64 * RETRY_DELAY_STEP).rev() {
+                        if abandoned.load(Ordering::Relaxed) {
+                            return Err(RegistryError::Cancelled { what }.into());
+                        }
+                        (sink.report)(LayerStep::Retrying { seconds });
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         (sink.report)(LayerStep::Verifying);
         let (pin, _) = sink.writer.commit()?;
         (sink.report)(LayerStep::DownloadComplete);

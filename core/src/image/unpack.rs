@@ -162,7 +162,21 @@ pub(crate) fn unpack_layer(
     expected_diff_id: Option<&Digest>,
 ) -> Result<Unpacked, EngineError> {
     let file = content.open_blob(blob)?;
-    let (kind, reader) = decompressed(what, file)?;
+    unpack_layer_from(file, storage, blob, what, id, parent, expected_diff_id)
+}
+
+/// `unpack_layer` reading the blob's bytes from `source` (for a pull, the
+/// blob as it downloads: see `live.rs`).
+pub(crate) fn unpack_layer_from<R: Read + Send>(
+    source: R,
+    storage: &dyn StorageDriver,
+    blob: &Digest,
+    what: &str,
+    id: &str,
+    parent: Option<&str>,
+    expected_diff_id: Option<&Digest>,
+) -> Result<Unpacked, EngineError> {
+    let (kind, reader) = decompressed(what, source)?;
     // An uncompressed blob is its own diff: the content store checked its
     // digest when it was written, so hashing it again would only cost time.
     let known = (kind == Compression::None).then_some(blob).filter(|b| expected_diff_id == Some(*b));

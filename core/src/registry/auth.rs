@@ -254,9 +254,21 @@ impl RegistryClient {
         accept: Option<&str>,
         access: &Access<'_>,
     ) -> Result<Response<Incoming>, RegistryError> {
+        let headers: Vec<(header::HeaderName, String)> = accept.map(|a| (header::ACCEPT, a.to_string())).into_iter().collect();
+        self.send_authorized_with(url, &headers, access).await
+    }
+
+    /// `send_authorized` with any headers (a download's `Range`).
+    pub(super) async fn send_authorized_with(
+        &self,
+        url: &str,
+        headers: &[(header::HeaderName, String)],
+        access: &Access<'_>,
+    ) -> Result<Response<Incoming>, RegistryError> {
+        let outgoing = |authorization: Option<&HeaderValue>| Outgoing { headers: headers.to_vec(), body: None, authorization: authorization.cloned() };
         let key = CacheKey { authority: authority_of(url)?, scope: access.scope(), identity: access.identity() };
         let cached = self.preset_authorization(access).or_else(|| self.auth_cache.get(&key));
-        let resp = self.send(Method::GET, url, Outgoing::get(accept, cached.as_ref())).await?;
+        let resp = self.send(Method::GET, url, outgoing(cached.as_ref())).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -267,7 +279,7 @@ impl RegistryClient {
         let challenges = challenges_of(&resp);
         let Some(fresh) = self.answer(url, &challenges, access, &key, false).await? else { return Ok(resp) };
         drop(resp);
-        self.send(Method::GET, url, Outgoing::get(accept, Some(&fresh.authorization))).await
+        self.send(Method::GET, url, outgoing(Some(&fresh.authorization))).await
     }
 
     /// The authorization for `access` to the registry at `base_url`

@@ -16,6 +16,7 @@ mod auth;
 pub mod config;
 mod manifest;
 mod push;
+mod range;
 mod search;
 mod tls;
 
@@ -40,6 +41,7 @@ pub use config::RegistryConfig;
 pub use search::{SearchResult, MAX_SEARCH_LIMIT};
 pub use push::{UploadStart, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
 pub use manifest::{check_layers, descriptor_digest, parse_manifest, pick_platform, Manifest, MANIFEST_ACCEPT};
+pub use range::{BlobStart, RangeSink};
 
 /// What berth calls itself to registries.
 const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
@@ -95,6 +97,9 @@ pub enum RegistryError {
     DigestMismatch { what: String, expected: Digest, actual: Digest },
     #[error("{what}: the registry sent nothing for {}s; giving up", IDLE_TIMEOUT.as_secs())]
     Stalled { what: String },
+    /// The pull was abandoned (its client went away, or another part of it failed).
+    #[error("{what}: download stopped: the pull was cancelled")]
+    Cancelled { what: String },
     /// Where the bytes went refused them (disk full, or the pull was abandoned).
     #[error("{what}: {source}")]
     Sink {
