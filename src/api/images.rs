@@ -686,10 +686,7 @@ pub async fn search(State(state): State<AppState>, RawQuery(q): RawQuery) -> Res
         Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={v}'")))?),
     };
     let filter = SearchFilter { min_stars, is_official: bool_filter("is-official")?, is_automated: bool_filter("is-automated")? };
-    let engine = state.engine.clone();
-    let found = tokio::task::spawn_blocking(move || engine.images().search(&term, limit, &filter))
-        .await
-        .map_err(|e| ApiError::internal(format!("search failed: {e}")))??;
+    let found = state.blocking(move |e| e.images().search(&term, limit, &filter)).await?;
     Ok(Json(
         found
             .into_iter()
@@ -713,10 +710,7 @@ pub async fn distribution(
     let auth = registry_auth(&headers);
     let name = rest.strip_suffix("/json").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::not_found("page not found"))?;
     let reference = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let engine = state.engine.clone();
-    let info = tokio::task::spawn_blocking(move || engine.images().distribution_inspect(&reference, auth.as_ref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("distribution inspect failed: {e}")))??;
+    let info = state.blocking(move |e| e.images().distribution_inspect(&reference, auth.as_ref())).await?;
     Ok(Json(DistributionInspect {
         descriptor: Descriptor { media_type: info.media_type, digest: info.digest.to_string(), size: info.size },
         platforms: info

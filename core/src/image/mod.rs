@@ -7,6 +7,7 @@
 
 mod archive;
 mod compress;
+mod compressed;
 mod config;
 mod content;
 mod ingest;

@@ -122,7 +122,7 @@ fn referenced_blobs(tx: &ReadTxn) -> EngineResult<HashSet<Digest>> {
             set.insert(d);
         }
     }
-    set.extend(super::push::compressed_blobs_in_use(tx)?);
+    set.extend(super::compressed::blobs_in_use(tx)?);
     Ok(set)
 }
 
@@ -553,26 +553,15 @@ impl ImageService {
             let parent_storage = parent.map(|p| p.storage_id.clone());
             let t0 = std::time::Instant::now();
             // A pull's blob still downloading is unpacked as its bytes arrive.
-            let unpacked = match source.live.as_ref().and_then(|live| live.reader()) {
-                Some(live) => unpack_layer_from(
-                    live,
-                    self.storage.as_ref(),
-                    &source.blob,
-                    &what,
-                    &storage_id,
-                    parent_storage.as_deref(),
-                    Some(diff_id),
-                ),
-                None => unpack_layer(
-                    &self.content,
-                    self.storage.as_ref(),
-                    &source.blob,
-                    &what,
-                    &storage_id,
-                    parent_storage.as_deref(),
-                    Some(diff_id),
-                ),
-            };
+            let bytes: Result<Box<dyn std::io::Read + Send>, EngineError> =
+                match source.live.as_ref().and_then(|live| live.reader()) {
+                    Some(live) => Ok(Box::new(live)),
+                    None => self.content.open_blob(&source.blob).map(|f| Box::new(f) as _).map_err(EngineError::from),
+                };
+            let unpacked = bytes.and_then(|bytes| {
+                let storage = self.storage.as_ref();
+                unpack_layer_from(bytes, storage, &source.blob, &what, &storage_id, parent_storage.as_deref(), Some(diff_id))
+            });
             tracing::debug!(layer = %chain_id, elapsed = ?t0.elapsed(), "load: layer unpacked");
             match unpacked {
                 Ok(u) => {

@@ -27,7 +27,8 @@ use serde_json::json;
 
 use crate::error::{EngineError, EngineResult};
 use crate::registry::{descriptor_digest, parse_manifest, Manifest, RegistryClient, UploadStart, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
-use crate::store::{DefinitionTable, ReadTxn};
+use crate::store::DefinitionTable;
+use super::compressed::{self, CompressedLayer};
 use super::content::BlobPin;
 use super::ops::parse_config;
 use super::parallel_gzip::{gzip_parallel, PUSH_LEVEL};
@@ -95,14 +96,6 @@ struct SentBlob {
     media_type: String,
 }
 
-/// A compressed form of a layer a push made (table `compressed_layers`, by diff ID).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CompressedLayer {
-    digest: Digest,
-    size: u64,
-    media_type: String,
-}
-
 /// Events the upload threads send to the pushing thread.
 enum Upload {
     Step(usize, PushStep),
@@ -112,20 +105,6 @@ enum Upload {
 /// `registry/repository` as blob sources are kept: `localhost:5000/team/app`.
 fn repository_key(image: &ImageRef) -> String {
     format!("{}/{}", image.registry(), image.repository())
-}
-
-/// Compressed blobs that a layer still present was pushed as (the gc keeps them).
-pub(super) fn compressed_blobs_in_use(tx: &ReadTxn) -> EngineResult<Vec<Digest>> {
-    let diff_ids: std::collections::HashSet<String> = tx.layers()?.into_iter().map(|l| l.diff_id.to_string()).collect();
-    let mut out = Vec::new();
-    for (diff_id, json) in tx.definitions(DefinitionTable::CompressedLayers)? {
-        if diff_ids.contains(&diff_id) {
-            if let Ok(c) = serde_json::from_str::<CompressedLayer>(&json) {
-                out.push(c.digest);
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl ImageService {
@@ -388,8 +367,7 @@ impl ImageService {
             }
             LayerBlob::Uncompressed { tar } => tar,
         };
-        let remembered = self.store.read()?.definition(DefinitionTable::CompressedLayers, &diff_id.to_string())?;
-        if let Some(c) = remembered.and_then(|json| serde_json::from_str::<CompressedLayer>(&json).ok()) {
+        if let Some(c) = compressed::remembered(&self.store.read()?, diff_id)? {
             let pin = self.content.pin(&c.digest);
             if self.content.exists(&c.digest) {
                 return Ok(ReadyBlob { digest: c.digest, size: c.size, media_type: c.media_type, _pin: pin });
@@ -409,12 +387,11 @@ impl ImageService {
         })?;
         let (pin, size) = writer.commit()?;
         let c = CompressedLayer { digest: pin.digest().clone(), size, media_type: OCI_LAYER_GZIP.to_string() };
-        let json = serde_json::to_string(&c).map_err(|e| EngineError::Internal(format!("encoding a compressed layer: {e}")))?;
         {
             // Under the gc lock, so the gc sees the blob pinned or remembered.
             let _gc = self.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
             let tx = self.store.write()?;
-            tx.put_definition(DefinitionTable::CompressedLayers, &diff_id.to_string(), &json)?;
+            compressed::remember(&tx, diff_id, &c)?;
             tx.commit()?;
         }
         Ok(ReadyBlob { digest: c.digest, size, media_type: c.media_type, _pin: pin })
@@ -422,8 +399,7 @@ impl ImageService {
 
     /// The gzip a push made of layer `diff_id`, if one was made.
     pub(super) fn compressed_form(&self, diff_id: &Digest) -> EngineResult<Option<Digest>> {
-        let json = self.store.read()?.definition(DefinitionTable::CompressedLayers, &diff_id.to_string())?;
-        Ok(json.and_then(|j| serde_json::from_str::<CompressedLayer>(&j).ok()).map(|c| c.digest))
+        Ok(compressed::remembered(&self.store.read()?, diff_id)?.map(|c| c.digest))
     }
 
     /// The repositories (`registry/path`) blob `digest` is known to be in, most recent first.

@@ -426,11 +426,6 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// A request with only an `Accept` header.
-    pub(crate) fn accept(accept: &str) -> Outgoing {
-        Outgoing { headers: vec![(header::ACCEPT, accept.to_string())], ..Outgoing::default() }
-    }
-
     /// A GET's headers: `Accept` when given, `Authorization` when given.
     pub(crate) fn get(accept: Option<&str>, authorization: Option<&HeaderValue>) -> Outgoing {
         Outgoing {

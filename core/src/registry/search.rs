@@ -48,7 +48,7 @@ impl RegistryClient {
                 self.base_of(registry).await?
             };
             let url = format!("{base}/v1/search?q={}&n={limit}", query_escape(query));
-            let resp = self.send(Method::GET, &url, Outgoing::accept("application/json")).await?;
+            let resp = self.send(Method::GET, &url, Outgoing::get(Some("application/json"), None)).await?;
             let status = resp.status();
             let body = read_limited(resp, &url, MAX_SEARCH_BYTES).await?;
             if status != StatusCode::OK {
